@@ -1,0 +1,4 @@
+//! The `vault` binary: parse the command line, run it, map the result to an exit code.
+fn main() -> std::process::ExitCode {
+    vault::cli::main()
+}
