@@ -5,5 +5,21 @@
 //! Only `cli` touches stdout, environment variables and the TTY.
 
 pub mod cli;
+pub mod errors;
 pub mod fsutil;
+pub mod keystore;
 pub mod secret;
+
+/// The current time as RFC 3339 UTC with nanoseconds, as ksctl prints `createdAt`.
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("RFC 3339 formatting of the current time cannot fail")
+}
+
+/// The account recorded as creator of keys and archives: the OS user running vault.
+pub fn current_account() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".to_string())
+}
