@@ -625,3 +625,538 @@ fn operation_matches(filter: &str, op: &str) -> bool {
         op == filter || op.strip_prefix(filter).is_some_and(|r| r.starts_with('.'))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn ok(op: &str) -> AuditEvent<'_> {
+        AuditEvent::new(op, Outcome::Success)
+    }
+
+    /// A log with `n` records appended through the real API.
+    fn log_with(n: u64) -> (tempfile::TempDir, AuditLog) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path()).with_account("tester");
+        for i in 1..=n {
+            let rec = log
+                .append(&ok("keys.create").key_id(format!("k{i}")))
+                .unwrap();
+            assert_eq!(rec.seq, i);
+        }
+        (dir, log)
+    }
+
+    fn read_lines(log: &AuditLog) -> Vec<String> {
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        text.lines().map(str::to_string).collect()
+    }
+
+    fn write_lines(log: &AuditLog, lines: &[String]) {
+        let mut text = lines.join("\n");
+        text.push('\n');
+        std::fs::write(log.path(), text).unwrap();
+    }
+
+    fn parse(line: &str) -> AuditRecord {
+        serde_json::from_str(line).unwrap()
+    }
+
+    /// Serializes `rec` with a freshly computed (so self-consistent) hash.
+    fn reseal(mut rec: AuditRecord) -> String {
+        rec.hash = rec.compute_hash();
+        serde_json::to_string(&rec).unwrap()
+    }
+
+    /// Expects the chain to break first at `line` (claiming `seq`) for `kind`.
+    fn assert_broken(log: &AuditLog, line: u64, seq: Option<u64>, kind: BreakKind) {
+        let r = log.verify().unwrap();
+        let b = r.first_broken.clone().expect("chain should be broken");
+        assert_eq!((b.line, b.seq, b.kind), (line, seq, kind), "{r:?}");
+        assert_eq!(r.records, line - 1, "records before the break");
+        assert!(!r.is_intact());
+    }
+
+    const N: u64 = 10;
+    const K: usize = 5; // 1-based line/seq of the tampered record
+
+    #[test]
+    fn appended_chain_verifies_and_file_is_private() {
+        let (_d, log) = log_with(N);
+        let r = log.verify().unwrap();
+        assert!(r.is_intact());
+        assert_eq!(r.records, N);
+        assert_eq!(r.torn_tail, None);
+        let recs: Vec<_> = log.records().unwrap().map(Result::unwrap).collect();
+        assert_eq!(r.last_hash, recs.last().unwrap().hash);
+        assert_eq!(recs[0].prev_hash, GENESIS_PREV_HASH);
+        for w in recs.windows(2) {
+            assert_eq!(w[1].prev_hash, w[0].hash);
+            assert_eq!(w[1].seq, w[0].seq + 1);
+        }
+        assert!(OffsetDateTime::parse(&recs[0].time, &Rfc3339).is_ok());
+        assert!(recs[0].time.ends_with('Z'));
+        assert_eq!(recs[0].account, "tester");
+        let mode = std::fs::metadata(log.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn missing_log_is_an_empty_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(&dir.path().join("nothing-yet"));
+        assert_eq!(log.records().unwrap().count(), 0);
+        let r = log.verify().unwrap();
+        assert_eq!((r.records, r.last_hash.as_str()), (0, GENESIS_PREV_HASH));
+        assert!(log.query(&AuditFilter::default()).unwrap().is_empty());
+        assert!(!log.path().exists(), "reading must not create the log");
+    }
+
+    #[test]
+    fn failure_outcome_is_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path());
+        let ev = AuditEvent::new(
+            "backup.pull",
+            Outcome::Failure {
+                kind: "bmc-unreachable".into(),
+            },
+        )
+        .bmc_host("ilo1.example");
+        let rec = log.append(&ev).unwrap();
+        assert_eq!(rec.result, "failure");
+        assert_eq!(rec.error_kind.as_deref(), Some("bmc-unreachable"));
+        assert!(!rec.is_success());
+        assert!(!rec.account.is_empty());
+        let line = &read_lines(&log)[0];
+        assert!(line.contains(r#""bmcHost":"ilo1.example""#), "{line}");
+        assert!(line.contains(r#""errorKind":"bmc-unreachable""#), "{line}");
+    }
+
+    #[test]
+    fn edited_field_is_a_hash_mismatch_at_that_record() {
+        let (_d, log) = log_with(N);
+        let mut lines = read_lines(&log);
+        lines[K - 1] = lines[K - 1].replace("keys.create", "keys.delete");
+        write_lines(&log, &lines);
+        assert_broken(&log, K as u64, Some(K as u64), BreakKind::HashMismatch);
+    }
+
+    #[test]
+    fn deleted_record_is_a_seq_gap_at_its_successor() {
+        let (_d, log) = log_with(N);
+        let mut lines = read_lines(&log);
+        lines.remove(K - 1);
+        write_lines(&log, &lines);
+        assert_broken(&log, K as u64, Some(K as u64 + 1), BreakKind::SeqGap);
+    }
+
+    #[test]
+    fn inserted_copy_with_its_own_valid_hash_is_a_seq_gap() {
+        let (_d, log) = log_with(N);
+        let mut lines = read_lines(&log);
+        let mut forged = parse(&lines[2]);
+        forged.detail = Some("forged".into());
+        lines.insert(K - 1, reseal(forged));
+        write_lines(&log, &lines);
+        assert_broken(&log, K as u64, Some(3), BreakKind::SeqGap);
+    }
+
+    #[test]
+    fn inserted_record_that_fits_the_chain_breaks_it_at_the_next_line() {
+        // The best possible forgery (right seq, right prevHash, own hash correct) cannot be
+        // told from a real record without a key, but the displaced original record K no
+        // longer fits after it: the break is named at line K+1.
+        let (_d, log) = log_with(N);
+        let mut lines = read_lines(&log);
+        let mut forged = parse(&lines[K - 1]);
+        forged.operation = "keys.delete".into();
+        lines.insert(K - 1, reseal(forged));
+        write_lines(&log, &lines);
+        assert_broken(&log, K as u64 + 1, Some(K as u64), BreakKind::SeqGap);
+    }
+
+    #[test]
+    fn swapped_records_are_a_seq_gap_at_the_first() {
+        let (_d, log) = log_with(N);
+        let mut lines = read_lines(&log);
+        lines.swap(K - 1, K);
+        write_lines(&log, &lines);
+        assert_broken(&log, K as u64, Some(K as u64 + 1), BreakKind::SeqGap);
+    }
+
+    #[test]
+    fn changed_prev_hash_is_detected_with_or_without_rehash() {
+        let (_d, log) = log_with(N);
+        let orig = read_lines(&log);
+        let mut rec = parse(&orig[K - 1]);
+        rec.prev_hash = "ab".repeat(32);
+
+        let mut lines = orig.clone();
+        lines[K - 1] = serde_json::to_string(&rec).unwrap();
+        write_lines(&log, &lines);
+        assert_broken(&log, K as u64, Some(K as u64), BreakKind::HashMismatch);
+
+        let mut lines = orig;
+        lines[K - 1] = reseal(rec);
+        write_lines(&log, &lines);
+        assert_broken(&log, K as u64, Some(K as u64), BreakKind::PrevHashMismatch);
+    }
+
+    #[test]
+    fn garbage_and_smuggled_fields_are_unparseable() {
+        let (_d, log) = log_with(N);
+        let orig = read_lines(&log);
+
+        let mut lines = orig.clone();
+        lines[K - 1] = "not json".into();
+        write_lines(&log, &lines);
+        assert_broken(&log, K as u64, None, BreakKind::Unparseable);
+        // records() reports the bad line and keeps going.
+        let items: Vec<_> = log.records().unwrap().collect();
+        assert_eq!(items.len(), N as usize);
+        assert!(matches!(
+            items[K - 1],
+            Err(AuditError::CorruptLine { line, .. }) if line == K as u64
+        ));
+        assert!(log.query(&AuditFilter::default()).is_err());
+
+        let mut lines = orig.clone();
+        lines[K - 1].insert_str(1, r#""note":"x","#);
+        write_lines(&log, &lines);
+        assert_broken(&log, K as u64, None, BreakKind::Unparseable);
+
+        let mut lines = orig;
+        lines[K - 1] = lines[K - 1].replace(&parse(&lines[K - 1]).hash, &"A".repeat(64));
+        write_lines(&log, &lines);
+        assert_broken(&log, K as u64, Some(K as u64), BreakKind::MalformedHash);
+    }
+
+    #[test]
+    fn torn_tail_is_reported_apart_from_tampering_and_repaired_by_next_append() {
+        let (_d, log) = log_with(3);
+        let torn = br#"{"seq":4,"time":"2025-"#;
+        let mut f = OpenOptions::new().append(true).open(log.path()).unwrap();
+        f.write_all(torn).unwrap();
+        drop(f);
+
+        let r = log.verify().unwrap();
+        assert!(r.is_intact());
+        assert_eq!(r.records, 3);
+        assert_eq!(
+            r.torn_tail,
+            Some(TornTail {
+                line: 4,
+                bytes: torn.len() as u64
+            })
+        );
+        assert_eq!(log.records().unwrap().count(), 3);
+
+        let rec = log.append(&ok("backup.create")).unwrap();
+        assert_eq!(rec.seq, 4);
+        let detail = rec.detail.unwrap();
+        assert!(detail.contains("repaired torn tail"), "{detail}");
+        assert!(
+            detail.contains(&hex::encode(Sha256::digest(torn))),
+            "{detail}"
+        );
+        let r = log.verify().unwrap();
+        assert!(r.is_intact());
+        assert_eq!((r.records, r.torn_tail), (4, None));
+    }
+
+    #[test]
+    fn torn_first_line_restarts_at_genesis_and_keeps_caller_detail() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path());
+        std::fs::write(log.path(), b"{\"seq\":1").unwrap();
+        let rec = log.append(&ok("keys.create").detail("first")).unwrap();
+        assert_eq!((rec.seq, rec.prev_hash.as_str()), (1, GENESIS_PREV_HASH));
+        assert!(rec.detail.unwrap().starts_with("first; repaired torn tail"));
+        assert!(log.verify().unwrap().is_intact());
+    }
+
+    #[test]
+    fn append_refuses_to_chain_onto_an_unreadable_last_record() {
+        let (_d, log) = log_with(2);
+        let mut lines = read_lines(&log);
+        lines.push("garbage".into());
+        write_lines(&log, &lines);
+        let before = std::fs::read(log.path()).unwrap();
+        let err = log.append(&ok("keys.create")).unwrap_err();
+        assert!(
+            matches!(err, AuditError::LastRecordUnreadable { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("vault audit verify"));
+        assert_eq!(std::fs::read(log.path()).unwrap(), before);
+    }
+
+    #[test]
+    fn last_record_is_found_across_scan_chunks() {
+        // Records longer than the backward-scan chunk exercise the chunked search.
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path());
+        let big = "d".repeat(3 * SCAN_CHUNK as usize);
+        for _ in 0..3 {
+            log.append(&ok("backup.verify").detail(big.clone()))
+                .unwrap();
+        }
+        let r = log.verify().unwrap();
+        assert!(r.is_intact());
+        assert_eq!(r.records, 3);
+    }
+
+    #[test]
+    fn invalid_events_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path());
+        for op in ["", "Keys.Create", "keys create", "keys\n.create"] {
+            assert!(matches!(
+                log.append(&ok(op)),
+                Err(AuditError::InvalidEvent(_))
+            ));
+        }
+        let huge = "x".repeat(MAX_LINE_LEN);
+        assert!(matches!(
+            log.append(&ok("keys.create").detail(huge)),
+            Err(AuditError::RecordTooLarge { .. })
+        ));
+        assert_eq!(log.verify().unwrap().records, 0);
+    }
+
+    /// Writes a chain with chosen times, operations and key ids (no clock involved).
+    fn crafted(log: &AuditLog, rows: &[(&str, &str, Option<&str>)]) {
+        let mut prev = GENESIS_PREV_HASH.to_string();
+        let mut lines = Vec::new();
+        for (i, (time, op, key)) in rows.iter().enumerate() {
+            let mut rec = AuditRecord {
+                seq: i as u64 + 1,
+                time: time.to_string(),
+                account: "alice".into(),
+                operation: op.to_string(),
+                key_id: key.map(str::to_string),
+                archive_id: None,
+                bmc_host: None,
+                result: "success".into(),
+                error_kind: None,
+                detail: None,
+                prev_hash: prev.clone(),
+                hash: String::new(),
+            };
+            rec.hash = rec.compute_hash();
+            prev.clone_from(&rec.hash);
+            lines.push(serde_json::to_string(&rec).unwrap());
+        }
+        write_lines(log, &lines);
+    }
+
+    #[test]
+    fn query_filters_by_since_operation_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path());
+        crafted(
+            &log,
+            &[
+                ("2025-01-01T00:00:00Z", "keys.create", Some("k1")),
+                ("2025-03-01T00:00:00.500Z", "backup.create", Some("k1")),
+                ("2025-06-01T00:00:00Z", "keys.rotate", Some("k2")),
+                ("2025-09-01T12:00:00Z", "backup.create", Some("k2")),
+            ],
+        );
+        assert!(log.verify().unwrap().is_intact());
+        let seqs =
+            |f: AuditFilter| -> Vec<u64> { log.query(&f).unwrap().iter().map(|r| r.seq).collect() };
+        assert_eq!(seqs(AuditFilter::default()), [1, 2, 3, 4]);
+        let since = OffsetDateTime::parse("2025-06-01T00:00:00+00:00", &Rfc3339).unwrap();
+        let f = |since, op: Option<&str>, key: Option<&str>| AuditFilter {
+            since,
+            operation: op.map(str::to_string),
+            key_id: key.map(str::to_string),
+            archive_id: None,
+        };
+        assert_eq!(seqs(f(Some(since), None, None)), [3, 4]);
+        assert_eq!(seqs(f(None, Some("backup.create"), None)), [2, 4]);
+        assert_eq!(seqs(f(None, Some("keys"), None)), [1, 3]);
+        assert_eq!(seqs(f(None, Some("key"), None)), Vec::<u64>::new());
+        assert_eq!(seqs(f(None, None, Some("k1"))), [1, 2]);
+        assert_eq!(seqs(f(Some(since), Some("backup"), Some("k2"))), [4]);
+    }
+
+    #[test]
+    fn anchor_detects_rewrite_and_truncation() {
+        let (_d, log) = log_with(N);
+        let anchor = log.verify().unwrap();
+        let (seq, hash) = (anchor.records, anchor.last_hash.clone());
+        assert_eq!(
+            log.verify_against_anchor(seq, &hash).unwrap(),
+            AnchorCheck::Found
+        );
+        assert_eq!(
+            log.verify_against_anchor(seq, &hash.to_uppercase())
+                .unwrap(),
+            AnchorCheck::Found
+        );
+        assert_eq!(
+            log.verify_against_anchor(0, GENESIS_PREV_HASH).unwrap(),
+            AnchorCheck::Found
+        );
+        // Later appends do not disturb an earlier anchor.
+        log.append(&ok("keys.delete")).unwrap();
+        assert_eq!(
+            log.verify_against_anchor(seq, &hash).unwrap(),
+            AnchorCheck::Found
+        );
+        let orig = read_lines(&log);
+
+        // Tail truncated before the anchor: the remaining chain is intact, the anchor is not.
+        write_lines(&log, &orig[..7]);
+        assert!(log.verify().unwrap().is_intact());
+        assert_eq!(
+            log.verify_against_anchor(seq, &hash).unwrap(),
+            AnchorCheck::Truncated { records: 7 }
+        );
+
+        // A plain edit of the anchored record breaks the chain there.
+        let mut lines = orig.clone();
+        lines[N as usize - 1] = lines[N as usize - 1].replace("keys.create", "keys.upload");
+        write_lines(&log, &lines);
+        assert!(matches!(
+            log.verify_against_anchor(seq, &hash).unwrap(),
+            AnchorCheck::ChainBroken { broken } if broken.line == N
+        ));
+
+        // A full rewrite from record K on (every hash recomputed) fools verify, not the anchor.
+        let mut prev = parse(&orig[K - 2]).hash;
+        let mut lines = orig[..K - 1].to_vec();
+        for line in &orig[K - 1..] {
+            let mut rec = parse(line);
+            if rec.seq == K as u64 {
+                rec.operation = "keys.download".into();
+            }
+            rec.prev_hash = prev;
+            rec.hash = rec.compute_hash();
+            prev = rec.hash.clone();
+            lines.push(serde_json::to_string(&rec).unwrap());
+        }
+        write_lines(&log, &lines);
+        assert!(log.verify().unwrap().is_intact());
+        assert!(matches!(
+            log.verify_against_anchor(seq, &hash).unwrap(),
+            AnchorCheck::HashDiffers { line, .. } if line == N
+        ));
+    }
+
+    #[test]
+    fn concurrent_handles_never_fork_the_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let home = dir.path().to_path_buf();
+                std::thread::spawn(move || {
+                    // Own handle, own File opens: flock contends as between processes.
+                    let log = AuditLog::open(&home);
+                    for i in 0..50 {
+                        log.append(&ok("backup.create").detail(format!("t{t} i{i}")))
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let log = AuditLog::open(dir.path());
+        let r = log.verify().unwrap();
+        assert!(r.is_intact(), "{r:?}");
+        assert_eq!((r.records, r.torn_tail), (400, None));
+        let seqs: Vec<u64> = log.records().unwrap().map(|r| r.unwrap().seq).collect();
+        assert_eq!(seqs, (1..=400).collect::<Vec<_>>());
+    }
+
+    const CHILD_ENV: &str = "VAULT_AUDIT_TEST_CHILD_HOME";
+
+    /// Helper for `concurrent_processes_never_fork_the_chain`: does nothing unless the
+    /// parent re-executes this test binary with `CHILD_ENV` set.
+    #[test]
+    fn multiprocess_child() {
+        let Some(home) = std::env::var_os(CHILD_ENV) else {
+            return;
+        };
+        let log = AuditLog::open(Path::new(&home));
+        for i in 0..25 {
+            log.append(&ok("backup.pull").detail(format!("pid {} i{i}", std::process::id())))
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn concurrent_processes_never_fork_the_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = std::env::current_exe().unwrap();
+        let children: Vec<_> = (0..4)
+            .map(|_| {
+                std::process::Command::new(&exe)
+                    .args([
+                        "--exact",
+                        "audit::log::tests::multiprocess_child",
+                        "--quiet",
+                    ])
+                    .env(CHILD_ENV, dir.path())
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for mut c in children {
+            assert!(c.wait().unwrap().success());
+        }
+        let log = AuditLog::open(dir.path());
+        let r = log.verify().unwrap();
+        assert!(r.is_intact(), "{r:?}");
+        assert_eq!(r.records, 100);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+        /// Any bytes as a log: reading, verifying, anchoring and appending never panic.
+        /// Memory is bounded by construction: no reader holds more than MAX_LINE_LEN of a
+        /// line (see `lines::tests::huge_line_is_not_buffered`).
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            bytes in prop::collection::vec(
+                prop_oneof![Just(b'\n'), Just(b'{'), Just(b'"'), any::<u8>()], 0..4096)
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let log = AuditLog::open(dir.path());
+            std::fs::write(log.path(), &bytes).unwrap();
+            for item in log.records().unwrap() {
+                let _ = item;
+            }
+            let _ = log.query(&AuditFilter::default());
+            let r = log.verify().unwrap();
+            prop_assert!(r.records <= bytes.len() as u64);
+            let _ = log.verify_against_anchor(1, GENESIS_PREV_HASH).unwrap();
+            let _ = log.append(&ok("keys.create"));
+        }
+
+        /// Changing any single byte of a valid log is always visible to verify.
+        #[test]
+        fn any_single_byte_change_is_detected(pos in any::<prop::sample::Index>(), new in any::<u8>()) {
+            let (_d, log) = log_with(4);
+            let mut bytes = std::fs::read(log.path()).unwrap();
+            let i = pos.index(bytes.len());
+            prop_assume!(bytes[i] != new);
+            bytes[i] = new;
+            std::fs::write(log.path(), &bytes).unwrap();
+            let r = log.verify().unwrap();
+            prop_assert!(
+                !(r.is_intact() && r.records == 4 && r.torn_tail.is_none()),
+                "undetected change at byte {} -> {:?}: {:?}", i, new as char, r
+            );
+        }
+    }
+}

@@ -266,5 +266,10 @@ mod tests {
         input.extend_from_slice(&64u64.to_be_bytes());
         input.extend_from_slice(GENESIS_PREV_HASH.as_bytes());
         assert_eq!(sample().compute_hash(), hex::encode(Sha256::digest(&input)));
+        // Independently computed from SECURITY-audit.md with Python's hashlib.
+        assert_eq!(
+            sample().compute_hash(),
+            "ce7b78ff62703dd2858a1637186316c804537c0fc806a0c6ebac1f5a05adf57c"
+        );
     }
 }
