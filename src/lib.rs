@@ -5,5 +5,6 @@
 //! Only `cli` touches stdout, environment variables and the TTY.
 
 pub mod cli;
+pub mod envelope;
 pub mod fsutil;
 pub mod secret;

@@ -1,0 +1,1 @@
+//! Integration-style tests of the archive format (filled in below).
