@@ -1,0 +1,1 @@
+//! Client against simulator tests.
