@@ -326,7 +326,7 @@ mod tests {
         );
         assert_eq!(
             o.resolve("//evil.example/x").unwrap(),
-            "https://10.0.0.5:443/x"
+            "https://10.0.0.5:443/evil.example/x"
         );
         assert_eq!(
             o.resolve("http://evil.example").unwrap(),
