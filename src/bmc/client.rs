@@ -782,9 +782,25 @@ fn build_agent(opts: &BmcOptions) -> Result<Agent, BmcError> {
         tls = tls.root_certs(RootCerts::new_with_certs(&certs));
     }
     let proxy = match &opts.proxy {
-        Some(p) => Some(ureq::Proxy::new(p).map_err(|_| BmcError::InvalidProxy {
-            proxy: redfish::sanitize(p),
-        })?),
+        Some(p) => {
+            let invalid = |reason: &str| BmcError::InvalidProxy {
+                proxy: redfish::sanitize(p),
+                reason: reason.to_string(),
+            };
+            let proxy = ureq::Proxy::new(p)
+                .map_err(|_| invalid("use http://host:port (an HTTP CONNECT proxy)"))?;
+            // Without ureq's `socks-proxy` feature a SOCKS proxy would be skipped and the
+            // connection made directly: refuse rather than silently bypass it.
+            if !matches!(
+                proxy.protocol(),
+                ureq::ProxyProtocol::Http | ureq::ProxyProtocol::Https
+            ) {
+                return Err(invalid(
+                    "SOCKS proxies are not supported; use an HTTP CONNECT proxy (http://host:port)",
+                ));
+            }
+            Some(proxy)
+        }
         None => None,
     };
     let config = Agent::config_builder()
@@ -949,6 +965,7 @@ fn classify(host: &str, e: ureq::Error, what: &str, timeout: Duration) -> BmcErr
         },
         ureq::Error::InvalidProxyUrl => BmcError::InvalidProxy {
             proxy: String::new(),
+            reason: "use http://host:port".into(),
         },
         ureq::Error::Protocol(p) => BmcError::MalformedResponse {
             host: host_s,

@@ -17,8 +17,8 @@ pub enum BmcError {
     #[error("cannot use CA certificate {}: {reason}; pass a PEM file with the CA that signed the BMC certificate", path.display())]
     CaCert { path: PathBuf, reason: String },
 
-    #[error("invalid proxy {proxy:?}: use http://host:port or socks5://host:port")]
-    InvalidProxy { proxy: String },
+    #[error("invalid proxy {proxy:?}: {reason}")]
+    InvalidProxy { proxy: String, reason: String },
 
     #[error(
         "cannot connect to BMC {host}: {detail}; check the address, the port and that the BMC is reachable from here"

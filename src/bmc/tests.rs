@@ -482,3 +482,121 @@ fn session_debug_shows_no_secrets() {
     assert!(!shown.contains(&cfg.password));
     assert!(shown.contains("127.0.0.1"));
 }
+
+/// A minimal HTTP CONNECT proxy on loopback that counts tunnels; stops when dropped.
+struct TestProxy {
+    addr: std::net::SocketAddr,
+    tunnels: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestProxy {
+    fn start() -> TestProxy {
+        use std::io::{BufRead, BufReader, Write};
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let tunnels = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (t, st) = (tunnels.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut pipes = Vec::new();
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while !st.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                client.set_nonblocking(false).unwrap();
+                client
+                    .set_read_timeout(Some(Duration::from_secs(5)))
+                    .unwrap();
+                let mut reader = BufReader::new(client.try_clone().unwrap());
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let target = line.split(' ').nth(1).unwrap_or("").to_string();
+                assert!(line.starts_with("CONNECT 127.0.0.1:"), "{line}");
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                }
+                let upstream = TcpStream::connect(&target).unwrap();
+                upstream
+                    .set_read_timeout(Some(Duration::from_secs(5)))
+                    .unwrap();
+                let mut c = client;
+                c.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .unwrap();
+                t.fetch_add(1, Ordering::SeqCst);
+                let (mut c2, mut u2) = (c.try_clone().unwrap(), upstream.try_clone().unwrap());
+                let mut u = upstream;
+                pipes.push(std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c, &mut u);
+                    let _ = u.shutdown(std::net::Shutdown::Write);
+                }));
+                pipes.push(std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut u2, &mut c2);
+                    let _ = c2.shutdown(std::net::Shutdown::Write);
+                }));
+            }
+            for p in pipes {
+                let _ = p.join();
+            }
+        });
+        TestProxy {
+            addr,
+            tunnels,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for TestProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn proxy_is_used_when_given() {
+    let _g = shared();
+    let (sim, cfg) = sim_with(|_| {});
+    let proxy = TestProxy::start();
+    let mut o = opts_for(&sim, &cfg);
+    o.proxy = Some(format!("http://{}", proxy.addr));
+    let mut s = BmcSession::connect(o).unwrap();
+    let svc = s.discover().unwrap();
+    let mut out = Vec::new();
+    s.download_backup(&svc, &mut out).unwrap();
+    assert_eq!(out, cfg.backup_bytes);
+    s.logout().unwrap();
+    assert_eq!(sim.open_sessions(), 0);
+    // Every request went through the tunnel (TLS end to end with the simulator's CA).
+    assert_eq!(
+        proxy.tunnels.load(std::sync::atomic::Ordering::SeqCst),
+        sim.request_count()
+    );
+
+    // A dead proxy is a connection error, never a silent direct connection.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    let mut o = opts_for(&sim, &cfg);
+    o.proxy = Some(format!("http://{dead_addr}"));
+    let err = BmcSession::connect(o).unwrap_err();
+    assert!(matches!(err, BmcError::Connect { .. }), "{err:?}");
+
+    let mut o = opts_for(&sim, &cfg);
+    o.proxy = Some("socks5://127.0.0.1:1080".into());
+    let err = BmcSession::connect(o).unwrap_err();
+    assert!(matches!(err, BmcError::InvalidProxy { .. }), "{err:?}");
+}
