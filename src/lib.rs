@@ -5,6 +5,7 @@
 //! Only `cli` touches stdout, environment variables and the TTY.
 
 pub mod audit;
+pub mod bmc;
 pub mod cli;
 pub mod errors;
 pub mod envelope;

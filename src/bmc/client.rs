@@ -1,0 +1,1133 @@
+//! Redfish client for HPE iLO backup and restore.
+//!
+//! Invariants:
+//! - A session created by [`BmcSession::connect`] is deleted on every exit path: by
+//!   [`BmcSession::logout`], by `Drop` (on errors and early returns), and by
+//!   [`logout_all_live_sessions`] from a Ctrl-C handler. iLO allows only a few sessions;
+//!   a leaked one locks people out until it times out (30 minutes by default).
+//! - Requests go only to the origin the user named (see `redfish`), never follow
+//!   redirects, and carry the token or password only in headers. No error, log line or
+//!   `Debug` output contains a password, a token or an `Authorization` value.
+//! - Only idempotent requests (GET, DELETE) are retried. The login POST is never retried
+//!   (a retry after a lost answer would leak a session) and neither is the restore POST
+//!   (iLO resets after accepting one).
+//! - A download is streamed into the caller's sink and never buffered whole; anything but
+//!   a `200` carrying a binary body within `max_backup_bytes` is an error, so an error page
+//!   can never end up sealed as a backup. On error, bytes already written to the sink
+//!   must be discarded by the caller.
+use std::cell::Cell;
+use std::io::{self, Cursor, Read, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde::Serialize;
+use serde_json::Value;
+use ureq::http::Response;
+use ureq::{Agent, Body, RequestBuilder, SendBody};
+use zeroize::Zeroizing;
+
+use super::error::BmcError;
+use super::redfish::{
+    self, FALLBACK_BACKUP_SERVICE, MAX_JSON_BYTES, Origin, SERVICE_ROOT, SESSIONS_PATH, link_at,
+    members, parse_error_body, parse_json, path_of, str_at,
+};
+use crate::secret::Password;
+
+/// Default cap on a backup's size. iLO backups are tens of KiB to a few MiB.
+pub const DEFAULT_MAX_BACKUP_BYTES: u64 = 512 << 20;
+/// Default per-request timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default number of retries of an idempotent request.
+pub const DEFAULT_RETRIES: u32 = 2;
+/// Timeout of the best-effort logout from `Drop` and the Ctrl-C path: the user is
+/// waiting for the process to end.
+const BEST_EFFORT_LOGOUT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest error body read to find a `MessageId`.
+const MAX_ERROR_BODY: u64 = 64 << 10;
+/// A download slower than this (averaged over each `timeout` window) is stalled.
+/// Catches a BMC that dribbles bytes just fast enough to beat the per-read timeout.
+const MIN_DOWNLOAD_BYTES_PER_SEC: u64 = 4096;
+/// Backoff of retry n is `BACKOFF_BASE * 2^n`, capped.
+const BACKOFF_BASE: Duration = Duration::from_millis(200);
+const BACKOFF_CAP: Duration = Duration::from_secs(5);
+/// Managers examined during discovery (a hostile collection could list millions).
+const MAX_MANAGERS: usize = 16;
+
+/// How to authenticate to the BMC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuthMode {
+    /// Redfish session: one login, `X-Auth-Token` on each request, logout at the end.
+    #[default]
+    Session,
+    /// HTTP Basic on every request; no session to leak, but restore is not possible.
+    Basic,
+}
+
+/// Everything needed to reach one BMC. `Debug` is safe: the password is redacted.
+#[derive(Debug)]
+pub struct BmcOptions {
+    /// `https://host[:port]` (or `http://` for the simulator and labs).
+    pub url: String,
+    pub user: String,
+    pub password: Password,
+    pub auth: AuthMode,
+    /// PEM file with the CA (or the self-signed certificate) that signed the BMC's
+    /// certificate. When given, it is the only trust anchor: BMC certificates are never
+    /// issued by public CAs, so the public roots would only widen the attack surface.
+    pub ca_cert: Option<PathBuf>,
+    /// Disables certificate verification. The CLI must warn when it is set.
+    pub insecure: bool,
+    /// Limit for connecting, for each read/write, and for each JSON request overall.
+    pub timeout: Duration,
+    /// Extra attempts for idempotent requests after a transient failure.
+    pub retries: u32,
+    /// `http://host:port` proxy (HTTP CONNECT). `None` means a direct connection; the
+    /// `*_PROXY` environment variables are deliberately ignored.
+    pub proxy: Option<String>,
+    pub max_backup_bytes: u64,
+}
+
+impl BmcOptions {
+    /// Options with the defaults: session auth, verified TLS with the public roots,
+    /// 30 s timeout, 2 retries, no proxy, 512 MiB size cap.
+    pub fn new(url: impl Into<String>, user: impl Into<String>, password: Password) -> Self {
+        BmcOptions {
+            url: url.into(),
+            user: user.into(),
+            password,
+            auth: AuthMode::Session,
+            ca_cert: None,
+            insecure: false,
+            timeout: DEFAULT_TIMEOUT,
+            retries: DEFAULT_RETRIES,
+            proxy: None,
+            max_backup_bytes: DEFAULT_MAX_BACKUP_BYTES,
+        }
+    }
+}
+
+/// What discovery learned about the manager that serves backups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagerInfo {
+    /// `host[:port]` as given in the URL.
+    pub host: String,
+    /// e.g. "iLO 6".
+    pub model: Option<String>,
+    pub firmware: Option<String>,
+    /// The server's serial number (from the ComputerSystem, else the Manager). Restore
+    /// should only go to the system with the same serial.
+    pub serial: Option<String>,
+}
+
+/// The HPE `HpeiLOBackupRestoreService` of one manager. URIs are as the BMC gave them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupService {
+    pub uri: String,
+    pub http_push_uri: String,
+    pub manager: ManagerInfo,
+}
+
+/// The result of a successful download.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupDownload {
+    /// The `.bak` file name from `BackupFileLocation`, made safe for file systems.
+    pub file_name: String,
+    pub backup_file_location: String,
+    pub bytes: u64,
+}
+
+/// A logged-in session, shared between its `BmcSession` and the process-wide registry
+/// so that whichever comes first (logout, drop, Ctrl-C) deletes it exactly once.
+struct LiveSession {
+    id: u64,
+    agent: Agent,
+    host: String,
+    logout_url: String,
+    token: Zeroizing<String>,
+    done: AtomicBool,
+}
+
+static LIVE_SESSIONS: Mutex<Vec<Arc<LiveSession>>> = Mutex::new(Vec::new());
+static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
+
+fn registry() -> MutexGuard<'static, Vec<Arc<LiveSession>>> {
+    // A panic elsewhere must not stop us from logging out: ignore poisoning.
+    LIVE_SESSIONS.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Logs out every BMC session of this process that is still open, in parallel, each with
+/// a short timeout. For the Ctrl-C handler (installed by the CLI with `ctrlc`), which
+/// calls this before exiting. Returns how many sessions were logged out cleanly.
+pub fn logout_all_live_sessions() -> usize {
+    let sessions = std::mem::take(&mut *registry());
+    std::thread::scope(|s| {
+        let handles: Vec<_> = sessions
+            .iter()
+            .map(|live| s.spawn(move || live.delete(BEST_EFFORT_LOGOUT_TIMEOUT, 0).is_ok()))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(false))
+            .filter(|ok| *ok)
+            .count()
+    })
+}
+
+/// Number of sessions this process holds open (for tests and diagnostics).
+pub fn live_session_count() -> usize {
+    registry().len()
+}
+
+impl LiveSession {
+    /// Deletes the session once; later calls are no-ops.
+    fn delete(&self, timeout: Duration, retries: u32) -> Result<(), BmcError> {
+        if self.done.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        registry().retain(|s| s.id != self.id);
+        retrying(retries, || self.delete_once(timeout))
+    }
+
+    fn delete_once(&self, timeout: Duration) -> Result<(), BmcError> {
+        let path = path_of(&self.logout_url).unwrap_or_default();
+        let resp = self
+            .agent
+            .delete(&self.logout_url)
+            .header("X-Auth-Token", self.token.as_str())
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
+            .call()
+            .map_err(|e| classify(&self.host, e, &format!("DELETE {path}"), timeout))?;
+        match resp.status().as_u16() {
+            // 401/404: the session is already gone (expired, deleted, iLO reset).
+            200..=299 | 401 | 404 => Ok(()),
+            _ => Err(error_from_response(
+                &self.host, resp, "DELETE", &path, false,
+            )),
+        }
+    }
+}
+
+enum Auth {
+    Session(Arc<LiveSession>),
+    /// The complete `Authorization` header value.
+    Basic(Zeroizing<String>),
+}
+
+/// A connection to one BMC. Logs out on drop.
+pub struct BmcSession {
+    agent: Agent,
+    origin: Origin,
+    auth: Auth,
+    timeout: Duration,
+    retries: u32,
+    max_backup_bytes: u64,
+}
+
+impl std::fmt::Debug for BmcSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mode = match self.auth {
+            Auth::Session(_) => "session",
+            Auth::Basic(_) => "basic",
+        };
+        f.debug_struct("BmcSession")
+            .field("host", &self.origin.host)
+            .field("auth", &mode)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Serialize)]
+struct LoginBody<'a> {
+    #[serde(rename = "UserName")]
+    user: &'a str,
+    #[serde(rename = "Password")]
+    password: &'a str,
+}
+
+impl BmcSession {
+    /// Prepares the HTTP client and, in session mode, logs in.
+    pub fn connect(opts: BmcOptions) -> Result<Self, BmcError> {
+        let origin = Origin::parse(&opts.url).map_err(|reason| BmcError::InvalidUrl {
+            url: redfish::sanitize(&opts.url),
+            reason,
+        })?;
+        let agent = build_agent(&opts)?;
+        let auth = match opts.auth {
+            AuthMode::Basic => {
+                let raw = Zeroizing::new(format!("{}:{}", opts.user, opts.password.expose()));
+                let enc = base64::engine::general_purpose::STANDARD.encode(raw.as_bytes());
+                Auth::Basic(Zeroizing::new(format!("Basic {enc}")))
+            }
+            AuthMode::Session => Auth::Session(login(&agent, &origin, &opts)?),
+        };
+        Ok(BmcSession {
+            agent,
+            origin,
+            auth,
+            timeout: opts.timeout,
+            retries: opts.retries,
+            max_backup_bytes: opts.max_backup_bytes,
+        })
+    }
+
+    /// `host[:port]` of this BMC, for messages.
+    pub fn host(&self) -> &str {
+        &self.origin.host
+    }
+
+    /// Finds the backup service: service root → Managers → each Manager's
+    /// `Oem.Hpe.Links.BackupRestoreService` (else the well-known fallback), plus model,
+    /// firmware and the server's serial number.
+    pub fn discover(&mut self) -> Result<BackupService, BmcError> {
+        let root = self.get_json(SERVICE_ROOT)?;
+        let managers_ref = link_at(&root, &["Managers"])
+            .unwrap_or("/redfish/v1/Managers/")
+            .to_string();
+        let systems_ref = link_at(&root, &["Systems"]).map(str::to_string);
+
+        let managers = self.get_json(&managers_ref)?;
+        let member_refs: Vec<String> = members(&managers)
+            .into_iter()
+            .take(MAX_MANAGERS)
+            .map(str::to_string)
+            .collect();
+        let mut chosen: Option<(Value, Option<String>)> = None;
+        for m in &member_refs {
+            let mv = self.get_json(m)?;
+            let link =
+                link_at(&mv, &["Oem", "Hpe", "Links", "BackupRestoreService"]).map(str::to_string);
+            if link.is_some() {
+                chosen = Some((mv, link));
+                break;
+            }
+            if chosen.is_none() {
+                chosen = Some((mv, None));
+            }
+        }
+        let (manager, link) = chosen.unwrap_or((Value::Null, None));
+        let svc_ref = link.unwrap_or_else(|| FALLBACK_BACKUP_SERVICE.to_string());
+        let svc = match self.get_json(&svc_ref) {
+            Ok(v) => v,
+            Err(BmcError::Http {
+                status: 404 | 405 | 501,
+                message_id,
+                ..
+            }) => {
+                return Err(BmcError::NoBackupService {
+                    host: self.origin.host.clone(),
+                    detail: format!(
+                        "{svc_ref} not found{}",
+                        message_id.map(|m| format!(", {m}")).unwrap_or_default()
+                    ),
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        let push = str_at(&svc, &["HttpPushUri"]).ok_or_else(|| BmcError::NoBackupService {
+            host: self.origin.host.clone(),
+            detail: format!("{svc_ref} has no HttpPushUri"),
+        })?;
+        path_of(push).map_err(|w| self.malformed(format!("HttpPushUri: {w}")))?;
+
+        let mut serial = match systems_ref {
+            Some(r) => self.system_serial(&r)?,
+            None => None,
+        };
+        if serial.is_none() {
+            serial = text_field(&manager, "SerialNumber");
+        }
+        Ok(BackupService {
+            uri: svc_ref,
+            http_push_uri: push.to_string(),
+            manager: ManagerInfo {
+                host: self.origin.host.clone(),
+                model: text_field(&manager, "Model"),
+                firmware: text_field(&manager, "FirmwareVersion"),
+                serial,
+            },
+        })
+    }
+
+    /// The first ComputerSystem's serial number. A missing or odd Systems tree is not
+    /// fatal (serial is informational); network and auth failures are.
+    fn system_serial(&self, systems_ref: &str) -> Result<Option<String>, BmcError> {
+        let tolerate = |e: BmcError| match e {
+            BmcError::Http { .. } | BmcError::MalformedResponse { .. } => Ok(None),
+            e => Err(e),
+        };
+        let systems = match self.get_json(systems_ref) {
+            Ok(v) => v,
+            Err(e) => return tolerate(e),
+        };
+        let Some(first) = members(&systems).first().map(|s| s.to_string()) else {
+            return Ok(None);
+        };
+        match self.get_json(&first) {
+            Ok(sys) => Ok(text_field(&sys, "SerialNumber")),
+            Err(e) => tolerate(e),
+        }
+    }
+
+    /// Makes the BMC create a backup (GET of the service) and streams the file named by
+    /// `BackupFileLocation` into `sink`. On error the sink may hold a partial download
+    /// that the caller must discard.
+    pub fn download_backup(
+        &mut self,
+        svc: &BackupService,
+        sink: &mut dyn Write,
+    ) -> Result<BackupDownload, BmcError> {
+        let host = self.origin.host.clone();
+        let v = self.get_json(&svc.uri)?;
+        let location = str_at(&v, &["BackupFileLocation"])
+            .ok_or_else(|| self.malformed(format!("{} has no BackupFileLocation", svc.uri)))?
+            .to_string();
+        let path =
+            path_of(&location).map_err(|w| self.malformed(format!("BackupFileLocation: {w}")))?;
+        let url = format!("{}{path}", self.origin.base);
+
+        let mut resp = retrying(self.retries, || {
+            // No overall deadline for the body: a large backup on a slow link is fine as
+            // long as it keeps moving (per-read timeout and the stall check below).
+            let rb = self
+                .agent
+                .get(&url)
+                .header("Accept", "application/octet-stream")
+                .config()
+                .timeout_global(None)
+                .build();
+            self.send_checked(self.authed(rb).call(), "GET", &path)
+        })?;
+
+        let not_a_backup = |reason: String| BmcError::NotABackup {
+            host: host.clone(),
+            path: path.clone(),
+            reason,
+        };
+        let status = resp.status().as_u16();
+        if status != 200 {
+            return Err(not_a_backup(format!(
+                "an answer without the file (HTTP {status})"
+            )));
+        }
+        let content_type = header(&resp, "content-type")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if content_type.starts_with("text/html") {
+            return Err(not_a_backup("an HTML page".into()));
+        }
+        if content_type.contains("json") {
+            let body = resp
+                .body_mut()
+                .with_config()
+                .limit(MAX_ERROR_BODY)
+                .read_to_vec()
+                .unwrap_or_default();
+            let info = parse_error_body(&body);
+            let id = info
+                .message_id
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default();
+            return Err(not_a_backup(format!("a JSON document{id}")));
+        }
+        if content_type.starts_with("text/") {
+            return Err(not_a_backup(format!(
+                "a text page ({})",
+                redfish::sanitize(&content_type)
+            )));
+        }
+        let identity = header(&resp, "content-encoding").is_none();
+        let expected = header(&resp, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
+        if let Some(len) = expected {
+            if identity && len > self.max_backup_bytes {
+                return Err(BmcError::TooLarge {
+                    host,
+                    limit: self.max_backup_bytes,
+                    claimed: Some(len),
+                });
+            }
+            if identity && len == 0 {
+                return Err(not_a_backup("an empty body".into()));
+            }
+        }
+
+        let mut reader = resp.body_mut().as_reader();
+        let mut buf = vec![0u8; 64 << 10];
+        let mut total: u64 = 0;
+        let floor = MIN_DOWNLOAD_BYTES_PER_SEC.saturating_mul(self.timeout.as_secs().max(1));
+        let mut window_start = Instant::now();
+        let mut window_bytes: u64 = 0;
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(
+                        match classify_io(&host, e, &format!("GET {path}"), self.timeout) {
+                            e @ (BmcError::Timeout { .. } | BmcError::Tls { .. }) => e,
+                            _ => BmcError::Truncated {
+                                host,
+                                received: total,
+                                expected,
+                            },
+                        },
+                    );
+                }
+            };
+            let chunk = &buf[..n];
+            if total == 0
+                && let Some(what) = sniff_not_a_backup(chunk)
+            {
+                return Err(not_a_backup(what.into()));
+            }
+            if total.saturating_add(n as u64) > self.max_backup_bytes {
+                return Err(BmcError::TooLarge {
+                    host,
+                    limit: self.max_backup_bytes,
+                    claimed: expected,
+                });
+            }
+            sink.write_all(chunk).map_err(|source| BmcError::Io {
+                context: format!("cannot store the backup from BMC {host}"),
+                source,
+            })?;
+            total += n as u64;
+            window_bytes += n as u64;
+            if window_start.elapsed() >= self.timeout {
+                if window_bytes < floor {
+                    return Err(BmcError::Timeout {
+                        host,
+                        what: format!("download of {path} stalled at {total} bytes"),
+                        after: self.timeout,
+                    });
+                }
+                window_start = Instant::now();
+                window_bytes = 0;
+            }
+        }
+        if total == 0 {
+            return Err(not_a_backup("an empty body".into()));
+        }
+        if let Some(exp) = expected
+            && identity
+            && exp != total
+        {
+            return Err(BmcError::Truncated {
+                host,
+                received: total,
+                expected,
+            });
+        }
+        Ok(BackupDownload {
+            file_name: redfish::safe_file_name(redfish::last_segment(&path)),
+            backup_file_location: location,
+            bytes: total,
+        })
+    }
+
+    /// Uploads a backup to the service's `HttpPushUri` as `multipart/form-data` (fields
+    /// `sessionKey` and `file`), streaming exactly `len` bytes from `body`. Never retried:
+    /// iLO resets after accepting a restore.
+    pub fn restore(
+        &mut self,
+        svc: &BackupService,
+        file_name: &str,
+        body: &mut dyn Read,
+        len: u64,
+    ) -> Result<(), BmcError> {
+        let Auth::Session(live) = &self.auth else {
+            return Err(BmcError::RestoreNeedsSession {
+                host: self.origin.host.clone(),
+            });
+        };
+        let path =
+            path_of(&svc.http_push_uri).map_err(|w| self.malformed(format!("HttpPushUri: {w}")))?;
+        let url = format!("{}{path}", self.origin.base);
+        let boundary = format!("vault-{}", hex::encode(rand::random::<[u8; 16]>()));
+        let name = redfish::safe_file_name(file_name);
+        let head = Zeroizing::new(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"sessionKey\"\r\n\r\n{token}\r\n\
+                 --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\
+                 Content-Type: application/octet-stream\r\n\r\n",
+                token = live.token.as_str()
+            )
+            .into_bytes(),
+        );
+        let tail = format!("\r\n--{boundary}--\r\n").into_bytes();
+        let total = head.len() as u64 + len + tail.len() as u64;
+        let source_failed = Cell::new(false);
+        let mut reader = Cursor::new(head.as_slice())
+            .chain(ExactLen {
+                inner: body,
+                remaining: len,
+                failed: &source_failed,
+            })
+            .chain(Cursor::new(tail));
+        let cookie = Zeroizing::new(format!("sessionKey={}", live.token.as_str()));
+        let result = self
+            .agent
+            .post(&url)
+            .header(
+                "Content-Type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .header("Content-Length", total.to_string())
+            .header("X-Auth-Token", live.token.as_str())
+            .header("Cookie", cookie.as_str())
+            .header("Accept", "application/json")
+            .config()
+            .timeout_global(None)
+            .build()
+            .send(SendBody::from_reader(&mut reader));
+        let resp = match result {
+            Ok(r) => r,
+            Err(e) if source_failed.get() => {
+                return Err(BmcError::Io {
+                    context: format!(
+                        "cannot read the backup to restore to BMC {}",
+                        self.origin.host
+                    ),
+                    source: e.into_io(),
+                });
+            }
+            Err(e) => {
+                return Err(classify(
+                    &self.origin.host,
+                    e,
+                    &format!("POST {path}"),
+                    self.timeout,
+                ));
+            }
+        };
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(error_from_response(
+                &self.origin.host,
+                resp,
+                "POST",
+                &path,
+                false,
+            ))
+        }
+    }
+
+    /// Deletes the session (no-op in basic mode). Idempotent DELETE, so it is retried.
+    pub fn logout(self) -> Result<(), BmcError> {
+        match &self.auth {
+            Auth::Session(live) => live.delete(self.timeout, self.retries),
+            Auth::Basic(_) => Ok(()),
+        }
+    }
+
+    /// GET a JSON resource (retried), capped in size and depth.
+    fn get_json(&self, reference: &str) -> Result<Value, BmcError> {
+        let path = path_of(reference).map_err(|w| self.malformed(w))?;
+        let url = format!("{}{path}", self.origin.base);
+        let mut resp = retrying(self.retries, || {
+            let rb = self
+                .agent
+                .get(&url)
+                .header("Accept", "application/json")
+                .header("OData-Version", "4.0");
+            self.send_checked(self.authed(rb).call(), "GET", &path)
+        })?;
+        let bytes = read_capped(&self.origin.host, &mut resp, &path, self.timeout)?;
+        parse_json(&bytes).map_err(|w| self.malformed(format!("{path}: {w}")))
+    }
+
+    /// Maps transport errors and non-2xx answers to `BmcError`.
+    fn send_checked(
+        &self,
+        result: Result<Response<Body>, ureq::Error>,
+        method: &'static str,
+        path: &str,
+    ) -> Result<Response<Body>, BmcError> {
+        let resp = result.map_err(|e| {
+            classify(
+                &self.origin.host,
+                e,
+                &format!("{method} {path}"),
+                self.timeout,
+            )
+        })?;
+        if resp.status().is_success() {
+            Ok(resp)
+        } else {
+            // With Basic auth every request is a login.
+            let login = matches!(self.auth, Auth::Basic(_));
+            Err(error_from_response(
+                &self.origin.host,
+                resp,
+                method,
+                path,
+                login,
+            ))
+        }
+    }
+
+    fn authed<B>(&self, rb: RequestBuilder<B>) -> RequestBuilder<B> {
+        match &self.auth {
+            Auth::Session(live) => rb.header("X-Auth-Token", live.token.as_str()),
+            Auth::Basic(value) => rb.header("Authorization", value.as_str()),
+        }
+    }
+
+    fn malformed(&self, what: String) -> BmcError {
+        BmcError::MalformedResponse {
+            host: self.origin.host.clone(),
+            what,
+        }
+    }
+}
+
+impl Drop for BmcSession {
+    fn drop(&mut self) {
+        if let Auth::Session(live) = &self.auth {
+            // Best effort: the error path that dropped us is what the user needs to see.
+            let _ = live.delete(BEST_EFFORT_LOGOUT_TIMEOUT.min(self.timeout), 0);
+        }
+    }
+}
+
+/// POSTs the credentials once (never retried) and registers the new session before
+/// anything else can fail, so it is always logged out.
+fn login(agent: &Agent, origin: &Origin, opts: &BmcOptions) -> Result<Arc<LiveSession>, BmcError> {
+    let host = &origin.host;
+    let body = Zeroizing::new(
+        serde_json::to_vec(&LoginBody {
+            user: &opts.user,
+            password: opts.password.expose(),
+        })
+        .map_err(|e| BmcError::Io {
+            context: "cannot encode the login request".into(),
+            source: io::Error::other(e.to_string()),
+        })?,
+    );
+    let mut resp = agent
+        .post(format!("{}{SESSIONS_PATH}", origin.base))
+        .header("Content-Type", "application/json")
+        .header("Accept", "application/json")
+        .header("OData-Version", "4.0")
+        .send(body.as_slice())
+        .map_err(|e| classify(host, e, &format!("POST {SESSIONS_PATH}"), opts.timeout))?;
+    if !resp.status().is_success() {
+        return Err(error_from_response(host, resp, "POST", SESSIONS_PATH, true));
+    }
+    let token = header(&resp, "x-auth-token")
+        .filter(|t| !t.is_empty() && t.len() <= 4096 && t.bytes().all(|b| b.is_ascii_graphic()))
+        .map(Zeroizing::new);
+    let location = match header(&resp, "location") {
+        Some(l) => Some(l),
+        // Some BMCs omit Location; the session resource names itself in the body.
+        None => read_capped(host, &mut resp, SESSIONS_PATH, opts.timeout)
+            .ok()
+            .and_then(|b| parse_json(&b).ok())
+            .and_then(|v| str_at(&v, &["@odata.id"]).map(str::to_string)),
+    };
+    let (Some(token), Some(location)) = (token, location) else {
+        return Err(BmcError::MalformedResponse {
+            host: host.clone(),
+            what: "the login answer lacks X-Auth-Token or Location".into(),
+        });
+    };
+    let logout_url = origin
+        .resolve(&location)
+        .map_err(|w| BmcError::MalformedResponse {
+            host: host.clone(),
+            what: format!("session Location: {w}"),
+        })?;
+    let live = Arc::new(LiveSession {
+        id: NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed),
+        agent: agent.clone(),
+        host: host.clone(),
+        logout_url,
+        token,
+        done: AtomicBool::new(false),
+    });
+    registry().push(Arc::clone(&live));
+    Ok(live)
+}
+
+fn build_agent(opts: &BmcOptions) -> Result<Agent, BmcError> {
+    use ureq::tls::{PemItem, RootCerts, TlsConfig};
+    let mut tls = TlsConfig::builder();
+    if opts.insecure {
+        tls = tls.disable_verification(true);
+    } else if let Some(path) = &opts.ca_cert {
+        let ca_err = |reason: String| BmcError::CaCert {
+            path: path.clone(),
+            reason,
+        };
+        let meta = std::fs::metadata(path).map_err(|e| ca_err(e.to_string()))?;
+        if meta.len() > 1 << 20 {
+            return Err(ca_err("larger than 1 MiB, not a CA certificate".into()));
+        }
+        let pem = std::fs::read(path).map_err(|e| ca_err(e.to_string()))?;
+        let certs: Vec<_> = ureq::tls::parse_pem(&pem)
+            .filter_map(|item| match item {
+                Ok(PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        if certs.is_empty() {
+            return Err(ca_err("no PEM certificate found in it".into()));
+        }
+        tls = tls.root_certs(RootCerts::new_with_certs(&certs));
+    }
+    let proxy = match &opts.proxy {
+        Some(p) => {
+            let invalid = |reason: &str| BmcError::InvalidProxy {
+                proxy: redfish::sanitize(p),
+                reason: reason.to_string(),
+            };
+            let proxy = ureq::Proxy::new(p)
+                .map_err(|_| invalid("use http://host:port (an HTTP CONNECT proxy)"))?;
+            // Without ureq's `socks-proxy` feature a SOCKS proxy would be skipped and the
+            // connection made directly: refuse rather than silently bypass it.
+            if !matches!(
+                proxy.protocol(),
+                ureq::ProxyProtocol::Http | ureq::ProxyProtocol::Https
+            ) {
+                return Err(invalid(
+                    "SOCKS proxies are not supported; use an HTTP CONNECT proxy (http://host:port)",
+                ));
+            }
+            Some(proxy)
+        }
+        None => None,
+    };
+    let config = Agent::config_builder()
+        .http_status_as_error(false)
+        .tls_config(tls.build())
+        .proxy(proxy)
+        // Redirects are reported, not followed: a redirect could carry the token to
+        // another origin, and iLO never redirects Redfish or backup URIs.
+        .max_redirects(0)
+        .timeout_global(Some(opts.timeout))
+        .timeout_connect(Some(opts.timeout))
+        .timeout_per_read(Some(opts.timeout))
+        .timeout_per_write(Some(opts.timeout))
+        .user_agent(concat!("vault/", env!("CARGO_PKG_VERSION")))
+        .build();
+    Ok(Agent::new_with_config(config))
+}
+
+/// Runs `attempt` up to `1 + retries` times while it fails transiently, with exponential
+/// backoff. Only for idempotent requests.
+fn retrying<T>(
+    retries: u32,
+    mut attempt: impl FnMut() -> Result<T, BmcError>,
+) -> Result<T, BmcError> {
+    let mut n = 0;
+    loop {
+        match attempt() {
+            Err(e) if e.is_transient() && n < retries => {
+                std::thread::sleep(backoff(n));
+                n += 1;
+            }
+            r => return r,
+        }
+    }
+}
+
+/// `200ms · 2^n`, capped at 5 s.
+pub(crate) fn backoff(n: u32) -> Duration {
+    BACKOFF_BASE
+        .checked_mul(1u32.checked_shl(n).unwrap_or(u32::MAX))
+        .unwrap_or(BACKOFF_CAP)
+        .min(BACKOFF_CAP)
+}
+
+fn header(resp: &Response<Body>, name: &str) -> Option<String> {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim().to_string())
+}
+
+fn text_field(v: &Value, key: &str) -> Option<String> {
+    v.get(key)
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(redfish::sanitize)
+}
+
+fn read_capped(
+    host: &str,
+    resp: &mut Response<Body>,
+    path: &str,
+    timeout: Duration,
+) -> Result<Vec<u8>, BmcError> {
+    resp.body_mut()
+        .with_config()
+        .limit(MAX_JSON_BYTES)
+        .read_to_vec()
+        .map_err(|e| match e {
+            ureq::Error::BodyExceedsLimit(_) => BmcError::MalformedResponse {
+                host: host.to_string(),
+                what: format!("{path}: body larger than {MAX_JSON_BYTES} bytes"),
+            },
+            e => classify(host, e, &format!("reading {path}"), timeout),
+        })
+}
+
+/// Turns a non-2xx answer into an error, reading a bounded error body for its MessageId.
+fn error_from_response(
+    host: &str,
+    mut resp: Response<Body>,
+    method: &'static str,
+    path: &str,
+    during_login: bool,
+) -> BmcError {
+    let status = resp.status().as_u16();
+    let location = header(&resp, "location");
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(MAX_ERROR_BODY)
+        .read_to_vec()
+        .unwrap_or_default();
+    let info = parse_error_body(&body);
+    let host = host.to_string();
+    if (300..400).contains(&status) {
+        return BmcError::Redirect {
+            host,
+            path: path.to_string(),
+            status,
+            location: location.map(|l| redfish::sanitize(&l)).unwrap_or_default(),
+        };
+    }
+    if redfish::is_session_limit(&info) {
+        return BmcError::SessionLimit {
+            host,
+            message_id: info.message_id,
+        };
+    }
+    if status == 401 || status == 403 {
+        return BmcError::Auth {
+            host,
+            status,
+            message_id: info.message_id,
+            during_login,
+        };
+    }
+    BmcError::Http {
+        host,
+        method,
+        path: path.to_string(),
+        status,
+        message_id: info.message_id,
+        message: info.message,
+    }
+}
+
+/// Maps a transport error. TLS failures get their own variant because the fix
+/// (`--ca-cert`) is specific.
+fn classify(host: &str, e: ureq::Error, what: &str, timeout: Duration) -> BmcError {
+    let host_s = host.to_string();
+    match e {
+        ureq::Error::Timeout(t) => BmcError::Timeout {
+            host: host_s,
+            what: format!("{what}: {t}"),
+            after: timeout,
+        },
+        ureq::Error::Io(io) => classify_io(host, io, what, timeout),
+        ureq::Error::Rustls(r) => BmcError::Tls {
+            host: host_s,
+            detail: r.to_string(),
+        },
+        ureq::Error::Tls(s) => BmcError::Tls {
+            host: host_s,
+            detail: s.to_string(),
+        },
+        ureq::Error::Pem(p) => BmcError::Tls {
+            host: host_s,
+            detail: p.to_string(),
+        },
+        ureq::Error::HostNotFound => BmcError::Connect {
+            host: host_s,
+            detail: "host name not found".into(),
+        },
+        ureq::Error::ConnectProxyFailed(m) => BmcError::Connect {
+            host: host_s,
+            detail: format!(
+                "the proxy refused the connection: {}",
+                redfish::sanitize(&m)
+            ),
+        },
+        ureq::Error::InvalidProxyUrl => BmcError::InvalidProxy {
+            proxy: String::new(),
+            reason: "use http://host:port".into(),
+        },
+        ureq::Error::Protocol(p) => BmcError::MalformedResponse {
+            host: host_s,
+            what: format!("{what}: HTTP protocol error: {p}"),
+        },
+        ureq::Error::LargeResponseHeader(..) => BmcError::MalformedResponse {
+            host: host_s,
+            what: format!("{what}: response header too large"),
+        },
+        ureq::Error::BadUri(_) => BmcError::MalformedResponse {
+            host: host_s,
+            what: format!("{what}: invalid URI"),
+        },
+        other => BmcError::Connect {
+            host: host_s,
+            detail: format!("{what}: {other}"),
+        },
+    }
+}
+
+fn classify_io(host: &str, e: io::Error, what: &str, timeout: Duration) -> BmcError {
+    if let Some(inner) = e.get_ref() {
+        if let Some(r) = inner.downcast_ref::<rustls::Error>() {
+            return BmcError::Tls {
+                host: host.to_string(),
+                detail: r.to_string(),
+            };
+        }
+        if let Some(ureq::Error::Timeout(t)) = inner.downcast_ref::<ureq::Error>() {
+            return BmcError::Timeout {
+                host: host.to_string(),
+                what: format!("{what}: {t}"),
+                after: timeout,
+            };
+        }
+    }
+    match e.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => BmcError::Timeout {
+            host: host.to_string(),
+            what: what.to_string(),
+            after: timeout,
+        },
+        _ => BmcError::Connect {
+            host: host.to_string(),
+            detail: format!("{what}: {e}"),
+        },
+    }
+}
+
+/// Recognises an error page served with a binary content type.
+fn sniff_not_a_backup(first: &[u8]) -> Option<&'static str> {
+    let start = first
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(first.len());
+    let head: Vec<u8> = first[start..]
+        .iter()
+        .take(16)
+        .map(u8::to_ascii_lowercase)
+        .collect();
+    if head.starts_with(b"<!doctype html") || head.starts_with(b"<html") {
+        return Some("an HTML page");
+    }
+    let probe = &first[start..first.len().min(start + 4096)];
+    if head.starts_with(b"{") && probe.windows(7).any(|w| w == b"\"error\"") {
+        return Some("a JSON error");
+    }
+    None
+}
+
+/// Yields exactly `remaining` bytes of `inner`; a short source is an error, not a short
+/// upload (the multipart Content-Length was computed from the announced length).
+struct ExactLen<'a> {
+    inner: &'a mut dyn Read,
+    remaining: u64,
+    failed: &'a Cell<bool>,
+}
+
+impl Read for ExactLen<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let n = match self.inner.read(&mut buf[..want]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Err(e),
+            Err(e) => {
+                self.failed.set(true);
+                return Err(e);
+            }
+        };
+        if n == 0 {
+            self.failed.set(true);
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the backup ended before its announced length",
+            ));
+        }
+        self.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod unit_tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!(backoff(0), Duration::from_millis(200));
+        assert_eq!(backoff(1), Duration::from_millis(400));
+        assert_eq!(backoff(3), Duration::from_millis(1600));
+        assert_eq!(backoff(10), BACKOFF_CAP);
+        assert_eq!(backoff(u32::MAX), BACKOFF_CAP);
+    }
+
+    #[test]
+    fn error_pages_are_sniffed() {
+        assert_eq!(
+            sniff_not_a_backup(b"  <!DOCTYPE html><html>"),
+            Some("an HTML page")
+        );
+        assert_eq!(sniff_not_a_backup(b"<HTML><body>"), Some("an HTML page"));
+        assert_eq!(
+            sniff_not_a_backup(br#"{"error":{"code":"x"}}"#),
+            Some("a JSON error")
+        );
+        assert_eq!(sniff_not_a_backup(&[0x1f, 0x8b, 0, 1, 2]), None);
+        assert_eq!(sniff_not_a_backup(b""), None);
+    }
+
+    #[test]
+    fn exact_len_refuses_a_short_source() {
+        let failed = Cell::new(false);
+        let mut src: &[u8] = b"abc";
+        let mut r = ExactLen {
+            inner: &mut src,
+            remaining: 5,
+            failed: &failed,
+        };
+        let mut out = Vec::new();
+        assert!(r.read_to_end(&mut out).is_err());
+        assert!(failed.get());
+        let failed = Cell::new(false);
+        let mut src: &[u8] = b"abcdef";
+        let mut r = ExactLen {
+            inner: &mut src,
+            remaining: 4,
+            failed: &failed,
+        };
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"abcd");
+    }
+
+    #[test]
+    fn options_debug_hides_the_password() {
+        let o = BmcOptions::new("https://x", "admin", Password::new("hunter2-secret".into()));
+        let s = format!("{o:?}");
+        assert!(!s.contains("hunter2"));
+    }
+}

@@ -1,0 +1,602 @@
+//! The client against the simulator, over loopback HTTPS with the simulator's CA unless a
+//! test says otherwise. Every test is bounded: short timeouts, few requests, and the
+//! simulator stops (joining its threads) when its handle drops.
+use std::sync::{PoisonError, RwLock, RwLockReadGuard};
+use std::time::Duration;
+
+use super::client::{
+    AuthMode, BmcOptions, BmcSession, live_session_count, logout_all_live_sessions,
+};
+use super::error::BmcError;
+use super::simulator::{Fault, SimConfig, SimHandle};
+use crate::secret::Password;
+
+/// `logout_all_live_sessions` is process-wide: the test that calls it takes this lock
+/// exclusively so it cannot log out sessions of tests running in parallel.
+static SESSION_REGISTRY: RwLock<()> = RwLock::new(());
+
+fn shared() -> RwLockReadGuard<'static, ()> {
+    SESSION_REGISTRY
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
+fn random_bytes(n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut v);
+    v
+}
+
+fn sim_with(f: impl FnOnce(&mut SimConfig)) -> (SimHandle, SimConfig) {
+    let mut cfg = SimConfig {
+        backup_bytes: random_bytes(300 * 1024),
+        ..SimConfig::default()
+    };
+    f(&mut cfg);
+    let sim = SimHandle::start(cfg.clone()).expect("simulator starts");
+    (sim, cfg)
+}
+
+fn opts_for(sim: &SimHandle, cfg: &SimConfig) -> BmcOptions {
+    let mut o = BmcOptions::new(
+        sim.base_url(),
+        cfg.user.clone(),
+        Password::new(cfg.password.clone()),
+    );
+    o.ca_cert = Some(sim.ca_cert_path().to_path_buf());
+    o.timeout = Duration::from_secs(5);
+    o.retries = 0;
+    o
+}
+
+fn connect(sim: &SimHandle, cfg: &SimConfig) -> BmcSession {
+    BmcSession::connect(opts_for(sim, cfg)).expect("login works")
+}
+
+#[test]
+fn discover_download_restore_and_logout() {
+    let _g = shared();
+    let (sim, cfg) = sim_with(|_| {});
+    let mut s = connect(&sim, &cfg);
+    assert_eq!(sim.open_sessions(), 1);
+
+    let svc = s.discover().unwrap();
+    assert_eq!(svc.manager.model.as_deref(), Some("iLO 6"));
+    assert_eq!(svc.manager.firmware.as_deref(), Some(cfg.firmware.as_str()));
+    assert_eq!(svc.manager.serial.as_deref(), Some(cfg.serial.as_str()));
+    assert_eq!(
+        svc.manager.host,
+        sim.base_url().trim_start_matches("https://")
+    );
+    assert_eq!(svc.uri, "/redfish/v1/Managers/1/BackupRestoreService/");
+    assert_eq!(svc.http_push_uri, "/cgi-bin/uploadRestoreFile");
+
+    let mut out = Vec::new();
+    let dl = s.download_backup(&svc, &mut out).unwrap();
+    assert_eq!(out, cfg.backup_bytes);
+    assert_eq!(dl.bytes, cfg.backup_bytes.len() as u64);
+    assert!(
+        dl.file_name.starts_with(&format!("HPE_{}_", cfg.serial)),
+        "{dl:?}"
+    );
+    assert!(dl.file_name.ends_with(".bak"));
+    assert_eq!(
+        dl.backup_file_location,
+        format!("/bkupdata/{}", dl.file_name)
+    );
+
+    let mut src: &[u8] = &out;
+    s.restore(&svc, &dl.file_name, &mut src, out.len() as u64)
+        .unwrap();
+    assert_eq!(sim.restored(), vec![cfg.backup_bytes.clone()]);
+
+    s.logout().unwrap();
+    assert_eq!(sim.open_sessions(), 0);
+    assert_eq!(sim.sessions_created(), 1);
+}
+
+#[test]
+fn relative_location_and_plain_http_work() {
+    let _g = shared();
+    let (sim, cfg) = sim_with(|c| {
+        c.absolute_location = false;
+        c.tls = false;
+    });
+    assert!(sim.base_url().starts_with("http://"));
+    let mut o = opts_for(&sim, &cfg);
+    o.ca_cert = None;
+    let mut s = BmcSession::connect(o).unwrap();
+    let svc = s.discover().unwrap();
+    let mut out = Vec::new();
+    s.download_backup(&svc, &mut out).unwrap();
+    assert_eq!(out, cfg.backup_bytes);
+    assert_eq!(sim.open_sessions(), 1);
+    s.logout().unwrap();
+    assert_eq!(sim.open_sessions(), 0);
+}
+
+#[test]
+fn basic_auth_works_without_a_session() {
+    let (sim, cfg) = sim_with(|_| {});
+    let mut o = opts_for(&sim, &cfg);
+    o.auth = AuthMode::Basic;
+    let mut s = BmcSession::connect(o).unwrap();
+    let svc = s.discover().unwrap();
+    let mut out = Vec::new();
+    s.download_backup(&svc, &mut out).unwrap();
+    assert_eq!(out, cfg.backup_bytes);
+    let err = s
+        .restore(&svc, "x.bak", &mut &out[..], out.len() as u64)
+        .unwrap_err();
+    assert!(matches!(err, BmcError::RestoreNeedsSession { .. }), "{err}");
+    s.logout().unwrap();
+    assert_eq!(sim.sessions_created(), 0);
+    assert_eq!(sim.open_sessions(), 0);
+}
+
+#[test]
+fn wrong_password_is_an_auth_error_naming_the_host() {
+    let _g = shared();
+    let (sim, cfg) = sim_with(|_| {});
+    let mut o = opts_for(&sim, &cfg);
+    o.password = Password::new("Wr0ng-Secret-Value".into());
+    let err = BmcSession::connect(o).unwrap_err();
+    assert!(matches!(err, BmcError::Auth { status: 401, .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("127.0.0.1"), "{msg}");
+    assert!(msg.contains("refused the login"), "{msg}");
+    assert!(msg.contains("Base.1.12.NoValidSession"), "{msg}");
+    assert!(msg.contains("--bmc-user"), "{msg}");
+    assert!(!msg.contains("Wr0ng") && !format!("{err:?}").contains("Wr0ng"));
+    assert_eq!(sim.open_sessions(), 0);
+
+    // Basic auth fails on the first protected request, with the same advice.
+    let mut o = opts_for(&sim, &cfg);
+    o.auth = AuthMode::Basic;
+    o.password = Password::new("Wr0ng-Secret-Value".into());
+    let mut s = BmcSession::connect(o).unwrap();
+    let err = s.discover().unwrap_err();
+    assert!(err.to_string().contains("refused the login"), "{err}");
+    assert!(!format!("{s:?} {err:?}").contains("Wr0ng"));
+}
+
+#[test]
+fn untrusted_certificate_is_a_tls_error_and_insecure_works() {
+    let _g = shared();
+    let (sim, cfg) = sim_with(|_| {});
+    let mut o = opts_for(&sim, &cfg);
+    o.ca_cert = None;
+    let err = BmcSession::connect(o).unwrap_err();
+    assert!(matches!(err, BmcError::Tls { .. }), "{err:?}");
+    assert!(err.to_string().contains("--ca-cert"), "{err}");
+    assert_eq!(sim.sessions_created(), 0);
+
+    let mut o = opts_for(&sim, &cfg);
+    o.ca_cert = None;
+    o.insecure = true;
+    let mut s = BmcSession::connect(o).unwrap();
+    s.discover().unwrap();
+    s.logout().unwrap();
+    assert_eq!(sim.open_sessions(), 0);
+}
+
+#[test]
+fn a_ca_file_without_certificates_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("empty.pem");
+    std::fs::write(&p, "not a pem").unwrap();
+    let mut o = BmcOptions::new("https://127.0.0.1:9", "u", Password::new("p".into()));
+    o.ca_cert = Some(p);
+    let err = BmcSession::connect(o).unwrap_err();
+    assert!(matches!(err, BmcError::CaCert { .. }), "{err:?}");
+}
+
+#[test]
+fn session_limit_is_reported_and_clears_after_logout() {
+    let _g = shared();
+    let (sim, cfg) = sim_with(|c| c.session_limit = 2);
+    let a = connect(&sim, &cfg);
+    let b = connect(&sim, &cfg);
+    let err = BmcSession::connect(opts_for(&sim, &cfg)).unwrap_err();
+    assert!(matches!(err, BmcError::SessionLimit { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("Base.1.12.SessionLimitExceeded") && msg.contains("127.0.0.1"),
+        "{msg}"
+    );
+    assert_eq!(sim.open_sessions(), 2);
+    a.logout().unwrap();
+    let c = connect(&sim, &cfg);
+    assert_eq!(sim.open_sessions(), 2);
+    drop(b);
+    drop(c);
+    assert_eq!(sim.open_sessions(), 0);
+}
+
+#[test]
+fn logout_all_live_sessions_closes_open_sessions() {
+    let _g = SESSION_REGISTRY
+        .write()
+        .unwrap_or_else(PoisonError::into_inner);
+    let (sim, cfg) = sim_with(|_| {});
+    let a = connect(&sim, &cfg);
+    let b = connect(&sim, &cfg);
+    assert_eq!(sim.open_sessions(), 2);
+    assert_eq!(live_session_count(), 2);
+    assert_eq!(logout_all_live_sessions(), 2);
+    assert_eq!(sim.open_sessions(), 0);
+    assert_eq!(live_session_count(), 0);
+    // The sessions know they are gone: dropping or logging out sends nothing more.
+    let before = sim.request_count();
+    a.logout().unwrap();
+    drop(b);
+    assert_eq!(sim.request_count(), before);
+}
+
+/// Connects, discovers, injects `fault`, downloads; returns the error and what reached
+/// the sink. Checks the session is gone once the client is dropped.
+fn download_with_fault(fault: Fault, tune: impl FnOnce(&mut BmcOptions)) -> (BmcError, Vec<u8>) {
+    let _g = shared();
+    let (sim, cfg) = sim_with(|_| {});
+    let mut o = opts_for(&sim, &cfg);
+    tune(&mut o);
+    let mut s = BmcSession::connect(o).unwrap();
+    let svc = s.discover().unwrap();
+    sim.set_fault(fault);
+    let mut out = Vec::new();
+    let err = s.download_backup(&svc, &mut out).unwrap_err();
+    assert!(err.to_string().contains("127.0.0.1"), "{err}");
+    drop(s);
+    assert_eq!(sim.open_sessions(), 0, "session leaked after {err}");
+    (err, out)
+}
+
+#[test]
+fn fault_server_error() {
+    let (err, out) = download_with_fault(Fault::ServerError, |o| o.retries = 1);
+    assert!(
+        matches!(&err, BmcError::Http { status: 500, message_id: Some(id), .. } if id == "Base.1.12.InternalError"),
+        "{err:?}"
+    );
+    assert!(out.is_empty());
+}
+
+#[test]
+fn fault_slow_answer_times_out() {
+    let (err, _) = download_with_fault(Fault::Slow(Duration::from_secs(30)), |o| {
+        o.timeout = Duration::from_secs(1)
+    });
+    assert!(matches!(err, BmcError::Timeout { .. }), "{err:?}");
+    assert!(err.to_string().contains("--timeout"), "{err}");
+}
+
+#[test]
+fn fault_slow_drip_is_a_stall() {
+    let (err, _) = download_with_fault(Fault::SlowDrip, |o| o.timeout = Duration::from_secs(1));
+    assert!(matches!(err, BmcError::Timeout { .. }), "{err:?}");
+    assert!(err.to_string().contains("stalled"), "{err}");
+}
+
+#[test]
+fn fault_cut_mid_download_is_truncated() {
+    let (err, _) = download_with_fault(Fault::CutMidDownload, |_| {});
+    assert!(
+        matches!(err, BmcError::Truncated { expected: Some(n), received, .. } if n == 300 * 1024 && received < n),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("must not be used"), "{err}");
+}
+
+#[test]
+fn fault_malformed_json() {
+    let (err, out) = download_with_fault(Fault::MalformedJson, |_| {});
+    assert!(matches!(err, BmcError::MalformedResponse { .. }), "{err:?}");
+    assert!(out.is_empty());
+}
+
+#[test]
+fn fault_html_error_page_is_not_a_backup() {
+    let (err, out) = download_with_fault(Fault::HtmlErrorPage, |_| {});
+    assert!(matches!(err, BmcError::NotABackup { .. }), "{err:?}");
+    assert!(err.to_string().contains("HTML"), "{err}");
+    assert!(out.is_empty(), "an error page must never reach the sink");
+}
+
+#[test]
+fn fault_huge_content_length_is_refused_before_reading() {
+    let (err, out) = download_with_fault(Fault::HugeContentLength, |_| {});
+    assert!(
+        matches!(
+            err,
+            BmcError::TooLarge {
+                claimed: Some(10_000_000_000),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(out.is_empty());
+}
+
+#[test]
+fn fault_endless_body_stops_at_the_limit() {
+    let (err, out) = download_with_fault(Fault::EndlessBody, |o| o.max_backup_bytes = 1 << 20);
+    assert!(
+        matches!(err, BmcError::TooLarge { claimed: None, .. }),
+        "{err:?}"
+    );
+    assert!(out.len() <= 1 << 20);
+}
+
+#[test]
+fn fault_redirect_loop_is_not_followed() {
+    let (err, out) = download_with_fault(Fault::RedirectLoop, |o| o.retries = 3);
+    assert!(
+        matches!(err, BmcError::Redirect { status: 302, .. }),
+        "{err:?}"
+    );
+    assert!(out.is_empty());
+}
+
+#[test]
+fn transient_errors_are_retried_for_gets() {
+    let _g = shared();
+    let (sim, cfg) = sim_with(|_| {});
+    let mut o = opts_for(&sim, &cfg);
+    o.retries = 3;
+    let mut s = BmcSession::connect(o).unwrap();
+    let svc = s.discover().unwrap();
+    // Two 503s: one on the service GET, one on the .bak GET.
+    sim.set_fault(Fault::TransientErrors(2));
+    let before = sim.request_count();
+    let mut out = Vec::new();
+    s.download_backup(&svc, &mut out).unwrap();
+    assert_eq!(out, cfg.backup_bytes);
+    assert_eq!(sim.request_count() - before, 4);
+
+    // Without retries the same fault is an error.
+    let mut o = opts_for(&sim, &cfg);
+    o.retries = 0;
+    let mut s2 = BmcSession::connect(o).unwrap();
+    sim.set_fault(Fault::TransientErrors(1));
+    let err = s2.download_backup(&svc, &mut Vec::new()).unwrap_err();
+    assert!(matches!(err, BmcError::Http { status: 503, .. }), "{err:?}");
+    drop((s, s2));
+    assert_eq!(sim.open_sessions(), 0);
+}
+
+#[test]
+fn posts_are_never_retried() {
+    let _g = shared();
+    let (sim, cfg) = sim_with(|_| {});
+    let mut o = opts_for(&sim, &cfg);
+    o.retries = 3;
+
+    // Login.
+    sim.set_fault(Fault::TransientErrors(1));
+    let err = BmcSession::connect(o).unwrap_err();
+    assert!(matches!(err, BmcError::Http { status: 503, .. }), "{err:?}");
+    assert_eq!(sim.request_count(), 1);
+    assert_eq!(sim.sessions_created(), 0);
+
+    // Restore.
+    let mut o = opts_for(&sim, &cfg);
+    o.retries = 3;
+    let mut s = BmcSession::connect(o).unwrap();
+    let svc = s.discover().unwrap();
+    sim.set_fault(Fault::TransientErrors(1));
+    let before = sim.request_count();
+    let data = random_bytes(1000);
+    let err = s.restore(&svc, "a.bak", &mut &data[..], 1000).unwrap_err();
+    assert!(matches!(err, BmcError::Http { status: 503, .. }), "{err:?}");
+    assert_eq!(sim.request_count() - before, 1);
+    assert!(sim.restored().is_empty());
+    drop(s);
+    assert_eq!(sim.open_sessions(), 0);
+}
+
+#[test]
+fn restore_refuses_a_short_source() {
+    let _g = shared();
+    let (sim, cfg) = sim_with(|_| {});
+    let mut s = connect(&sim, &cfg);
+    let svc = s.discover().unwrap();
+    let data = random_bytes(100);
+    let err = s.restore(&svc, "a.bak", &mut &data[..], 200).unwrap_err();
+    assert!(matches!(err, BmcError::Io { .. }), "{err:?}");
+    assert!(sim.restored().is_empty());
+    s.logout().unwrap();
+    assert_eq!(sim.open_sessions(), 0);
+}
+
+#[test]
+fn simulator_speaks_like_ilo_to_other_clients() {
+    let (sim, cfg) = sim_with(|c| c.tls = false);
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(5)))
+            .build(),
+    );
+    let base = sim.base_url();
+    let mut r = agent
+        .get(format!("{base}/redfish/v1/Systems/"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let body = r.body_mut().read_to_string().unwrap();
+    assert!(body.contains("Base.1.12.NoValidSession") && body.contains("iLO.0.10.ExtendedInfo"));
+    let r = agent.get(format!("{base}/nope")).call().unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    // Case- and slash-insensitive routing, service root without auth.
+    let r = agent.get(format!("{base}/REDFISH/v1")).call().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // A restore POST without a matching cookie and field is refused.
+    let r = agent
+        .post(format!("{base}/cgi-bin/uploadRestoreFile"))
+        .header("Content-Type", "multipart/form-data; boundary=B")
+        .send(&b"--B\r\nContent-Disposition: form-data; name=\"sessionKey\"\r\n\r\nx\r\n--B--\r\n"[..])
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    // Basic auth is accepted on protected resources.
+    let basic = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("{}:{}", cfg.user, cfg.password),
+    );
+    let r = agent
+        .get(format!("{base}/redfish/v1/managers/1/"))
+        .header("Authorization", format!("Basic {basic}"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}
+
+#[test]
+fn shutdown_stops_a_simulator_with_a_request_in_flight() {
+    let _g = shared();
+    let (sim, cfg) = sim_with(|_| {});
+    let mut s = connect(&sim, &cfg);
+    let svc = s.discover().unwrap();
+    sim.set_fault(Fault::Slow(Duration::from_secs(60)));
+    let client = std::thread::spawn(move || {
+        let r = s.download_backup(&svc, &mut Vec::new());
+        (r.is_err(), s)
+    });
+    // Give the request time to arrive; shutdown must not wait for the 60 s delay.
+    // login + 6 discovery GETs + service GET + .bak GET
+    while sim.request_count() < 9 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    sim.shutdown();
+    let (failed, s) = client.join().unwrap();
+    assert!(failed);
+    drop(s); // logout attempt against a stopped simulator must not hang or panic
+}
+
+#[test]
+fn session_debug_shows_no_secrets() {
+    let _g = shared();
+    let (sim, cfg) = sim_with(|_| {});
+    let s = connect(&sim, &cfg);
+    let shown = format!("{s:?}");
+    assert!(!shown.contains(&cfg.password));
+    assert!(shown.contains("127.0.0.1"));
+}
+
+/// A minimal HTTP CONNECT proxy on loopback that counts tunnels; stops when dropped.
+struct TestProxy {
+    addr: std::net::SocketAddr,
+    tunnels: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestProxy {
+    fn start() -> TestProxy {
+        use std::io::{BufRead, BufReader, Write};
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let tunnels = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (t, st) = (tunnels.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut pipes = Vec::new();
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while !st.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                client.set_nonblocking(false).unwrap();
+                client
+                    .set_read_timeout(Some(Duration::from_secs(5)))
+                    .unwrap();
+                let mut reader = BufReader::new(client.try_clone().unwrap());
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let target = line.split(' ').nth(1).unwrap_or("").to_string();
+                assert!(line.starts_with("CONNECT 127.0.0.1:"), "{line}");
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                }
+                let upstream = TcpStream::connect(&target).unwrap();
+                upstream
+                    .set_read_timeout(Some(Duration::from_secs(5)))
+                    .unwrap();
+                let mut c = client;
+                c.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .unwrap();
+                t.fetch_add(1, Ordering::SeqCst);
+                let (mut c2, mut u2) = (c.try_clone().unwrap(), upstream.try_clone().unwrap());
+                let mut u = upstream;
+                pipes.push(std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c, &mut u);
+                    let _ = u.shutdown(std::net::Shutdown::Write);
+                }));
+                pipes.push(std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut u2, &mut c2);
+                    let _ = c2.shutdown(std::net::Shutdown::Write);
+                }));
+            }
+            for p in pipes {
+                let _ = p.join();
+            }
+        });
+        TestProxy {
+            addr,
+            tunnels,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for TestProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn proxy_is_used_when_given() {
+    let _g = shared();
+    let (sim, cfg) = sim_with(|_| {});
+    let proxy = TestProxy::start();
+    let mut o = opts_for(&sim, &cfg);
+    o.proxy = Some(format!("http://{}", proxy.addr));
+    let mut s = BmcSession::connect(o).unwrap();
+    let svc = s.discover().unwrap();
+    let mut out = Vec::new();
+    s.download_backup(&svc, &mut out).unwrap();
+    assert_eq!(out, cfg.backup_bytes);
+    s.logout().unwrap();
+    assert_eq!(sim.open_sessions(), 0);
+    // Every request went through the tunnel (TLS end to end with the simulator's CA).
+    assert_eq!(
+        proxy.tunnels.load(std::sync::atomic::Ordering::SeqCst),
+        sim.request_count()
+    );
+
+    // A dead proxy is a connection error, never a silent direct connection.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    let mut o = opts_for(&sim, &cfg);
+    o.proxy = Some(format!("http://{dead_addr}"));
+    let err = BmcSession::connect(o).unwrap_err();
+    assert!(matches!(err, BmcError::Connect { .. }), "{err:?}");
+
+    let mut o = opts_for(&sim, &cfg);
+    o.proxy = Some("socks5://127.0.0.1:1080".into());
+    let err = BmcSession::connect(o).unwrap_err();
+    assert!(matches!(err, BmcError::InvalidProxy { .. }), "{err:?}");
+}
