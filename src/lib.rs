@@ -7,11 +7,13 @@
 pub mod audit;
 pub mod bmc;
 pub mod cli;
-pub mod errors;
 pub mod envelope;
+pub mod errors;
 pub mod fsutil;
+pub mod hardening;
 pub mod keystore;
 pub mod secret;
+pub mod store;
 
 /// The current time as RFC 3339 UTC with nanoseconds, as ksctl prints `createdAt`.
 pub fn now_rfc3339() -> String {
@@ -22,7 +24,5 @@ pub fn now_rfc3339() -> String {
 
 /// The account recorded as creator of keys and archives: the OS user running vault.
 pub fn current_account() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".to_string())
+    audit::os_account()
 }

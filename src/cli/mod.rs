@@ -1,6 +1,215 @@
-//! Command-line glue: argument parsing, password sources, output rendering.
+//! Command-line glue: argument parsing, the run context, error reporting and exit codes.
+//!
+//! Only this module touches stdout, stderr, environment variables and the TTY; the
+//! library modules below it take paths, readers and writers. Errors are printed to stderr
+//! as one sentence that says what to do, and mapped to the stable exit codes of
+//! [`crate::errors::Kind`] (listed in README.md).
+mod audit;
+mod backup;
+mod demo;
+mod keys;
+pub mod output;
+mod password;
+mod pull;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use clap::{Args, Parser, Subcommand};
+use serde_json::Value;
+
+use crate::audit::{AuditEvent, AuditLog, Outcome};
+use crate::errors::{Classify, Kind};
+use crate::keystore::{Home, Scope};
+use output::Format;
+
+/// An error on its way to the user: one sentence and a class that fixes the exit code.
+#[derive(Debug)]
+pub struct CliError {
+    pub kind: Kind,
+    pub message: String,
+}
+
+impl CliError {
+    pub fn new(kind: Kind, message: impl Into<String>) -> Self {
+        CliError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl<E: Classify + std::fmt::Display> From<E> for CliError {
+    fn from(e: E) -> Self {
+        CliError::new(e.kind(), e.to_string())
+    }
+}
+
+pub type CliResult<T = ()> = Result<T, CliError>;
+
+#[derive(Parser)]
+#[command(
+    name = "vault",
+    version,
+    about = "Encrypted backup vault with key management for BMC (HPE iLO / Redfish) configuration backups",
+    long_about = "vault pulls configuration backups from BMCs over Redfish, seals each one in an \
+authenticated, encrypted archive whose metadata anyone can inspect without the key, and manages \
+the backup keys that protect them (system- or domain-scoped, rotatable, exportable under a password).\n\n\
+Output on stdout is JSON (pipe it to jq) unless --output table; errors go to stderr with a \
+non-zero exit status (see README.md for the codes). Passwords are never taken on the command line: \
+use a --password-file (mode 0600), the environment (VAULT_KEY_PASSWORD, VAULT_BMC_PASSWORD) or the \
+terminal prompt.",
+    after_help = "Start with:  vault demo   (the whole cycle against the built-in BMC simulator)"
+)]
+pub struct Cli {
+    /// The vault home (keys, archives, audit log). Default: <data dir>/vault.
+    #[arg(long, global = true, env = "VAULT_HOME", value_name = "DIR")]
+    home: Option<PathBuf>,
+    /// Output format on stdout.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Json)]
+    output: Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create, rotate, export and import backup keys.
+    #[command(subcommand)]
+    Keys(keys::KeysCmd),
+    /// Seal, list, verify, extract, rewrap, pull and restore backups.
+    #[command(subcommand)]
+    Backup(backup::BackupCmd),
+    /// Show an archive's metadata without any key (nothing is verified).
+    Inspect(backup::InspectArgs),
+    /// The tamper-evident operations log, and integrity sweeps over archives.
+    #[command(subcommand)]
+    Audit(audit::AuditCmd),
+    /// Run the whole cycle against a built-in BMC simulator in a temporary home.
+    Demo(demo::DemoArgs),
+    /// Serve the iLO-like BMC simulator on loopback (for trying vault out and for tests).
+    BmcSimulator(demo::SimulatorArgs),
+}
+
+/// Scope flags shared by several commands.
+#[derive(Args, Clone, Debug)]
+pub struct ScopeArgs {
+    /// Key/archive scope.
+    #[arg(long, value_enum)]
+    scope: Option<ScopeArg>,
+    /// Domain id (domain scope only; default: the root domain).
+    #[arg(long, value_name = "ID")]
+    domain: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum, PartialEq, Eq)]
+pub enum ScopeArg {
+    System,
+    Domain,
+}
+
+impl From<ScopeArg> for Scope {
+    fn from(s: ScopeArg) -> Scope {
+        match s {
+            ScopeArg::System => Scope::System,
+            ScopeArg::Domain => Scope::Domain,
+        }
+    }
+}
+
+/// Everything a command needs: where the home is, how to print, who is acting.
+pub struct Ctx {
+    home_dir: PathBuf,
+    pub format: Format,
+    pub account: String,
+}
+
+impl Ctx {
+    /// Opens (creating on first use) the vault home.
+    pub fn home(&self) -> CliResult<Home> {
+        Ok(Home::open(&self.home_dir)?)
+    }
+
+    pub fn home_dir(&self) -> &Path {
+        &self.home_dir
+    }
+
+    /// Prints a result on stdout.
+    pub fn print(&self, value: &Value) -> CliResult {
+        let stdout = std::io::stdout();
+        let mut lock = stdout.lock();
+        output::render(&mut lock, self.format, value)
+            .and_then(|_| lock.flush())
+            .map_err(|e| CliError::new(Kind::Io, format!("cannot write to stdout: {e}")))
+    }
+
+    /// A notice for the person at the terminal (stderr, never parsed by scripts).
+    pub fn notice(&self, msg: &str) {
+        eprintln!("vault: {msg}");
+    }
+
+    /// Appends an audit record for `op`. A failure to log is reported but does not undo
+    /// the operation that already happened.
+    pub fn audit<T>(&self, ev: AuditEvent<'_>, result: &CliResult<T>) {
+        let ev = match result {
+            Ok(_) => ev,
+            Err(e) => AuditEvent {
+                result: Outcome::Failure {
+                    kind: e.kind.name().to_string(),
+                },
+                ..ev
+            },
+        };
+        if !self.home_dir.exists() {
+            return;
+        }
+        let log = AuditLog::open(&self.home_dir).with_account(self.account.clone());
+        if let Err(e) = log.append(&ev) {
+            self.notice(&format!("warning: could not append to the audit log: {e}"));
+        }
+    }
+}
+
+fn default_home() -> PathBuf {
+    dirs::data_dir()
+        .or_else(dirs::home_dir)
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("vault")
+}
+
+/// Parses the command line, runs it and returns the exit code.
 pub fn main() -> ExitCode {
-    ExitCode::SUCCESS
+    // Secrets must never end up in a core file.
+    disable_core_dumps();
+    let cli = Cli::parse();
+    let ctx = Ctx {
+        home_dir: cli.home.clone().unwrap_or_else(default_home),
+        format: cli.output,
+        account: crate::current_account(),
+    };
+    match run(&ctx, cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vault: error: {}", e.message);
+            ExitCode::from(e.kind.exit_code())
+        }
+    }
+}
+
+fn run(ctx: &Ctx, cmd: Command) -> CliResult {
+    match cmd {
+        Command::Keys(c) => keys::run(ctx, c),
+        Command::Backup(c) => backup::run(ctx, c),
+        Command::Inspect(a) => backup::inspect(ctx, &a),
+        Command::Audit(c) => audit::run(ctx, c),
+        Command::Demo(a) => demo::run(ctx, a),
+        Command::BmcSimulator(a) => demo::simulator(ctx, a),
+    }
+}
+
+fn disable_core_dumps() {
+    if !crate::hardening::disable_core_dumps() {
+        eprintln!("vault: warning: could not disable core dumps (RLIMIT_CORE)");
+    }
 }

@@ -127,11 +127,20 @@ impl Preamble {
 }
 
 /// Whether an archive belongs to the whole system or to one domain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     System,
     Domain,
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Scope::System => "system",
+            Scope::Domain => "domain",
+        })
+    }
 }
 
 /// Where the plaintext came from (all optional: a file sealed by hand has none of these).

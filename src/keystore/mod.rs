@@ -36,21 +36,9 @@ pub const KEY_VERSION: &str = "1";
 const STORE_FORMAT: u32 = 1;
 const WRAP_LABEL: &[u8] = b"vault.home.v1 backup-key";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Scope {
-    System,
-    Domain,
-}
-
-impl std::fmt::Display for Scope {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Scope::System => "system",
-            Scope::Domain => "domain",
-        })
-    }
-}
+/// Scopes are shared with archives: a system archive needs a system key, a domain
+/// archive a key of its domain.
+pub use crate::envelope::Scope;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -1,0 +1,557 @@
+//! `vault backup …` (local archive commands) and `vault inspect`.
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::keys::{event, list_json, scope_of};
+use super::{CliError, CliResult, Ctx, ScopeArgs, pull};
+use crate::audit::AuditEvent;
+use crate::envelope::{self, ArchiveHeader, Inspection, SlotInfo};
+use crate::errors::{Classify, Kind};
+use crate::fsutil::AtomicFile;
+use crate::keystore::{Home, KeyError, KeyInfo, KeyStore, Scope};
+use crate::secret::Key32;
+use crate::store::{self, ArchiveStore, archive_err};
+
+#[derive(Subcommand)]
+pub enum BackupCmd {
+    /// Seal a file (or stdin with --file -) into a new archive in this home.
+    Create(CreateArgs),
+    /// Pull a configuration backup from a BMC (or a fleet) straight into sealed archives.
+    Pull(Box<pull::PullArgs>),
+    /// Push an archive back to the BMC it came from (verified completely first).
+    Restore(Box<pull::RestoreArgs>),
+    /// List the archives in this home.
+    List {
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Show one archive's metadata.
+    Get {
+        #[arg(long, value_name = "ID")]
+        id: String,
+    },
+    /// Copy an archive out of the home (still encrypted) to a file.
+    Download {
+        #[arg(long, value_name = "ID")]
+        id: String,
+        #[arg(long, value_name = "F")]
+        file: PathBuf,
+    },
+    /// Add an archive file to this home (its key must be uploaded separately).
+    Upload {
+        #[arg(long, value_name = "F")]
+        file: PathBuf,
+    },
+    /// Authenticate an archive completely (header, every chunk, trailer, checksum).
+    Verify(Target),
+    /// Decrypt an archive to a file (written atomically, only if fully authentic).
+    Extract {
+        #[command(flatten)]
+        target: Target,
+        /// Where to write the plaintext.
+        #[arg(long, value_name = "F")]
+        out: PathBuf,
+    },
+    /// Move archives to another key: rewrite only the key slot (O(header)), or with
+    /// --reencrypt give each a fresh data key and payload (when the old key may be compromised).
+    Rewrap(RewrapArgs),
+    /// Delete an archive from this home.
+    Delete {
+        #[arg(long, value_name = "ID")]
+        id: String,
+    },
+    /// Same as 'vault inspect'.
+    Inspect(InspectArgs),
+}
+
+#[derive(Args)]
+pub struct CreateArgs {
+    /// The file to seal; '-' reads stdin.
+    #[arg(long, value_name = "IN")]
+    file: PathBuf,
+    #[command(flatten)]
+    scope: ScopeArgs,
+    /// Seal under this key instead of the scope's default.
+    #[arg(long, value_name = "ID")]
+    key: Option<String>,
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    description: String,
+}
+
+#[derive(Args, Clone)]
+#[group(required = true, multiple = false)]
+pub struct Target {
+    /// An archive in this home.
+    #[arg(long, value_name = "ID")]
+    id: Option<String>,
+    /// An archive file anywhere.
+    #[arg(long, value_name = "F")]
+    file: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct RewrapArgs {
+    /// The archive to rewrap.
+    #[arg(
+        long,
+        value_name = "ID",
+        conflicts_with = "all",
+        required_unless_present = "all"
+    )]
+    id: Option<String>,
+    /// Every archive in this home (with --from: those sealed under that key).
+    #[arg(long)]
+    all: bool,
+    /// Only archives currently sealed under this key.
+    #[arg(long, value_name = "KEY")]
+    from: Option<String>,
+    /// The new key (default: the current default of each archive's scope/domain).
+    #[arg(long, value_name = "ID")]
+    key: Option<String>,
+    /// Re-encrypt the payload under a fresh data key (O(file)); use when the old key may
+    /// already be compromised.
+    #[arg(long)]
+    reencrypt: bool,
+}
+
+#[derive(Args)]
+pub struct InspectArgs {
+    /// The archive file.
+    #[arg(long, value_name = "F")]
+    file: PathBuf,
+}
+
+pub fn run(ctx: &Ctx, cmd: BackupCmd) -> CliResult {
+    match cmd {
+        BackupCmd::Create(a) => create(ctx, a),
+        BackupCmd::Pull(a) => pull::pull(ctx, *a),
+        BackupCmd::Restore(a) => pull::restore(ctx, *a),
+        BackupCmd::List { scope } => {
+            let home = ctx.home()?;
+            let filter = match (scope.scope, &scope.domain) {
+                (None, None) => None,
+                _ => Some(scope_of(&scope, Scope::System)?),
+            };
+            let mut items = Vec::new();
+            for a in ArchiveStore::new(&home).list()? {
+                match a.inspection {
+                    Ok(i) => {
+                        if filter
+                            .as_ref()
+                            .is_none_or(|(s, d)| i.header.scope == *s && i.header.domain_id == *d)
+                        {
+                            items.push(backup_json(&i));
+                        }
+                    }
+                    Err(e) => ctx.notice(&format!(
+                        "skipping unreadable archive {}: {e}",
+                        a.path.display()
+                    )),
+                }
+            }
+            ctx.print(&list_json(items))
+        }
+        BackupCmd::Get { id } => {
+            let home = ctx.home()?;
+            let (_, path) = ArchiveStore::new(&home).find(&id)?;
+            ctx.print(&backup_json(&store::inspect_file(&path)?))
+        }
+        BackupCmd::Download { id, file } => {
+            let home = ctx.home()?;
+            let r = (|| -> CliResult<(Uuid, u64)> {
+                let (id, path) = ArchiveStore::new(&home).find(&id)?;
+                Ok((id, store::copy_atomic(&path, &file, 0o600)?))
+            })();
+            ctx.audit(
+                AuditEvent {
+                    archive_id: r.as_ref().ok().map(|(i, _)| i.to_string()),
+                    ..event("backup.download")
+                },
+                &r,
+            );
+            let (id, bytes) = r?;
+            ctx.print(&json!({"id": id, "file": file.display().to_string(), "bytes": bytes}))
+        }
+        BackupCmd::Upload { file } => {
+            let home = ctx.home()?;
+            let r = (|| -> CliResult<(Inspection, bool)> {
+                let lock = home.lock()?;
+                Ok(ArchiveStore::new(&home).import(&lock, &file)?)
+            })();
+            ctx.audit(
+                AuditEvent {
+                    archive_id: r.as_ref().ok().map(|(i, _)| i.header.id.to_string()),
+                    ..event("backup.upload")
+                },
+                &r,
+            );
+            let (insp, added) = r?;
+            if !added {
+                ctx.notice(&format!(
+                    "archive {} is already in this home; nothing changed",
+                    insp.header.id
+                ));
+            }
+            let ks = KeyStore::new(&home);
+            if let Some((k, _)) = insp.key_ids.first()
+                && ks.get(k).is_err()
+            {
+                ctx.notice(&format!("its key {k} is not in this home: import it with 'vault keys upload' before verify or extract"));
+            }
+            ctx.print(&backup_json(&insp))
+        }
+        BackupCmd::Verify(t) => {
+            let home = ctx.home()?;
+            let path = target_path(&home, &t)?;
+            let r = verify_path(&home, &path);
+            ctx.audit(
+                AuditEvent {
+                    archive_id: r.as_ref().ok().map(|s| s.header.id.to_string()),
+                    key_id: r.as_ref().ok().map(|s| s.key_id.to_string()),
+                    ..event("backup.verify")
+                },
+                &r,
+            );
+            let s = r?;
+            ctx.print(&json!({
+                "id": s.header.id,
+                "verified": true,
+                "backupKeyId": s.key_id,
+                "version": s.version,
+                "size": s.plaintext_size,
+                "checksum": envelope::hex_digest(&s.sha256),
+            }))
+        }
+        BackupCmd::Extract { target, out } => {
+            let home = ctx.home()?;
+            let path = target_path(&home, &target)?;
+            let r = extract(&home, &path, &out);
+            ctx.audit(
+                AuditEvent {
+                    archive_id: r.as_ref().ok().map(|s| s.header.id.to_string()),
+                    ..event("backup.extract")
+                },
+                &r,
+            );
+            let s = r?;
+            ctx.print(&json!({
+                "id": s.header.id,
+                "out": out.display().to_string(),
+                "size": s.plaintext_size,
+                "checksum": envelope::hex_digest(&s.sha256),
+            }))
+        }
+        BackupCmd::Rewrap(a) => rewrap(ctx, a),
+        BackupCmd::Delete { id } => {
+            let home = ctx.home()?;
+            let r = (|| -> CliResult<Uuid> {
+                let st = ArchiveStore::new(&home);
+                let (id, _) = st.find(&id)?;
+                let lock = home.lock()?;
+                st.delete(&lock, &id)?;
+                Ok(id)
+            })();
+            ctx.audit(
+                AuditEvent {
+                    archive_id: Some(id.clone()),
+                    ..event("backup.delete")
+                },
+                &r,
+            );
+            ctx.print(&json!({"deleted": true, "id": r?}))
+        }
+        BackupCmd::Inspect(a) => inspect(ctx, &a),
+    }
+}
+
+/// `vault inspect --file F`: metadata only, no key, nothing verified.
+pub fn inspect(ctx: &Ctx, a: &InspectArgs) -> CliResult {
+    let i = store::inspect_file(&a.file)?;
+    let h = &i.header;
+    let mut v = json!({
+        "version": i.version,
+        "createdAt": h.created_at,
+        "scope": h.scope,
+        "domainID": h.domain_id.clone().unwrap_or_default(),
+        "backupKeyId": i.key_ids.first().map(|(k, _)| k.to_string()).unwrap_or_default(),
+        "isEncrypted": true,
+        "creatorAccount": h.creator_account,
+        "isHSMBacked": false,
+        "description": h.description,
+        "checksum": envelope::hex_digest(&i.sha256),
+        "productVersion": h.product_version,
+        "id": h.id,
+        "size": i.plaintext_size,
+        "archiveSize": i.file_len,
+        "source": h.source.clone().map(|s| serde_json::to_value(s).expect("serializes")).unwrap_or(json!({})),
+        "keySlots": i.slots.iter().map(slot_json).collect::<Vec<_>>(),
+        "lengthConsistent": i.length_consistent,
+        "verified": false,
+    });
+    if !i.length_consistent {
+        v["warning"] = json!(
+            "the file length does not match the size in its trailer: it is truncated or damaged"
+        );
+    }
+    ctx.notice(
+        "metadata shown as stored; nothing is verified without the key: run 'vault backup verify'",
+    );
+    ctx.print(&v)
+}
+
+fn slot_json(s: &SlotInfo) -> Value {
+    match s {
+        SlotInfo::Empty => json!({"state": "empty"}),
+        SlotInfo::Occupied { key_id, generation } => {
+            json!({"state": "occupied", "keyId": key_id, "generation": generation})
+        }
+        SlotInfo::Damaged => json!({"state": "damaged"}),
+    }
+}
+
+/// ksctl-like description of an archive in the store.
+pub fn backup_json(i: &Inspection) -> Value {
+    let h = &i.header;
+    let mut v = json!({
+        "scope": h.scope,
+        "account": h.creator_account,
+        "version": i.version.to_string(),
+        "id": h.id,
+        "createdAt": h.created_at,
+        "status": "Completed",
+        "tiedToHSM": false,
+        "backupKey": i.key_ids.first().map(|(k, _)| k.to_string()).unwrap_or_default(),
+        "productVersion": h.product_version,
+        "description": h.description,
+        "checksum": envelope::hex_digest(&i.sha256),
+        "size": i.plaintext_size,
+    });
+    if let Some(d) = &h.domain_id {
+        v["domainID"] = json!(d);
+    }
+    if let Some(s) = &h.source {
+        v["source"] = serde_json::to_value(s).expect("serializes");
+    }
+    v
+}
+
+fn target_path(home: &Home, t: &Target) -> CliResult<PathBuf> {
+    match (&t.id, &t.file) {
+        (Some(id), _) => Ok(ArchiveStore::new(home).find(id)?.1),
+        (None, Some(f)) => Ok(f.clone()),
+        (None, None) => Err(CliError::new(
+            Kind::Usage,
+            "name the archive with --id ID or --file F",
+        )),
+    }
+}
+
+/// Looks up keys of this home for opening archives (retired keys included).
+pub fn key_lookup(ks: &KeyStore<'_>) -> impl Fn(&Uuid) -> Option<Key32> {
+    move |id| ks.material(id, false).ok().map(|(_, k)| k)
+}
+
+pub fn verify_path(home: &Home, path: &Path) -> CliResult<envelope::OpenSummary> {
+    let ks = KeyStore::new(home);
+    let f = File::open(path).map_err(|e| file_err(path, e))?;
+    let lookup = key_lookup(&ks);
+    Ok(
+        envelope::verify(BufReader::with_capacity(1 << 20, f), &lookup)
+            .map_err(archive_err(path))?,
+    )
+}
+
+fn extract(home: &Home, path: &Path, out: &Path) -> CliResult<envelope::OpenSummary> {
+    let ks = KeyStore::new(home);
+    let f = File::open(path).map_err(|e| file_err(path, e))?;
+    let lookup = key_lookup(&ks);
+    let mut dest = AtomicFile::create(out, 0o600).map_err(|e| file_err(out, e))?;
+    // Plaintext goes to a temporary file that is renamed only after the whole archive
+    // authenticated; on any error it is dropped, leaving nothing under `out`.
+    let s = envelope::open(BufReader::with_capacity(1 << 20, f), &lookup, &mut dest)
+        .map_err(archive_err(path))?;
+    dest.commit().map_err(|e| file_err(out, e))?;
+    Ok(s)
+}
+
+pub fn file_err(path: &Path, e: io::Error) -> CliError {
+    CliError::new(
+        Classify::kind(&e),
+        format!("cannot access {}: {e}", path.display()),
+    )
+}
+
+/// Chooses the key that seals a new archive of `scope`/`domain` and checks it may.
+pub fn sealing_key(
+    ks: &KeyStore<'_>,
+    scope: Scope,
+    domain: Option<&str>,
+    named: Option<&str>,
+) -> CliResult<(KeyInfo, Key32)> {
+    let info = match named {
+        Some(id) => ks.find(id)?,
+        None => ks
+            .default_key(scope, domain)?
+            .ok_or_else(|| KeyError::NoDefault {
+                scope,
+                domain: domain.map(str::to_string),
+            })?,
+    };
+    if !info.in_scope(scope, domain) {
+        let what = match (&info.scope, &info.domain_id) {
+            (Scope::System, _) => "a system key".to_string(),
+            (Scope::Domain, d) => format!("a key of domain {}", d.as_deref().unwrap_or("?")),
+        };
+        let want = match domain {
+            None => "a system archive".to_string(),
+            Some(d) => format!("an archive of domain {d}"),
+        };
+        return Err(CliError::new(
+            Kind::Refused,
+            format!(
+                "key {} is {what} and cannot seal {want}; pick a key of the same scope (vault keys list --scope {scope}) or change --scope/--domain",
+                info.id
+            ),
+        ));
+    }
+    Ok(ks.material(&info.id, true)?)
+}
+
+fn create(ctx: &Ctx, a: CreateArgs) -> CliResult {
+    let home = ctx.home()?;
+    let (scope, domain) = scope_of(&a.scope, Scope::System)?;
+    let ks = KeyStore::new(&home);
+    let r = (|| -> CliResult<(Inspection, Uuid)> {
+        let (key, material) = sealing_key(&ks, scope, domain.as_deref(), a.key.as_deref())?;
+        let file_name = (a.file.as_os_str() != "-").then(|| {
+            a.file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        });
+        let source = file_name.map(|f| envelope::Source {
+            file_name: Some(f),
+            ..Default::default()
+        });
+        let header =
+            ArchiveHeader::new(scope, domain.clone(), &ctx.account, &a.description, source);
+        let input: Box<dyn Read> = if a.file.as_os_str() == "-" {
+            Box::new(io::stdin().lock())
+        } else {
+            Box::new(File::open(&a.file).map_err(|e| file_err(&a.file, e))?)
+        };
+        let lock = home.lock()?;
+        let (_, path) = ArchiveStore::new(&home).seal_new(
+            &lock,
+            &header,
+            key.id,
+            &material,
+            BufReader::with_capacity(1 << 20, input),
+        )?;
+        Ok((store::inspect_file(&path)?, key.id))
+    })();
+    ctx.audit(
+        AuditEvent {
+            archive_id: r.as_ref().ok().map(|(i, _)| i.header.id.to_string()),
+            key_id: r.as_ref().ok().map(|(_, k)| k.to_string()),
+            ..event("backup.create")
+        },
+        &r,
+    );
+    ctx.print(&backup_json(&r?.0))
+}
+
+fn rewrap(ctx: &Ctx, a: RewrapArgs) -> CliResult {
+    let home = ctx.home()?;
+    let ks = KeyStore::new(&home);
+    let st = ArchiveStore::new(&home);
+    let lock = home.lock()?;
+    let from = a.from.as_deref().map(|f| ks.find(f)).transpose()?;
+    let targets: Vec<PathBuf> = match &a.id {
+        Some(id) => vec![st.find(id)?.1],
+        None => st.list()?.into_iter().map(|s| s.path).collect(),
+    };
+    let lookup = key_lookup(&ks);
+    let mut done = Vec::new();
+    let mut failed = Vec::new();
+    for path in targets {
+        let r = (|| -> CliResult<Option<Value>> {
+            let insp = store::inspect_file(&path)?;
+            let current = insp.key_ids.first().map(|(k, _)| *k);
+            if let Some(f) = &from
+                && current != Some(f.id)
+            {
+                return Ok(None);
+            }
+            let (key, material) = sealing_key(
+                &ks,
+                insp.header.scope,
+                insp.header.domain_id.as_deref(),
+                a.key.as_deref(),
+            )?;
+            if a.reencrypt {
+                let src = File::open(&path).map_err(|e| file_err(&path, e))?;
+                let mut out = AtomicFile::create(&path, 0o600).map_err(|e| file_err(&path, e))?;
+                let s = envelope::reencrypt(
+                    BufReader::with_capacity(1 << 20, src),
+                    &lookup,
+                    key.id,
+                    &material,
+                    &mut out,
+                )
+                .map_err(archive_err(&path))?;
+                out.commit().map_err(|e| file_err(&path, e))?;
+                Ok(Some(
+                    json!({"id": s.archive_id, "from": s.previous_key_id, "to": s.new_key_id, "changed": true, "reencrypted": true}),
+                ))
+            } else {
+                let s = envelope::rewrap_file(&path, &lookup, key.id, &material)
+                    .map_err(archive_err(&path))?;
+                Ok(Some(
+                    json!({"id": s.archive_id, "from": s.previous_key_id, "to": s.new_key_id, "changed": s.changed, "reencrypted": false}),
+                ))
+            }
+        })();
+        let archive_id = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+        if !matches!(r, Ok(None)) {
+            let key_id = r
+                .as_ref()
+                .ok()
+                .and_then(|v| v.as_ref())
+                .map(|v| v["to"].as_str().unwrap_or_default().to_string());
+            ctx.audit(
+                AuditEvent {
+                    archive_id: archive_id.clone(),
+                    key_id,
+                    detail: a.reencrypt.then(|| "reencrypt".to_string()),
+                    ..event("backup.rewrap")
+                },
+                &r,
+            );
+        }
+        match r {
+            Ok(Some(v)) => done.push(v),
+            Ok(None) => {}
+            Err(e) => {
+                failed.push(json!({"id": archive_id, "error": e.message, "kind": e.kind.name()}))
+            }
+        }
+    }
+    drop(lock);
+    let n_failed = failed.len();
+    ctx.print(&json!({"total": done.len() + n_failed, "rewrapped": done, "failed": failed}))?;
+    if n_failed > 0 {
+        return Err(CliError::new(
+            Kind::Integrity,
+            format!(
+                "{n_failed} archive(s) could not be rewrapped (listed in the output); the others were"
+            ),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,260 @@
+//! The archive store of a vault home: `archives/<id>.vault`, one sealed archive per file.
+//!
+//! Invariants:
+//! - An archive appears under its final name only complete: new archives are sealed into
+//!   a temporary file in the same directory and renamed with no-clobber, so a failed or
+//!   killed seal or upload leaves nothing (stray `.tmp-*` files are ignored by `list`).
+//! - The file name is the archive id from the authenticated header; an uploaded file
+//!   whose id already exists with different bytes is refused rather than overwritten.
+//! - Listing and reference checks read only headers and trailers (`envelope::inspect`),
+//!   so they cost the same for a 1 KiB and a 10 GiB archive.
+use std::fs::File;
+use std::io::{self, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+use uuid::Uuid;
+
+use crate::envelope::{self, ArchiveHeader, EnvelopeError, Inspection, SealSummary};
+use crate::errors::{Classify, Kind};
+use crate::fsutil::{self, AtomicFile};
+use crate::keystore::{Home, HomeLock};
+use crate::secret::Key32;
+
+const EXT: &str = "vault";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no archive with id {0} in this home; run 'vault backup list' to see the archives")]
+    NotFound(String),
+    #[error(
+        "an archive with id {0} but different content is already in this home; refusing to overwrite it"
+    )]
+    Clash(Uuid),
+    #[error("{path}: {source}")]
+    Archive { path: String, source: EnvelopeError },
+    #[error("cannot access {path}: {source}")]
+    Io { path: String, source: io::Error },
+}
+
+impl Classify for StoreError {
+    fn kind(&self) -> Kind {
+        match self {
+            StoreError::NotFound(_) => Kind::NotFound,
+            StoreError::Clash(_) => Kind::Refused,
+            StoreError::Archive { source, .. } => source.kind(),
+            StoreError::Io { source, .. } => Classify::kind(source),
+        }
+    }
+}
+
+impl Classify for EnvelopeError {
+    fn kind(&self) -> Kind {
+        match self {
+            EnvelopeError::NotAnArchive | EnvelopeError::InvalidHeader(_) => Kind::Usage,
+            EnvelopeError::UnsupportedVersion { .. } | EnvelopeError::TooLarge => Kind::Unsupported,
+            EnvelopeError::Malformed(_)
+            | EnvelopeError::Truncated(_)
+            | EnvelopeError::Tampered(_) => Kind::Integrity,
+            EnvelopeError::KeyUnavailable { .. } => Kind::NotFound,
+            EnvelopeError::WrongKey { .. } => Kind::Auth,
+            EnvelopeError::Io(e) => Classify::kind(e),
+        }
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Attaches the file name to an archive-layer error.
+pub fn archive_err(path: &Path) -> impl FnOnce(EnvelopeError) -> StoreError + '_ {
+    move |source| StoreError::Archive {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// One entry of the store: its path and what its header says (or why it cannot be read).
+pub struct StoredArchive {
+    pub path: PathBuf,
+    pub inspection: Result<Inspection, EnvelopeError>,
+}
+
+/// Inspects an archive file: reads only its header and trailer.
+pub fn inspect_file(path: &Path) -> Result<Inspection, StoreError> {
+    let f = File::open(path).map_err(io_err(path))?;
+    envelope::inspect(BufReader::with_capacity(8192, f)).map_err(archive_err(path))
+}
+
+pub struct ArchiveStore<'h> {
+    home: &'h Home,
+}
+
+impl<'h> ArchiveStore<'h> {
+    pub fn new(home: &'h Home) -> Self {
+        ArchiveStore { home }
+    }
+
+    pub fn path_of(&self, id: &Uuid) -> PathBuf {
+        self.home.archives_dir().join(format!("{id}.{EXT}"))
+    }
+
+    /// Every archive in the store, oldest first (by `createdAt`, then id).
+    pub fn list(&self) -> Result<Vec<StoredArchive>, StoreError> {
+        let dir = self.home.archives_dir();
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(io_err(&dir))? {
+            let entry = entry.map_err(io_err(&dir))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(fsutil::TEMP_PREFIX) || !name.ends_with(EXT) {
+                continue;
+            }
+            let path = entry.path();
+            let inspection = File::open(&path)
+                .map_err(EnvelopeError::Io)
+                .and_then(|f| envelope::inspect(BufReader::with_capacity(8192, f)));
+            out.push(StoredArchive { path, inspection });
+        }
+        out.sort_by(|a, b| match (&a.inspection, &b.inspection) {
+            (Ok(x), Ok(y)) => {
+                (&x.header.created_at, x.header.id).cmp(&(&y.header.created_at, y.header.id))
+            }
+            _ => a.path.cmp(&b.path),
+        });
+        Ok(out)
+    }
+
+    /// Finds an archive by full id or unambiguous prefix.
+    pub fn find(&self, id_or_prefix: &str) -> Result<(Uuid, PathBuf), StoreError> {
+        if let Ok(id) = Uuid::parse_str(id_or_prefix) {
+            let p = self.path_of(&id);
+            return if p.exists() {
+                Ok((id, p))
+            } else {
+                Err(StoreError::NotFound(id_or_prefix.to_string()))
+            };
+        }
+        let needle = id_or_prefix.to_ascii_lowercase();
+        let dir = self.home.archives_dir();
+        let mut hits = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(io_err(&dir))? {
+            let entry = entry.map_err(io_err(&dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(stem) = name.strip_suffix(".vault")
+                && stem.starts_with(&needle)
+                && !needle.is_empty()
+                && let Ok(id) = Uuid::parse_str(stem)
+            {
+                hits.push((id, entry.path()));
+            }
+        }
+        if hits.len() == 1 {
+            Ok(hits.remove(0))
+        } else {
+            Err(StoreError::NotFound(id_or_prefix.to_string()))
+        }
+    }
+
+    /// Ids of the archives whose key slots name `key_id`.
+    pub fn referencing(&self, key_id: &Uuid) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .filter_map(|a| a.inspection.ok())
+            .filter(|i| i.key_ids.iter().any(|(k, _)| k == key_id))
+            .map(|i| i.header.id.to_string())
+            .collect())
+    }
+
+    /// Seals `input` as a new archive of the store.
+    pub fn seal_new<R: Read>(
+        &self,
+        _lock: &HomeLock,
+        header: &ArchiveHeader,
+        key_id: Uuid,
+        key: &Key32,
+        input: R,
+    ) -> Result<(SealSummary, PathBuf), StoreError> {
+        let path = self.path_of(&header.id);
+        let mut out = AtomicFile::create(&path, 0o600).map_err(io_err(&path))?;
+        let summary =
+            envelope::seal(header, key_id, key, input, &mut out).map_err(archive_err(&path))?;
+        out.commit_new().map_err(io_err(&path))?;
+        Ok((summary, path))
+    }
+
+    /// Copies an archive file into the store after checking its structure. Returns the
+    /// inspection and whether it was newly added (false: identical copy already present).
+    pub fn import(&self, _lock: &HomeLock, src: &Path) -> Result<(Inspection, bool), StoreError> {
+        let inspection = inspect_file(src)?;
+        if !inspection.length_consistent {
+            return Err(StoreError::Archive {
+                path: src.display().to_string(),
+                source: EnvelopeError::Truncated(
+                    "its length does not match the size its trailer claims".into(),
+                ),
+            });
+        }
+        let dest = self.path_of(&inspection.header.id);
+        if dest.exists() {
+            return if same_content(src, &dest).map_err(io_err(&dest))? {
+                Ok((inspection, false))
+            } else {
+                Err(StoreError::Clash(inspection.header.id))
+            };
+        }
+        let mut input = File::open(src).map_err(io_err(src))?;
+        let mut out = AtomicFile::create(&dest, 0o600).map_err(io_err(&dest))?;
+        io::copy(&mut input, &mut out).map_err(io_err(&dest))?;
+        out.commit_new().map_err(io_err(&dest))?;
+        Ok((inspection, true))
+    }
+
+    pub fn delete(&self, _lock: &HomeLock, id: &Uuid) -> Result<(), StoreError> {
+        let path = self.path_of(id);
+        std::fs::remove_file(&path).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                StoreError::NotFound(id.to_string())
+            } else {
+                StoreError::Io {
+                    path: path.display().to_string(),
+                    source: e,
+                }
+            }
+        })?;
+        fsutil::sync_dir(&self.home.archives_dir()).map_err(io_err(&path))
+    }
+}
+
+/// Copies `src` to `dest` atomically (temporary file, fsync, rename).
+pub fn copy_atomic(src: &Path, dest: &Path, mode: u32) -> Result<u64, StoreError> {
+    let mut input = File::open(src).map_err(io_err(src))?;
+    let mut out = AtomicFile::create(dest, mode).map_err(io_err(dest))?;
+    let n = io::copy(&mut input, &mut out).map_err(io_err(dest))?;
+    out.flush().map_err(io_err(dest))?;
+    out.commit().map_err(io_err(dest))?;
+    Ok(n)
+}
+
+fn same_content(a: &Path, b: &Path) -> io::Result<bool> {
+    let (fa, fb) = (File::open(a)?, File::open(b)?);
+    if fa.metadata()?.len() != fb.metadata()?.len() {
+        return Ok(false);
+    }
+    let (mut ra, mut rb) = (BufReader::new(fa), BufReader::new(fb));
+    let (mut ba, mut bb) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    loop {
+        let n = ra.read(&mut ba)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        rb.read_exact(&mut bb[..n])?;
+        if ba[..n] != bb[..n] {
+            return Ok(false);
+        }
+    }
+}
