@@ -63,7 +63,7 @@ pub enum KeyFileError {
         "key file format version {found} is too old for this vault (oldest readable: {MIN_READ_VERSION}); import it with an older vault release and export it again"
     )]
     TooOld { found: u16 },
-    #[error("key file is truncated ({0})")]
+    #[error("key file is truncated or corrupted ({0}); get a complete copy from its source")]
     Truncated(&'static str),
     #[error("key file is corrupted or tampered ({0}); get a fresh copy from its source")]
     Corrupted(&'static str),
