@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::keys::{event, list_json, scope_of};
-use super::{CliError, CliResult, Ctx, ScopeArgs, pull};
+use super::{CliError, CliResult, Ctx, ScopeArgs, progress, pull};
 use crate::audit::AuditEvent;
 use crate::envelope::{self, ArchiveHeader, Inspection, SlotInfo};
 use crate::errors::{Classify, Kind};
@@ -359,11 +359,10 @@ pub fn key_lookup(ks: &KeyStore<'_>) -> impl Fn(&Uuid) -> Option<Key32> {
 pub fn verify_path(home: &Home, path: &Path) -> CliResult<envelope::OpenSummary> {
     let ks = KeyStore::new(home);
     let f = File::open(path).map_err(|e| file_err(path, e))?;
+    let len = f.metadata().ok().map(|m| m.len());
     let lookup = key_lookup(&ks);
-    Ok(
-        envelope::verify(BufReader::with_capacity(1 << 20, f), &lookup)
-            .map_err(archive_err(path))?,
-    )
+    let input = progress::reader(BufReader::with_capacity(1 << 20, f), len, "verifying");
+    Ok(envelope::verify(input, &lookup).map_err(archive_err(path))?)
 }
 
 fn extract(home: &Home, path: &Path, out: &Path) -> CliResult<envelope::OpenSummary> {
@@ -373,8 +372,9 @@ fn extract(home: &Home, path: &Path, out: &Path) -> CliResult<envelope::OpenSumm
     let mut dest = AtomicFile::create(out, 0o600).map_err(|e| file_err(out, e))?;
     // Plaintext goes to a temporary file that is renamed only after the whole archive
     // authenticated; on any error it is dropped, leaving nothing under `out`.
-    let s = envelope::open(BufReader::with_capacity(1 << 20, f), &lookup, &mut dest)
-        .map_err(archive_err(path))?;
+    let len = f.metadata().ok().map(|m| m.len());
+    let input = progress::reader(BufReader::with_capacity(1 << 20, f), len, "extracting");
+    let s = envelope::open(input, &lookup, &mut dest).map_err(archive_err(path))?;
     dest.commit().map_err(|e| file_err(out, e))?;
     Ok(s)
 }
@@ -441,9 +441,11 @@ fn create(ctx: &Ctx, a: CreateArgs) -> CliResult {
         let header =
             ArchiveHeader::new(scope, domain.clone(), &ctx.account, &a.description, source);
         let input: Box<dyn Read> = if a.file.as_os_str() == "-" {
-            Box::new(io::stdin().lock())
+            progress::reader(io::stdin().lock(), None, "sealing")
         } else {
-            Box::new(File::open(&a.file).map_err(|e| file_err(&a.file, e))?)
+            let f = File::open(&a.file).map_err(|e| file_err(&a.file, e))?;
+            let len = f.metadata().ok().map(|m| m.len());
+            progress::reader(f, len, "sealing")
         };
         let lock = home.lock()?;
         let (_, path) = ArchiveStore::new(&home).seal_new(

@@ -10,6 +10,7 @@ mod demo;
 mod keys;
 pub mod output;
 mod password;
+mod progress;
 mod pull;
 
 use std::io::Write;
