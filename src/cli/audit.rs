@@ -367,7 +367,10 @@ mod tests {
     #[test]
     fn since_accepts_rfc3339_dates_and_ages() {
         let now = OffsetDateTime::parse("2026-11-21T12:00:00Z", &Rfc3339).unwrap();
-        let at = |s: &str| parse_since(s, now).unwrap().format(&Rfc3339).unwrap();
+        let at = |s: &str| {
+            let t = parse_since(s, now).unwrap();
+            t.to_offset(time::UtcOffset::UTC).format(&Rfc3339).unwrap()
+        };
         assert_eq!(at("2026-11-20T08:00:00+01:00"), "2026-11-20T07:00:00Z");
         assert_eq!(at("2026-11-21"), "2026-11-21T00:00:00Z");
         assert_eq!(at("24h"), "2026-11-20T12:00:00Z");
