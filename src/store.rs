@@ -187,6 +187,29 @@ impl<'h> ArchiveStore<'h> {
         Ok((summary, path))
     }
 
+    /// Seals `input` into a temporary file of the store *without* the home lock, for
+    /// long streams (a BMC download) that must not hold up other operations or parallel
+    /// pulls. `on_temp` learns the temporary file's path before any byte is written (so a
+    /// signal handler can remove it). Nothing appears under a final name until
+    /// [`StagedArchive::commit`], which takes the lock; dropping the result instead
+    /// removes the temporary file. Safe without the lock because the archive id is a
+    /// fresh random UUID and the commit is a no-clobber rename.
+    pub fn seal_unlocked<R: Read>(
+        &self,
+        header: &ArchiveHeader,
+        key_id: Uuid,
+        key: &Key32,
+        input: R,
+        on_temp: &mut dyn FnMut(&Path),
+    ) -> Result<StagedArchive, StoreError> {
+        let path = self.path_of(&header.id);
+        let mut out = AtomicFile::create(&path, 0o600).map_err(io_err(&path))?;
+        on_temp(out.temp_path());
+        let summary =
+            envelope::seal(header, key_id, key, input, &mut out).map_err(archive_err(&path))?;
+        Ok(StagedArchive { out, path, summary })
+    }
+
     /// Copies an archive file into the store after checking its structure. Returns the
     /// inspection and whether it was newly added (false: identical copy already present).
     pub fn import(&self, _lock: &HomeLock, src: &Path) -> Result<(Inspection, bool), StoreError> {
@@ -227,6 +250,27 @@ impl<'h> ArchiveStore<'h> {
             }
         })?;
         fsutil::sync_dir(&self.home.archives_dir()).map_err(io_err(&path))
+    }
+}
+
+/// A completely sealed archive in a temporary file of the store, not yet visible; see
+/// [`ArchiveStore::seal_unlocked`].
+pub struct StagedArchive {
+    out: AtomicFile,
+    path: PathBuf,
+    summary: SealSummary,
+}
+
+impl StagedArchive {
+    pub fn temp_path(&self) -> &Path {
+        self.out.temp_path()
+    }
+
+    /// Makes the archive appear under its final name (fsync, no-clobber rename).
+    pub fn commit(self, _lock: &HomeLock) -> Result<(SealSummary, PathBuf), StoreError> {
+        let path = self.path;
+        self.out.commit_new().map_err(io_err(&path))?;
+        Ok((self.summary, path))
     }
 }
 
