@@ -932,6 +932,14 @@ pub fn restore(ctx: &Ctx, a: RestoreArgs) -> CliResult {
     if a.conn.insecure {
         insecure_warning(ctx, &format!("BMC {host}"));
     }
+    if !a.yes && !io::stdin().is_terminal() {
+        return Err(CliError::new(
+            Kind::Usage,
+            format!(
+                "restoring resets BMC {host}: pass --yes to confirm (there is no terminal to ask)"
+            ),
+        ));
+    }
     let mut archive_id = None;
     let r = (|| {
         let (id, path) = ArchiveStore::new(&home).find(&a.id)?;
