@@ -32,7 +32,7 @@ use super::{CliError, CliResult, Ctx, ScopeArgs, password};
 use crate::audit::AuditEvent;
 use crate::bmc::client::DEFAULT_MAX_BACKUP_BYTES;
 use crate::bmc::redfish::{Origin, sanitize};
-use crate::bmc::{AuthMode, BmcOptions, BmcSession, logout_all_live_sessions};
+use crate::bmc::{AuthMode, BmcError, BmcOptions, BmcSession, logout_all_live_sessions};
 use crate::envelope::{self, ArchiveHeader, Inspection, Source};
 use crate::errors::Kind;
 use crate::keystore::{Home, KeyStore, Scope};
@@ -283,10 +283,14 @@ pub struct Pulled {
 }
 
 /// `host[:port]` of a BMC URL for messages and audit records, before connecting.
+/// Never echoes credentials someone put in the URL (the client refuses such URLs).
 pub fn host_of(url: &str) -> String {
-    Origin::parse(url)
-        .map(|o| o.host)
-        .unwrap_or_else(|_| sanitize(url))
+    Origin::parse(url).map(|o| o.host).unwrap_or_else(|_| {
+        let rest = url.trim().split_once("://").map_or(url.trim(), |(_, r)| r);
+        let authority = rest.split('/').next().unwrap_or_default();
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        sanitize(host)
+    })
 }
 
 /// Pulls one backup into a new archive of `home`. Prints nothing.
@@ -341,9 +345,14 @@ pub fn pull_one(
         (dl.join(), staged)
     });
     let committed = (|| -> CliResult<PathBuf> {
-        let _download = download
-            .map_err(|_| CliError::new(Kind::Internal, "the download thread panicked"))??;
-        let staged = staged?;
+        let download =
+            download.map_err(|_| CliError::new(Kind::Internal, "the download thread panicked"))?;
+        let staged = match (download, staged) {
+            // The sink failed because sealing failed (disk full, …): that is the cause.
+            (Err(BmcError::Io { .. }), Err(seal)) => return Err(seal.into()),
+            (Err(e), _) => return Err(e.into()),
+            (Ok(_), staged) => staged?,
+        };
         let lock = home.lock()?;
         Ok(staged.commit(&lock)?.1)
     })();
@@ -776,6 +785,7 @@ pub fn restore_one(
     opts: BmcOptions,
     allow_different_system: bool,
     confirm: &dyn Fn(&RestorePlan<'_>) -> CliResult,
+    progress: &ProgressBar,
 ) -> CliResult<Restored> {
     let ks = KeyStore::new(home);
     let lookup = key_lookup(&ks);
@@ -839,8 +849,10 @@ pub fn restore_one(
     })?;
 
     f.seek(SeekFrom::Start(0)).map_err(|e| file_err(path, e))?;
-    let (writer, mut reader) = channel("decrypting the archive", ProgressBar::hidden());
+    progress.set_message(format!("{host}: uploading {file_name}"));
+    let (writer, mut reader) = channel("decrypting the archive", progress.clone());
     let size = verified.plaintext_size;
+    progress.set_length(size);
     let (sent, opened) = std::thread::scope(|s| {
         let f = &f;
         let lookup = &lookup;
@@ -932,6 +944,9 @@ pub fn restore(ctx: &Ctx, a: RestoreArgs) -> CliResult {
     if a.conn.insecure {
         insecure_warning(ctx, &format!("BMC {host}"));
     }
+    if a.conn.auth == AuthArg::Basic {
+        return Err(BmcError::RestoreNeedsSession { host }.into());
+    }
     if !a.yes && !io::stdin().is_terminal() {
         return Err(CliError::new(
             Kind::Usage,
@@ -946,13 +961,23 @@ pub fn restore(ctx: &Ctx, a: RestoreArgs) -> CliResult {
         archive_id = Some(id.to_string());
         let password = bmc_password(&a.conn)?;
         let opts = bmc_options(&a.bmc, &a.conn.bmc_user, password, &a.conn, 0);
-        restore_one(
-            &home,
-            &path,
-            opts,
-            a.allow_different_system,
-            &confirm_on_tty(a.yes),
-        )
+        // The bar starts after the confirmation prompt, so it does not draw over it.
+        let pb = ProgressBar::hidden();
+        let confirm = |plan: &RestorePlan<'_>| {
+            confirm_on_tty(a.yes)(plan)?;
+            if io::stderr().is_terminal() {
+                pb.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                pb.set_style(
+                    ProgressStyle::with_template("{spinner} {msg} {bytes}/{total_bytes}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                pb.enable_steady_tick(Duration::from_millis(120));
+            }
+            Ok(())
+        };
+        let r = restore_one(&home, &path, opts, a.allow_different_system, &confirm, &pb);
+        pb.finish_and_clear();
+        r
     })();
     ctx.audit(
         AuditEvent {
@@ -1049,6 +1074,10 @@ mod tests {
 
     #[test]
     fn host_of_names_the_bmc() {
-        assert_eq!(host_of("https://10.0.0.5:8443/redfish"), "10.0.0.5:8443");
+        assert_eq!(host_of("https://10.0.0.5:8443"), "10.0.0.5:8443");
+        assert_eq!(host_of("https://10.0.0.5/redfish/v1/"), "10.0.0.5");
+        assert_eq!(host_of("https://10.0.0.5:8443/other"), "10.0.0.5:8443");
+        let h = host_of("https://root:hunter2@ilo-7/");
+        assert_eq!(h, "ilo-7");
     }
 }
