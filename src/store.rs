@@ -302,3 +302,52 @@ fn same_content(a: &Path, b: &Path) -> io::Result<bool> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(home: &Home) -> Vec<String> {
+        std::fs::read_dir(home.archives_dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn staged_seal_is_invisible_until_commit_and_leaves_nothing_on_error() {
+        let t = tempfile::tempdir().unwrap();
+        let home = Home::open(t.path()).unwrap();
+        let st = ArchiveStore::new(&home);
+        let key = Key32::random();
+        let key_id = Uuid::new_v4();
+        let header = ArchiveHeader::new(envelope::Scope::System, None, "t", "", None);
+
+        let mut temp = None;
+        let staged = st
+            .seal_unlocked(&header, key_id, &key, &b"payload"[..], &mut |p| {
+                temp = Some(p.to_path_buf())
+            })
+            .unwrap();
+        let temp = temp.unwrap();
+        assert_eq!(staged.temp_path(), temp);
+        assert!(temp.exists());
+        assert!(st.list().unwrap().is_empty(), "not visible before commit");
+        let (summary, path) = staged.commit(&home.lock().unwrap()).unwrap();
+        assert_eq!(summary.plaintext_size, 7);
+        assert_eq!(path, st.path_of(&header.id));
+        assert!(!temp.exists());
+        assert_eq!(st.list().unwrap().len(), 1);
+
+        struct Failing;
+        impl Read for Failing {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::Error::other("source broke"))
+            }
+        }
+        let header = ArchiveHeader::new(envelope::Scope::System, None, "t", "", None);
+        let r = st.seal_unlocked(&header, key_id, &key, Failing, &mut |_| {});
+        assert!(r.is_err());
+        assert_eq!(entries(&home).len(), 1, "the failed seal left a file");
+    }
+}

@@ -102,12 +102,17 @@ impl From<AuthArg> for AuthMode {
 
 #[derive(Args)]
 #[command(group(ArgGroup::new("target").required(true).args(["bmc", "inventory"])))]
-#[command(after_help = "Inventory (TOML, or JSON with the same fields):\n  \
-[[bmc]]\n  url = \"https://ilo-rack1-01\"\n  user = \"backup\"            # default: --bmc-user\n  \
-password_file = \"ilo.pw\"   # or password_env = \"ILO_PW\"; default: --bmc-password-file / VAULT_BMC_PASSWORD\n  \
-ca_cert = \"ilo-ca.pem\"     # or insecure = true\n  \
-scope = \"domain\"  domain = \"rack1\"  key = \"…\"  description = \"…\"\n\
-Relative paths are relative to the inventory file.")]
+#[command(
+    after_help = "Inventory (TOML; JSON with the same fields, as a list or {\"bmc\": [...]}):\n  \
+[[bmc]]\n  \
+url = \"https://ilo-rack1-01\"\n  \
+user = \"backup\"             # default: --bmc-user\n  \
+password_file = \"ilo.pw\"    # or password_env = \"ILO_PW\"\n  \
+ca_cert = \"ilo-ca.pem\"      # or insecure = true\n  \
+scope = \"domain\"            # also: domain, key, description,\n  \
+domain = \"rack1\"            #       auth, timeout, retries, proxy\n\
+Unset fields take the command-line value; relative paths are relative to the inventory."
+)]
 pub struct PullArgs {
     /// BMC base URL, e.g. https://ilo-host
     #[arg(long, value_name = "URL")]
