@@ -33,6 +33,11 @@ impl AtomicFile {
         })
     }
 
+    /// Where the bytes are being written until `commit` (a `.tmp-*` name next to `dest`).
+    pub fn temp_path(&self) -> &Path {
+        self.tmp.as_ref().expect("not committed").path()
+    }
+
     pub fn file(&mut self) -> &mut File {
         self.tmp.as_mut().expect("not committed").as_file_mut()
     }

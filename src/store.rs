@@ -187,6 +187,29 @@ impl<'h> ArchiveStore<'h> {
         Ok((summary, path))
     }
 
+    /// Seals `input` into a temporary file of the store *without* the home lock, for
+    /// long streams (a BMC download) that must not hold up other operations or parallel
+    /// pulls. `on_temp` learns the temporary file's path before any byte is written (so a
+    /// signal handler can remove it). Nothing appears under a final name until
+    /// [`StagedArchive::commit`], which takes the lock; dropping the result instead
+    /// removes the temporary file. Safe without the lock because the archive id is a
+    /// fresh random UUID and the commit is a no-clobber rename.
+    pub fn seal_unlocked<R: Read>(
+        &self,
+        header: &ArchiveHeader,
+        key_id: Uuid,
+        key: &Key32,
+        input: R,
+        on_temp: &mut dyn FnMut(&Path),
+    ) -> Result<StagedArchive, StoreError> {
+        let path = self.path_of(&header.id);
+        let mut out = AtomicFile::create(&path, 0o600).map_err(io_err(&path))?;
+        on_temp(out.temp_path());
+        let summary =
+            envelope::seal(header, key_id, key, input, &mut out).map_err(archive_err(&path))?;
+        Ok(StagedArchive { out, path, summary })
+    }
+
     /// Copies an archive file into the store after checking its structure. Returns the
     /// inspection and whether it was newly added (false: identical copy already present).
     pub fn import(&self, _lock: &HomeLock, src: &Path) -> Result<(Inspection, bool), StoreError> {
@@ -230,6 +253,27 @@ impl<'h> ArchiveStore<'h> {
     }
 }
 
+/// A completely sealed archive in a temporary file of the store, not yet visible; see
+/// [`ArchiveStore::seal_unlocked`].
+pub struct StagedArchive {
+    out: AtomicFile,
+    path: PathBuf,
+    summary: SealSummary,
+}
+
+impl StagedArchive {
+    pub fn temp_path(&self) -> &Path {
+        self.out.temp_path()
+    }
+
+    /// Makes the archive appear under its final name (fsync, no-clobber rename).
+    pub fn commit(self, _lock: &HomeLock) -> Result<(SealSummary, PathBuf), StoreError> {
+        let path = self.path;
+        self.out.commit_new().map_err(io_err(&path))?;
+        Ok((self.summary, path))
+    }
+}
+
 /// Copies `src` to `dest` atomically (temporary file, fsync, rename).
 pub fn copy_atomic(src: &Path, dest: &Path, mode: u32) -> Result<u64, StoreError> {
     let mut input = File::open(src).map_err(io_err(src))?;
@@ -256,5 +300,54 @@ fn same_content(a: &Path, b: &Path) -> io::Result<bool> {
         if ba[..n] != bb[..n] {
             return Ok(false);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(home: &Home) -> Vec<String> {
+        std::fs::read_dir(home.archives_dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn staged_seal_is_invisible_until_commit_and_leaves_nothing_on_error() {
+        let t = tempfile::tempdir().unwrap();
+        let home = Home::open(t.path()).unwrap();
+        let st = ArchiveStore::new(&home);
+        let key = Key32::random();
+        let key_id = Uuid::new_v4();
+        let header = ArchiveHeader::new(envelope::Scope::System, None, "t", "", None);
+
+        let mut temp = None;
+        let staged = st
+            .seal_unlocked(&header, key_id, &key, &b"payload"[..], &mut |p| {
+                temp = Some(p.to_path_buf())
+            })
+            .unwrap();
+        let temp = temp.unwrap();
+        assert_eq!(staged.temp_path(), temp);
+        assert!(temp.exists());
+        assert!(st.list().unwrap().is_empty(), "not visible before commit");
+        let (summary, path) = staged.commit(&home.lock().unwrap()).unwrap();
+        assert_eq!(summary.plaintext_size, 7);
+        assert_eq!(path, st.path_of(&header.id));
+        assert!(!temp.exists());
+        assert_eq!(st.list().unwrap().len(), 1);
+
+        struct Failing;
+        impl Read for Failing {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::Error::other("source broke"))
+            }
+        }
+        let header = ArchiveHeader::new(envelope::Scope::System, None, "t", "", None);
+        let r = st.seal_unlocked(&header, key_id, &key, Failing, &mut |_| {});
+        assert!(r.is_err());
+        assert_eq!(entries(&home).len(), 1, "the failed seal left a file");
     }
 }

@@ -130,6 +130,14 @@ pub struct BackupService {
     pub manager: ManagerInfo,
 }
 
+/// Where the BMC put a freshly created backup (`BackupFileLocation`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupFile {
+    /// The `.bak` file name, made safe for file systems.
+    pub file_name: String,
+    pub backup_file_location: String,
+}
+
 /// The result of a successful download.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackupDownload {
@@ -381,11 +389,36 @@ impl BmcSession {
         svc: &BackupService,
         sink: &mut dyn Write,
     ) -> Result<BackupDownload, BmcError> {
-        let host = self.origin.host.clone();
+        let file = self.request_backup(svc)?;
+        self.download_file(&file, sink)
+    }
+
+    /// First half of [`download_backup`](Self::download_backup): makes the BMC create a
+    /// backup (GET of the service) and returns where it is, so a caller can record the
+    /// file's name (e.g. in an archive header) before the bytes arrive.
+    pub fn request_backup(&mut self, svc: &BackupService) -> Result<BackupFile, BmcError> {
         let v = self.get_json(&svc.uri)?;
         let location = str_at(&v, &["BackupFileLocation"])
             .ok_or_else(|| self.malformed(format!("{} has no BackupFileLocation", svc.uri)))?
             .to_string();
+        let path =
+            path_of(&location).map_err(|w| self.malformed(format!("BackupFileLocation: {w}")))?;
+        Ok(BackupFile {
+            file_name: redfish::safe_file_name(redfish::last_segment(&path)),
+            backup_file_location: location,
+        })
+    }
+
+    /// Second half of [`download_backup`](Self::download_backup): streams the file that
+    /// [`request_backup`](Self::request_backup) named into `sink`. On error the sink may
+    /// hold a partial download that the caller must discard.
+    pub fn download_file(
+        &mut self,
+        file: &BackupFile,
+        sink: &mut dyn Write,
+    ) -> Result<BackupDownload, BmcError> {
+        let host = self.origin.host.clone();
+        let location = file.backup_file_location.clone();
         let path =
             path_of(&location).map_err(|w| self.malformed(format!("BackupFileLocation: {w}")))?;
         let url = format!("{}{path}", self.origin.base);

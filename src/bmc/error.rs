@@ -157,3 +157,28 @@ fn auth_message(host: &str, status: u16, id: Option<&str>, during_login: bool) -
         ),
     }
 }
+
+impl crate::errors::Classify for BmcError {
+    fn kind(&self) -> crate::errors::Kind {
+        use crate::errors::Kind;
+        match self {
+            BmcError::InvalidUrl { .. }
+            | BmcError::InvalidProxy { .. }
+            | BmcError::CaCert { .. }
+            | BmcError::RestoreNeedsSession { .. } => Kind::Usage,
+            BmcError::Auth { .. } => Kind::Auth,
+            BmcError::Io { .. } => Kind::Io,
+            BmcError::Connect { .. }
+            | BmcError::Tls { .. }
+            | BmcError::SessionLimit { .. }
+            | BmcError::Http { .. }
+            | BmcError::Redirect { .. }
+            | BmcError::NoBackupService { .. }
+            | BmcError::NotABackup { .. }
+            | BmcError::TooLarge { .. }
+            | BmcError::Truncated { .. }
+            | BmcError::MalformedResponse { .. }
+            | BmcError::Timeout { .. } => Kind::Bmc,
+        }
+    }
+}

@@ -19,7 +19,7 @@ pub mod simulator;
 mod tests;
 
 pub use client::{
-    AuthMode, BackupDownload, BackupService, BmcOptions, BmcSession, ManagerInfo,
+    AuthMode, BackupDownload, BackupFile, BackupService, BmcOptions, BmcSession, ManagerInfo,
     logout_all_live_sessions,
 };
 pub use error::BmcError;
