@@ -4,7 +4,8 @@
 //! temporary file in the destination directory (same file system, so `rename` is atomic),
 //! which is fsynced, renamed over the final name, and the directory fsynced. A crash or
 //! error at any instant leaves either the old file or the new one, never a torn one; the
-//! temporary (named `.tmp-*`) is removed on drop, and stale ones are ignored by readers.
+//! temporary (named `.tmp-*`) is removed on drop; stale ones left by a killed process are
+//! ignored by readers and, in the vault home, removed by the next holder of the home lock.
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};

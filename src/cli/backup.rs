@@ -369,14 +369,50 @@ fn extract(home: &Home, path: &Path, out: &Path) -> CliResult<envelope::OpenSumm
     let ks = KeyStore::new(home);
     let f = File::open(path).map_err(|e| file_err(path, e))?;
     let lookup = key_lookup(&ks);
-    let mut dest = AtomicFile::create(out, 0o600).map_err(|e| file_err(out, e))?;
+    let dest = AtomicFile::create(out, 0o600).map_err(|e| file_err(out, e))?;
     // Plaintext goes to a temporary file that is renamed only after the whole archive
     // authenticated; on any error it is dropped, leaving nothing under `out`.
+    let mut dest = WriteSide {
+        inner: dest,
+        failed: None,
+    };
     let len = f.metadata().ok().map(|m| m.len());
     let input = progress::reader(BufReader::with_capacity(1 << 20, f), len, "extracting");
-    let s = envelope::open(input, &lookup, &mut dest).map_err(archive_err(path))?;
-    dest.commit().map_err(|e| file_err(out, e))?;
+    let s = envelope::open(input, &lookup, &mut dest).map_err(|e| {
+        match dest.failed.take() {
+            // A failed write (disk full, read-only, file-size limit) is about `out`, not
+            // about the archive being read.
+            Some(w) => CliError::new(
+                Classify::kind(&w),
+                format!(
+                    "cannot write {}: {w}; nothing was written there",
+                    out.display()
+                ),
+            ),
+            None => archive_err(path)(e).into(),
+        }
+    })?;
+    dest.inner.commit().map_err(|e| file_err(out, e))?;
     Ok(s)
+}
+
+/// Remembers a write error so that it is reported against the destination.
+struct WriteSide<W> {
+    inner: W,
+    failed: Option<io::Error>,
+}
+
+impl<W: io::Write> io::Write for WriteSide<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf).inspect_err(|e| {
+            self.failed = Some(io::Error::new(e.kind(), e.to_string()));
+        })
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush().inspect_err(|e| {
+            self.failed = Some(io::Error::new(e.kind(), e.to_string()));
+        })
+    }
 }
 
 pub fn file_err(path: &Path, e: io::Error) -> CliError {

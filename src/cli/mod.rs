@@ -183,6 +183,8 @@ fn default_home() -> PathBuf {
 pub fn main() -> ExitCode {
     // Secrets must never end up in a core file.
     disable_core_dumps();
+    // Before any thread exists, so every thread inherits the blocked SIGXFSZ.
+    crate::hardening::survive_file_size_limit();
     let cli = Cli::parse();
     let ctx = Ctx {
         home_dir: cli.home.clone().unwrap_or_else(default_home),

@@ -144,7 +144,11 @@ mod tests {
     #[test]
     fn object_renders_as_fields() {
         let t = table(&json!({"id":"x","source":{"bmcHost":"h"}}));
-        assert!(t.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["id", "x"]), "{t}");
+        assert!(
+            t.lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["id", "x"]),
+            "{t}"
+        );
         assert!(t.contains("source.bmcHost  h"));
     }
 

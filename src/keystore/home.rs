@@ -102,7 +102,31 @@ impl Home {
             .open(&path)
             .map_err(io_err(&path))?;
         file.lock().map_err(io_err(&path))?;
+        self.remove_stale_temporaries();
         Ok(HomeLock { _file: file })
+    }
+
+    /// Removes `.tmp-*` files left in the home and its archive store by a killed writer.
+    ///
+    /// Only called while holding the lock: every writer of a temporary in these two
+    /// directories (key store, root key, sealing, upload, re-encryption) holds the lock
+    /// for the temporary's whole life, so any temporary seen now belongs to a process that
+    /// died. Best effort: readers ignore temporaries anyway, this only reclaims space.
+    fn remove_stale_temporaries(&self) {
+        for dir in [self.dir.clone(), self.archives_dir()] {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let is_temp = entry
+                    .file_name()
+                    .to_str()
+                    .is_some_and(|n| n.starts_with(fsutil::TEMP_PREFIX));
+                if is_temp && entry.file_type().is_ok_and(|t| t.is_file()) {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
     }
 
     fn create_root_key_if_missing(&self) -> Result<(), HomeError> {
@@ -165,6 +189,24 @@ mod tests {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
         let err = home.root_key().err().unwrap();
         assert!(err.to_string().contains("chmod 600"), "{err}");
+    }
+
+    #[test]
+    fn stale_temporaries_are_removed_under_the_lock() {
+        let t = tempfile::tempdir().unwrap();
+        let home = Home::open(t.path()).unwrap();
+        let stale = [
+            t.path().join(".tmp-keys"),
+            home.archives_dir().join(".tmp-seal"),
+        ];
+        for p in &stale {
+            std::fs::write(p, b"partial").unwrap();
+        }
+        let keep = home.archives_dir().join("other.vault");
+        std::fs::write(&keep, b"x").unwrap();
+        drop(home.lock().unwrap());
+        assert!(stale.iter().all(|p| !p.exists()));
+        assert!(keep.exists());
     }
 
     #[test]

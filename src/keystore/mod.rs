@@ -225,7 +225,12 @@ impl<'h> KeyStore<'h> {
 
     fn load(&self) -> Result<StoreFile, KeyError> {
         let path = self.home.keys_path();
-        let bytes = match std::fs::read(&path) {
+        // keys.json is a secret file like root.key: refused when group or others may
+        // read it, so a loosened mode is noticed instead of silently tolerated.
+        let bytes = match fsutil::open_secret_file(&path).and_then(|mut f| {
+            let mut b = Vec::new();
+            std::io::Read::read_to_end(&mut f, &mut b).map(|_| b)
+        }) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(StoreFile {
@@ -595,6 +600,22 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let h = Home::open(t.path()).unwrap();
         (t, h)
+    }
+
+    #[test]
+    fn group_readable_key_store_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let (_t, home) = setup();
+        let ks = KeyStore::new(&home);
+        let lock = home.lock().unwrap();
+        ks.create(&lock, Scope::System, None, false, "", "me")
+            .unwrap();
+        let p = home.keys_path();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let err = ks.list(None, None).err().unwrap();
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(ks.list(None, None).unwrap().len(), 1);
     }
 
     #[test]

@@ -1,0 +1,554 @@
+//! Issue #7, secret hygiene: no flag takes a password; files holding secrets are 0600
+//! and refused when group/world readable; no secret appears in stdout, stderr, the audit
+//! log or any file written outside the key store; core dumps are off while keys are in
+//! memory.
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use clap::CommandFactory;
+use common::*;
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+fn chmod(p: &Path, m: u32) {
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+}
+
+/// (a) Every argument of every subcommand: nothing that names a password, passphrase,
+/// secret or token takes a value unless it is a `*-file` path.
+#[test]
+fn no_flag_takes_a_password() {
+    fn walk(cmd: &clap::Command, path: &str, checked: &mut usize, files: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            *checked += 1;
+            let name = arg
+                .get_long()
+                .map(str::to_string)
+                .unwrap_or_else(|| arg.get_id().to_string())
+                .to_ascii_lowercase();
+            let secretish = ["pass", "secret", "token", "pin", "credential", "material"]
+                .iter()
+                .any(|w| name.contains(w));
+            if secretish && arg.get_action().takes_values() {
+                assert!(
+                    name.ends_with("-file") || name.ends_with("_file"),
+                    "{path} --{name} takes a secret on the command line"
+                );
+                files.push(format!("{path} --{name}"));
+            }
+            if let Some(env) = arg.get_env() {
+                let env = env.to_string_lossy();
+                assert!(
+                    !env.contains("PASSWORD"),
+                    "{path} --{name} reads {env} through clap"
+                );
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            walk(sub, &format!("{path} {}", sub.get_name()), checked, files);
+        }
+    }
+    let (mut checked, mut files) = (0, Vec::new());
+    walk(
+        &vault::cli::Cli::command(),
+        "vault",
+        &mut checked,
+        &mut files,
+    );
+    println!("checked {checked} arguments; password inputs: {files:?}");
+    assert!(
+        files
+            .iter()
+            .any(|f| f == "vault keys download --password-file")
+    );
+    assert!(
+        files
+            .iter()
+            .any(|f| f == "vault keys upload --password-file")
+    );
+}
+
+/// (b) Secret files are created 0600 in 0700 directories; loosened ones are refused.
+#[test]
+fn secret_files_are_private_and_loose_ones_refused() {
+    let v = Vault::new();
+    let key = v.create_key(&[]);
+    let plain = v.path("plain");
+    std::fs::write(&plain, bytes(20_000, 1)).unwrap();
+    let id = v.ok(&["backup", "create", "--file", s(&plain)])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let pw = v.password_file(PASSWORD);
+    let kf = v.path("key.vkey");
+    let mut a = vec![
+        "keys",
+        "download",
+        "--id",
+        &key,
+        "--file",
+        s(&kf),
+        "--password-file",
+        s(&pw),
+    ];
+    a.extend(FAST_KDF);
+    v.ok(&a);
+    let out = v.path("out");
+    v.ok(&["backup", "extract", "--id", &id, "--out", s(&out)]);
+    let copy = v.path("copy.vault");
+    v.ok(&["backup", "download", "--id", &id, "--file", s(&copy)]);
+
+    assert_eq!(mode(&v.home), 0o700);
+    assert_eq!(mode(&v.home.join("archives")), 0o700);
+    let archive = v.home.join("archives").join(format!("{id}.vault"));
+    for f in [
+        v.home.join("root.key"),
+        v.home.join("keys.json"),
+        v.home.join("audit.log"),
+        archive,
+        kf.clone(),
+        out,
+        copy,
+    ] {
+        assert_eq!(mode(&f), 0o600, "{}", f.display());
+    }
+
+    // Loosened secret files: one clear error that says how to fix it.
+    let keys = v.home.join("keys.json");
+    chmod(&keys, 0o640);
+    let err = v.fails(&["keys", "list"], 9);
+    assert!(
+        err.contains("chmod 600") && err.contains("keys.json"),
+        "{err}"
+    );
+    chmod(&keys, 0o600);
+    let root = v.home.join("root.key");
+    chmod(&root, 0o644);
+    let err = v.fails(&["backup", "create", "--file", s(&plain)], 9);
+    assert!(
+        err.contains("chmod 600") && err.contains("root.key"),
+        "{err}"
+    );
+    chmod(&root, 0o600);
+    chmod(&pw, 0o604);
+    let other = Vault::new();
+    let out = other.run(&[
+        "keys",
+        "upload",
+        "--file",
+        s(&kf),
+        "--password-file",
+        s(&pw),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("chmod 600"), "{err}");
+    chmod(&pw, 0o600);
+    other.ok(&[
+        "keys",
+        "upload",
+        "--file",
+        s(&kf),
+        "--password-file",
+        s(&pw),
+    ]);
+}
+
+/// Everything a leak could look like: raw bytes, hex (both cases), base64 (standard and
+/// URL-safe, at each of the 3 alignments a substring can have).
+fn forms(secret: &[u8]) -> Vec<Vec<u8>> {
+    let mut f = vec![
+        secret.to_vec(),
+        hex::encode(secret).into_bytes(),
+        hex::encode_upper(secret).into_bytes(),
+    ];
+    for off in 0..3 {
+        let t = &secret[off..];
+        let t = &t[..t.len() / 3 * 3];
+        f.push(STANDARD.encode(t).into_bytes());
+        f.push(URL_SAFE_NO_PAD.encode(t).into_bytes());
+    }
+    f
+}
+
+struct Scan {
+    secrets: Vec<(String, Vec<Vec<u8>>)>,
+    commands: usize,
+    bytes: usize,
+    hits: Vec<String>,
+}
+
+impl Scan {
+    fn add(&mut self, name: &str, secret: &[u8]) {
+        self.secrets.push((name.to_string(), forms(secret)));
+    }
+
+    fn scan(&mut self, what: &str, data: &[u8], skip: Option<&str>) {
+        self.bytes += data.len();
+        for (name, forms) in &self.secrets {
+            if skip.is_some_and(|s| name.starts_with(s)) {
+                continue;
+            }
+            if forms
+                .iter()
+                .any(|f| data.windows(f.len()).any(|w| w == &f[..]))
+            {
+                self.hits.push(format!("{name} in {what}"));
+            }
+        }
+    }
+}
+
+fn run_cmd(v: &Vault, args: &[&str], env: Option<&str>, log: &mut Vec<(String, Output)>) -> Output {
+    let mut c = v.cmd(args);
+    if let Some(pw) = env {
+        c.env("VAULT_KEY_PASSWORD", pw);
+    }
+    let o = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    log.push((format!("{args:?}"), o.clone()));
+    o
+}
+
+fn key_ids(v: &Vault) -> Vec<String> {
+    v.ok(&["keys", "list"])["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            files_under(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+/// (c) Every command with known secrets; all output and every file written outside the
+/// key store are scanned for them.
+#[test]
+fn no_secret_in_output_audit_or_files() {
+    const FILE_PW: &str = "file-pw: Zq8#unique-secret-7731";
+    const ENV_PW: &str = "env-pw: Kx4!unique-secret-9902";
+    const WRONG_PW: &str = "wrong-pw: Mj2$unique-secret-5518";
+    let a = Vault::new();
+    let b = Vault::new();
+    let mut log = Vec::new();
+    let pw = a.path("pw-file");
+    std::fs::write(&pw, format!("{FILE_PW}\n")).unwrap();
+    chmod(&pw, 0o600);
+    let wrong = a.path("pw-wrong");
+    std::fs::write(&wrong, WRONG_PW).unwrap();
+    chmod(&wrong, 0o600);
+    let mut plaintext = bytes(150_000, 77);
+    plaintext[1000..1040].copy_from_slice(b"DISTINCTIVE-PLAINTEXT-MARKER-0xC0FFEE-42");
+    let plain = a.path("plain.bin");
+    std::fs::write(&plain, &plaintext).unwrap();
+    let p = s(&plain);
+    let out_a = a.path("extracted-a");
+    let out_b = a.path("extracted-b");
+    let out_c = a.path("extracted-c");
+    let kf1 = a.path("key1.vkey");
+    let kf2 = a.path("key2.vkey");
+    let copy = a.path("copy.vault");
+
+    let r = |v: &Vault, args: &[&str], log: &mut Vec<(String, Output)>| run_cmd(v, args, None, log);
+    let sys = r(&a, &["keys", "create", "--description", "scan"], &mut log);
+    let sys: serde_json::Value = serde_json::from_slice(&sys.stdout).unwrap();
+    let sys = sys["id"].as_str().unwrap().to_string();
+    r(
+        &a,
+        &["keys", "create", "--scope", "domain", "--domain", "d1"],
+        &mut log,
+    );
+    r(&a, &["keys", "list"], &mut log);
+    r(&a, &["--output", "table", "keys", "list"], &mut log);
+    r(&a, &["keys", "get", "--id", &sys], &mut log);
+    let created = r(
+        &a,
+        &["backup", "create", "--file", p, "--description", "scan"],
+        &mut log,
+    );
+    let arch: serde_json::Value = serde_json::from_slice(&created.stdout).unwrap();
+    let arch = arch["id"].as_str().unwrap().to_string();
+    r(
+        &a,
+        &["backup", "create", "--file", p, "--domain", "d1"],
+        &mut log,
+    );
+    let archive_path = a.home.join("archives").join(format!("{arch}.vault"));
+    let ap = s(&archive_path);
+    r(&a, &["backup", "list"], &mut log);
+    r(&a, &["backup", "get", "--id", &arch], &mut log);
+    r(&a, &["inspect", "--file", ap], &mut log);
+    r(&a, &["backup", "inspect", "--file", ap], &mut log);
+    r(&a, &["backup", "verify", "--id", &arch], &mut log);
+    r(
+        &a,
+        &["backup", "extract", "--id", &arch, "--out", s(&out_a)],
+        &mut log,
+    );
+    r(
+        &a,
+        &["backup", "download", "--id", &arch, "--file", s(&copy)],
+        &mut log,
+    );
+    let mut dl = vec![
+        "keys",
+        "download",
+        "--id",
+        &sys,
+        "--file",
+        s(&kf1),
+        "--password-file",
+        s(&pw),
+    ];
+    dl.extend(FAST_KDF);
+    r(&a, &dl, &mut log);
+    let mut dl2 = vec!["keys", "download", "--id", &sys, "--file", s(&kf2)];
+    dl2.extend(FAST_KDF);
+    run_cmd(&a, &dl2, Some(ENV_PW), &mut log);
+    r(&a, &["keys", "inspect", "--file", s(&kf1)], &mut log);
+    // Material of every key before some are retired or deleted.
+    let mut scan = Scan {
+        secrets: Vec::new(),
+        commands: 0,
+        bytes: 0,
+        hits: Vec::new(),
+    };
+    let collect_keys = |v: &Vault, scan: &mut Scan| {
+        let home = vault::keystore::Home::open(&v.home).unwrap();
+        let ks = vault::keystore::KeyStore::new(&home);
+        for id in key_ids(v) {
+            let (_, k) = ks
+                .material(&uuid::Uuid::parse_str(&id).unwrap(), false)
+                .unwrap();
+            scan.add(&format!("backup key {id}"), k.expose());
+        }
+        let root = std::fs::read(v.home.join("root.key")).unwrap();
+        scan.add(&format!("root key of {}", v.home.display()), &root[8..40]);
+    };
+    collect_keys(&a, &mut scan);
+    r(&a, &["keys", "rotate"], &mut log);
+    r(&a, &["backup", "rewrap", "--all"], &mut log);
+    r(
+        &a,
+        &["backup", "rewrap", "--id", &arch, "--reencrypt"],
+        &mut log,
+    );
+    r(&a, &["keys", "set-default", "--id", &sys], &mut log);
+    // Import elsewhere: password from a file, from the environment, and wrong ones.
+    r(
+        &b,
+        &[
+            "keys",
+            "upload",
+            "--file",
+            s(&kf1),
+            "--password-file",
+            s(&wrong),
+        ],
+        &mut log,
+    );
+    run_cmd(
+        &b,
+        &["keys", "upload", "--file", s(&kf2)],
+        Some(WRONG_PW),
+        &mut log,
+    );
+    r(
+        &b,
+        &[
+            "keys",
+            "upload",
+            "--file",
+            s(&kf1),
+            "--password-file",
+            s(&pw),
+        ],
+        &mut log,
+    );
+    run_cmd(
+        &b,
+        &["keys", "upload", "--file", s(&kf2)],
+        Some(ENV_PW),
+        &mut log,
+    );
+    r(&b, &["backup", "upload", "--file", s(&copy)], &mut log);
+    r(&b, &["backup", "verify", "--id", &arch], &mut log);
+    r(
+        &b,
+        &["backup", "extract", "--id", &arch, "--out", s(&out_b)],
+        &mut log,
+    );
+    // Failure paths: a key that is missing, a tampered archive, a loose password file.
+    let c = Vault::new();
+    r(
+        &c,
+        &["backup", "extract", "--file", s(&copy), "--out", s(&out_c)],
+        &mut log,
+    );
+    let mut tampered = std::fs::read(&copy).unwrap();
+    let n = tampered.len();
+    tampered[n - 200] ^= 1;
+    let bad = a.path("tampered.vault");
+    std::fs::write(&bad, &tampered).unwrap();
+    r(&b, &["backup", "verify", "--file", s(&bad)], &mut log);
+    r(
+        &b,
+        &["backup", "extract", "--file", s(&bad), "--out", s(&out_c)],
+        &mut log,
+    );
+    chmod(&pw, 0o644);
+    r(
+        &b,
+        &[
+            "keys",
+            "upload",
+            "--file",
+            s(&kf1),
+            "--password-file",
+            s(&pw),
+        ],
+        &mut log,
+    );
+    chmod(&pw, 0o600);
+    r(&a, &["keys", "delete", "--id", &sys, "--force"], &mut log);
+    r(&a, &["backup", "delete", "--id", &arch], &mut log);
+    r(&a, &["audit", "verify"], &mut log);
+    collect_keys(&a, &mut scan);
+    collect_keys(&b, &mut scan);
+    scan.add("file password", FILE_PW.as_bytes());
+    scan.add("env password", ENV_PW.as_bytes());
+    scan.add("wrong password", WRONG_PW.as_bytes());
+    for (i, w) in [0usize, 1000, 75_000, 149_900].iter().enumerate() {
+        scan.add(&format!("plaintext window {i}"), &plaintext[*w..*w + 48]);
+    }
+
+    scan.commands = log.len();
+    for (args, o) in &log {
+        scan.scan(&format!("stdout of {args}"), &o.stdout, None);
+        scan.scan(&format!("stderr of {args}"), &o.stderr, None);
+    }
+    // Every file written: both homes except root.key (the key store's root secret
+    // itself), and the scratch directory except the inputs; the intended --out plaintexts
+    // are scanned for everything but the plaintext.
+    let mut files = Vec::new();
+    files_under(&a.home, &mut files);
+    files_under(&b.home, &mut files);
+    for f in [&kf1, &kf2, &copy, &out_a, &out_b] {
+        files.push(f.to_path_buf());
+    }
+    for f in files {
+        if f.file_name().unwrap() == "root.key" {
+            continue;
+        }
+        let data = std::fs::read(&f).unwrap();
+        let skip = [&out_a, &out_b].contains(&&f).then_some("plaintext");
+        scan.scan(&f.display().to_string(), &data, skip);
+    }
+    assert!(!out_c.exists());
+    println!(
+        "secret scan: {} commands run, {} secrets x {} forms, {} bytes scanned, {} hits",
+        scan.commands,
+        scan.secrets.len(),
+        scan.secrets[0].1.len(),
+        scan.bytes,
+        scan.hits.len()
+    );
+    assert!(scan.hits.is_empty(), "{:#?}", scan.hits);
+}
+
+/// (d) A vault process blocked on the home lock, with a key file and its password in
+/// memory, runs with RLIMIT_CORE = 0 even though it was started with core dumps allowed.
+#[test]
+fn core_dumps_are_off_while_keys_are_in_memory() {
+    let probe = Command::new("prlimit")
+        .args(["--core=unlimited", "--", "sh", "-c", "ulimit -c"])
+        .output();
+    let Ok(probe) = probe else {
+        println!("SKIPPED: prlimit (util-linux) not installed");
+        return;
+    };
+    if String::from_utf8_lossy(&probe.stdout).trim() != "unlimited" {
+        println!("SKIPPED: cannot raise RLIMIT_CORE here: {probe:?}");
+        return;
+    }
+    let donor = Vault::new();
+    let id = donor.create_key(&[]);
+    let kf = donor.path("key.vkey");
+    let pw = donor.password_file(PASSWORD);
+    let mut a = vec![
+        "keys",
+        "download",
+        "--id",
+        &id,
+        "--file",
+        s(&kf),
+        "--password-file",
+        s(&pw),
+    ];
+    a.extend(FAST_KDF);
+    donor.ok(&a);
+
+    let v = Vault::new();
+    v.create_key(&[]);
+    let lock = std::fs::File::options()
+        .write(true)
+        .open(v.home.join("lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let mut child = Command::new("prlimit")
+        .args(["--core=unlimited", "--", BIN, "--home", s(&v.home)])
+        .args([
+            "keys",
+            "upload",
+            "--file",
+            s(&kf),
+            "--password-file",
+            s(&pw),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // Wait (bounded) until it sleeps on the lock: password read, key file parsed.
+    let start = Instant::now();
+    let mut blocked = false;
+    while start.elapsed() < Duration::from_secs(20) {
+        let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+        if wchan.contains("lock") {
+            blocked = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap()
+        .to_string();
+    drop(lock);
+    assert!(child.wait().unwrap().success());
+    println!("blocked on the home lock: {blocked}; {core}");
+    let fields: Vec<&str> = core.split_whitespace().collect();
+    assert_eq!(&fields[4..6], ["0", "0"], "{core}");
+}
