@@ -4,8 +4,10 @@
 //! temporary file in the destination directory (same file system, so `rename` is atomic),
 //! which is fsynced, renamed over the final name, and the directory fsynced. A crash or
 //! error at any instant leaves either the old file or the new one, never a torn one; the
-//! temporary (named `.tmp-*`) is removed on drop; stale ones left by a killed process are
-//! ignored by readers and, in the vault home, removed by the next holder of the home lock.
+//! temporary (named `.tmp-<pid>-*`) is removed on drop; stale ones left by a killed
+//! process are ignored by readers and, in the vault home, removed by the next holder of
+//! the home lock — but only once the process named in them is gone, because some writers
+//! (parallel BMC pulls) stage archives without holding the lock.
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -13,6 +15,19 @@ use std::path::{Path, PathBuf};
 
 /// Prefix of every temporary file; readers skip names that start with it.
 pub const TEMP_PREFIX: &str = ".tmp-";
+
+/// Whether the temporary file `name` (`.tmp-<pid>-…`) may still belong to a live
+/// process. Names without a pid are treated as stale. A reused pid only keeps a stale
+/// file around longer; it never lets a live writer's file be removed.
+pub fn temp_owner_alive(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(TEMP_PREFIX) else {
+        return false;
+    };
+    match rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) {
+        Some(pid) => Path::new("/proc").join(pid.to_string()).exists(),
+        None => false,
+    }
+}
 
 /// A file being written that appears under `dest` only when `commit` succeeds.
 pub struct AtomicFile {
@@ -24,8 +39,9 @@ impl AtomicFile {
     /// Starts writing `dest` with permissions `mode` (e.g. 0o600 for secrets).
     pub fn create(dest: &Path, mode: u32) -> io::Result<Self> {
         let dir = parent_dir(dest);
+        let prefix = format!("{TEMP_PREFIX}{}-", std::process::id());
         let tmp = tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
+            .prefix(&prefix)
             .permissions(fs::Permissions::from_mode(mode))
             .tempfile_in(dir)?;
         Ok(AtomicFile {
@@ -161,6 +177,28 @@ mod tests {
         f.write_all(b"second").unwrap();
         assert!(f.commit_new().is_err());
         assert_eq!(fs::read(&dest).unwrap(), b"first");
+    }
+
+    #[test]
+    fn temporaries_name_their_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = AtomicFile::create(&dir.path().join("x"), 0o600).unwrap();
+        let name = fs::read_dir(dir.path())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .file_name();
+        let name = name.to_str().unwrap();
+        assert!(
+            name.starts_with(&format!(".tmp-{}-", std::process::id())),
+            "{name}"
+        );
+        assert!(temp_owner_alive(name));
+        drop(f);
+        // pid_max on Linux is at most 2^22, so this pid cannot be alive.
+        assert!(!temp_owner_alive(".tmp-4294967295-abc"));
+        assert!(!temp_owner_alive(".tmp-abc"));
     }
 
     #[test]

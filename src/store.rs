@@ -83,9 +83,18 @@ pub struct StoredArchive {
     pub inspection: Result<Inspection, EnvelopeError>,
 }
 
+/// Opens an archive for reading under a shared lock on the file, held until the `File`
+/// is dropped: `rewrap` rewrites key slots in place under an exclusive lock, so a reader
+/// never sees a half-written slot (which would look like tampering).
+pub fn open_archive(path: &Path) -> io::Result<File> {
+    let f = File::open(path)?;
+    f.lock_shared()?;
+    Ok(f)
+}
+
 /// Inspects an archive file: reads only its header and trailer.
 pub fn inspect_file(path: &Path) -> Result<Inspection, StoreError> {
-    let f = File::open(path).map_err(io_err(path))?;
+    let f = open_archive(path).map_err(io_err(path))?;
     envelope::inspect(BufReader::with_capacity(8192, f)).map_err(archive_err(path))
 }
 

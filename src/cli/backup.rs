@@ -358,7 +358,7 @@ pub fn key_lookup(ks: &KeyStore<'_>) -> impl Fn(&Uuid) -> Option<Key32> {
 
 pub fn verify_path(home: &Home, path: &Path) -> CliResult<envelope::OpenSummary> {
     let ks = KeyStore::new(home);
-    let f = File::open(path).map_err(|e| file_err(path, e))?;
+    let f = store::open_archive(path).map_err(|e| file_err(path, e))?;
     let len = f.metadata().ok().map(|m| m.len());
     let lookup = key_lookup(&ks);
     let input = progress::reader(BufReader::with_capacity(1 << 20, f), len, "verifying");
@@ -367,7 +367,7 @@ pub fn verify_path(home: &Home, path: &Path) -> CliResult<envelope::OpenSummary>
 
 fn extract(home: &Home, path: &Path, out: &Path) -> CliResult<envelope::OpenSummary> {
     let ks = KeyStore::new(home);
-    let f = File::open(path).map_err(|e| file_err(path, e))?;
+    let f = store::open_archive(path).map_err(|e| file_err(path, e))?;
     let lookup = key_lookup(&ks);
     let dest = AtomicFile::create(out, 0o600).map_err(|e| file_err(out, e))?;
     // Plaintext goes to a temporary file that is renamed only after the whole archive
@@ -533,7 +533,7 @@ fn rewrap(ctx: &Ctx, a: RewrapArgs) -> CliResult {
                 a.key.as_deref(),
             )?;
             if a.reencrypt {
-                let src = File::open(&path).map_err(|e| file_err(&path, e))?;
+                let src = store::open_archive(&path).map_err(|e| file_err(&path, e))?;
                 let mut out = AtomicFile::create(&path, 0o600).map_err(|e| file_err(&path, e))?;
                 let s = envelope::reencrypt(
                     BufReader::with_capacity(1 << 20, src),

@@ -796,7 +796,7 @@ pub fn restore_one(
     let lookup = key_lookup(&ks);
     // One open file for both passes, so the bytes sent are those that were verified
     // (short of someone rewriting the file in place, which pass 2 detects as tampering).
-    let mut f = File::open(path).map_err(|e| file_err(path, e))?;
+    let mut f = crate::store::open_archive(path).map_err(|e| file_err(path, e))?;
     let verified = envelope::verify(BufReader::with_capacity(1 << 20, &f), &lookup)
         .map_err(archive_err(path))?;
     let archive_serial = verified

@@ -322,6 +322,9 @@ pub fn rewrap_file(
     new_key: &Key32,
 ) -> Result<RewrapSummary, EnvelopeError> {
     let mut file = OpenOptions::new().read(true).write(true).open(path)?;
+    // Readers hold a shared lock on the archive file (`store::open_archive`) for as long
+    // as they read it, so none can see a slot half-written by the in-place rewrite below.
+    file.lock()?;
     rewrap_in_place(&mut file, keys, new_key_id, new_key)
 }
 

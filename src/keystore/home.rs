@@ -108,21 +108,20 @@ impl Home {
 
     /// Removes `.tmp-*` files left in the home and its archive store by a killed writer.
     ///
-    /// Only called while holding the lock: every writer of a temporary in these two
-    /// directories (key store, root key, sealing, upload, re-encryption) holds the lock
-    /// for the temporary's whole life, so any temporary seen now belongs to a process that
-    /// died. Best effort: readers ignore temporaries anyway, this only reclaims space.
+    /// A temporary is removed only when the process named in it (`.tmp-<pid>-…`) no longer
+    /// exists: staged BMC pulls write their temporary *without* the lock and take it only
+    /// to commit, so "I hold the lock" alone does not prove a temporary is abandoned.
+    /// Best effort: readers ignore temporaries anyway, this only reclaims space.
     fn remove_stale_temporaries(&self) {
         for dir in [self.dir.clone(), self.archives_dir()] {
             let Ok(entries) = std::fs::read_dir(&dir) else {
                 continue;
             };
             for entry in entries.flatten() {
-                let is_temp = entry
-                    .file_name()
-                    .to_str()
-                    .is_some_and(|n| n.starts_with(fsutil::TEMP_PREFIX));
-                if is_temp && entry.file_type().is_ok_and(|t| t.is_file()) {
+                let is_stale_temp = entry.file_name().to_str().is_some_and(|n| {
+                    n.starts_with(fsutil::TEMP_PREFIX) && !fsutil::temp_owner_alive(n)
+                });
+                if is_stale_temp && entry.file_type().is_ok_and(|t| t.is_file()) {
                     let _ = std::fs::remove_file(entry.path());
                 }
             }
@@ -204,9 +203,15 @@ mod tests {
         }
         let keep = home.archives_dir().join("other.vault");
         std::fs::write(&keep, b"x").unwrap();
+        // A temporary of a live process (this one) may be a staged pull: it must stay.
+        let live = home
+            .archives_dir()
+            .join(format!(".tmp-{}-staged", std::process::id()));
+        std::fs::write(&live, b"in progress").unwrap();
         drop(home.lock().unwrap());
         assert!(stale.iter().all(|p| !p.exists()));
         assert!(keep.exists());
+        assert!(live.exists(), "a live writer's temporary was removed");
     }
 
     #[test]
