@@ -7,8 +7,8 @@
 pub mod audit;
 pub mod bmc;
 pub mod cli;
-pub mod errors;
 pub mod envelope;
+pub mod errors;
 pub mod fsutil;
 pub mod keystore;
 pub mod secret;
