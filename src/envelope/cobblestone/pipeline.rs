@@ -14,9 +14,10 @@
 //!   nonce depends only on its counter, fixed when the batch is formed.
 //! - Memory is bounded: at most `MAX_IN_FLIGHT + 1` buffers ever exist, and they are
 //!   recycled, not reallocated.
-//! - Threads start only once an input is longer than `INLINE_BATCHES` batches (small
-//!   inputs do not pay for them), and never outlive the pipeline: dropping it closes the
-//!   first channel, each stage finishes the batch in hand and exits, and `Drop` joins them.
+//! - Threads start only when more than `INLINE_BATCHES` batches turn out not to be the
+//!   last one (so inputs up to about a batch never pay for them), and never outlive the
+//!   pipeline: dropping it closes the first channel, each stage finishes the batch in
+//!   hand and exits, and `Drop` joins them.
 //! - An error stays attached to its batch and surfaces when that batch reaches the front,
 //!   so the error reported is the one a sequential reader would have met first.
 use std::io::{self, IoSlice, IoSliceMut, Write};
@@ -37,7 +38,7 @@ pub(super) const BATCH_CHUNKS: usize = 64;
 /// Bytes of the chunk slots of one batch.
 pub(super) const BATCH_BYTES: usize = BATCH_CHUNKS * ENCRYPTED_CHUNK_SIZE;
 /// Batches processed on the caller's thread before any thread is started.
-const INLINE_BATCHES: u64 = 2;
+const INLINE_BATCHES: u64 = 1;
 /// Batches handed to the stages and not yet written: enough to keep both stages and the
 /// I/O busy at once, with one spare to absorb jitter.
 const MAX_IN_FLIGHT: usize = 4;
