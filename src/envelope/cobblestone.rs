@@ -10,8 +10,8 @@
 //! - Every chunk is exactly 16 KiB except the last, which is always shorter (possibly
 //!   empty). A stream that ends on a chunk boundary is therefore truncated, not complete.
 //! - Chunk `i` uses nonce `base_nonce XOR i` (i < 2^38, big-endian, right-aligned), so
-//!   chunks are independent: a batch can later be processed in parallel without any
-//!   change to the format.
+//!   chunks are independent: batches are encrypted on another thread than the one that
+//!   hashes and the one that does the I/O (see [`pipeline`]), with no change to the format.
 //!
 //! Plaintext is released chunk by chunk, each only after its tag verified. A failure
 //! later in the stream leaves earlier (authentic) chunks already written: callers that
@@ -27,6 +27,9 @@ use zeroize::Zeroizing;
 
 use super::error::{EnvelopeError, eof_is_truncation};
 use crate::secret::Key32;
+use pipeline::{BATCH_BYTES, BATCH_CHUNKS, Batch, Pipeline, Stage};
+
+mod pipeline;
 
 /// Plaintext bytes per chunk.
 pub const CHUNK_SIZE: usize = 16_384;
@@ -42,9 +45,6 @@ pub const COMMITMENT_LEN: usize = 32;
 pub const NONCE_LEN: usize = 12;
 /// The spec's chunk-count limit (4 PiB).
 pub const MAX_CHUNKS: u64 = 1 << 38;
-/// Chunks handled per read/write call: ~1 MiB, large enough to amortize system calls,
-/// small enough to keep memory flat. Also the natural unit for future parallel batches.
-const BATCH_CHUNKS: usize = 64;
 
 /// HKDF-Expand info prefix and AEAD name, from the spec and the IANA AEAD registry.
 const INFO_PREFIX: &[u8] = b"c2sp.org/chunked-encryption@v1+";
@@ -157,17 +157,15 @@ pub struct PlaintextSummary {
 /// in a vault archive the salt sits at a fixed offset before the key slots, and `encrypt`
 /// below writes it for the plain C2SP layout.
 ///
-/// Plaintext is hashed (SHA-256) as it passes, while it is hot in cache.
+/// Plaintext lands directly in its chunk slot (vectored reads), is hashed (SHA-256) and
+/// encrypted in place by the [`pipeline`] stages, and leaves with one write per batch.
 pub struct Encryptor<W: Write> {
-    cipher: Aes256Gcm,
-    base_nonce: [u8; NONCE_LEN],
-    counter: u64,
-    /// `BATCH_CHUNKS * ENCRYPTED_CHUNK_SIZE` bytes; plaintext accumulates contiguously in
-    /// `buf[..pending]` and is spread into chunk slots in place just before encryption.
+    pipeline: Pipeline,
+    /// The batch being filled: plaintext byte `p` sits in chunk slot `p / CHUNK_SIZE`.
     buf: Vec<u8>,
     pending: usize,
+    counter: u64,
     out: W,
-    hasher: Sha256,
     size: u64,
     written: u64,
 }
@@ -181,14 +179,20 @@ impl<W: Write> Encryptor<W> {
     ) -> Result<Self, EnvelopeError> {
         let keys = derive(input_key, salt, context);
         out.write_all(&keys.commitment)?;
+        let stages = vec![
+            Stage::Hash(Sha256::new()),
+            Stage::Seal {
+                cipher: gcm(&keys.key),
+                base_nonce: keys.base_nonce,
+            },
+        ];
+        let mut pipeline = Pipeline::new(stages, BATCH_BYTES);
         Ok(Encryptor {
-            cipher: gcm(&keys.key),
-            base_nonce: keys.base_nonce,
-            counter: 0,
-            buf: vec![0u8; BATCH_CHUNKS * ENCRYPTED_CHUNK_SIZE],
+            buf: pipeline.take_buffer(),
+            pipeline,
             pending: 0,
+            counter: 0,
             out,
-            hasher: Sha256::new(),
             size: 0,
             written: COMMITMENT_LEN as u64,
         })
@@ -196,13 +200,12 @@ impl<W: Write> Encryptor<W> {
 
     const PLAIN_CAP: usize = BATCH_CHUNKS * CHUNK_SIZE;
 
-    /// Reads `input` to its end, encrypting as it goes (reads land directly in the buffer).
+    /// Reads `input` to its end, encrypting as it goes.
     pub fn encrypt_from<R: Read>(&mut self, mut input: R) -> Result<(), EnvelopeError> {
         loop {
-            let Some(space) = self.buf.get_mut(self.pending..Self::PLAIN_CAP) else {
-                return Err(io::Error::other("encryptor buffer invariant broken").into());
-            };
-            match input.read(space) {
+            self.usable()?;
+            let mut slots = pipeline::plaintext_slots_mut(&mut self.buf, self.pending);
+            match input.read_vectored(&mut slots) {
                 Ok(0) => return Ok(()),
                 Ok(n) => {
                     self.pending += n;
@@ -216,64 +219,73 @@ impl<W: Write> Encryptor<W> {
         }
     }
 
-    /// Encrypts the buffered plaintext: all full chunks, plus (if `last`) the final short
-    /// chunk. Outside of `last`, `pending` is exactly `PLAIN_CAP`.
+    /// Submits the buffered plaintext: all full chunks, plus (if `last`) the final short
+    /// chunk. Outside of `last`, `pending` is exactly `PLAIN_CAP`, so no chunk of a
+    /// non-final batch can be the (always short) final chunk.
     fn process(&mut self, last: bool) -> Result<(), EnvelopeError> {
+        self.usable()?;
         let n = self.pending;
-        let chunks = if last {
-            n / CHUNK_SIZE + 1
-        } else {
-            n / CHUNK_SIZE
-        };
-        // Spread chunk i from i*CHUNK_SIZE to i*ENCRYPTED_CHUNK_SIZE, back to front so no
-        // chunk is overwritten before it moved; this leaves room for each tag.
-        for i in (1..chunks).rev() {
-            let start = i * CHUNK_SIZE;
-            let len = (n - start).min(CHUNK_SIZE);
-            self.buf
-                .copy_within(start..start + len, i * ENCRYPTED_CHUNK_SIZE);
+        let chunks = n / CHUNK_SIZE + usize::from(last);
+        if self.counter + chunks as u64 > MAX_CHUNKS {
+            return Err(EnvelopeError::TooLarge);
         }
-        let mut end = 0;
-        for i in 0..chunks {
-            if self.counter >= MAX_CHUNKS {
-                return Err(EnvelopeError::TooLarge);
-            }
-            let len = (n - i * CHUNK_SIZE).min(CHUNK_SIZE);
-            let off = i * ENCRYPTED_CHUNK_SIZE;
-            let nonce = chunk_nonce(&self.base_nonce, self.counter);
-            let (body, rest) = self.buf[off..].split_at_mut(len);
-            self.hasher.update(&*body);
-            let tag = gcm_seal(&self.cipher, &nonce, b"", body)?;
-            rest[..TAG_LEN].copy_from_slice(&tag);
-            self.counter += 1;
-            end = off + len + TAG_LEN;
-        }
-        self.out.write_all(&self.buf[..end])?;
+        let batch = Batch::new(std::mem::take(&mut self.buf), self.counter, chunks, n);
+        self.counter += chunks as u64;
         self.size += n as u64;
-        self.written += end as u64;
         self.pending = 0;
+        let (out, written) = (&mut self.out, &mut self.written);
+        self.pipeline
+            .submit(batch, last, &mut |b: &Batch| write_sealed(out, written, b))?;
+        if !last {
+            self.buf = self.pipeline.take_buffer();
+        }
         Ok(())
+    }
+
+    /// After a failed batch the buffer is gone (it went down the pipeline).
+    fn usable(&self) -> io::Result<()> {
+        if self.buf.len() == BATCH_BYTES {
+            Ok(())
+        } else {
+            Err(io::Error::other(
+                "the encryptor failed earlier and cannot continue",
+            ))
+        }
     }
 
     /// Writes the final short chunk and returns the output, the plaintext summary and the
     /// number of bytes written (commitment included).
     pub fn finish(mut self) -> Result<(W, PlaintextSummary, u64), EnvelopeError> {
         self.process(true)?;
+        let (out, written) = (&mut self.out, &mut self.written);
+        let hasher = self
+            .pipeline
+            .finish(&mut |b: &Batch| write_sealed(out, written, b))?;
         let summary = PlaintextSummary {
             size: self.size,
-            sha256: self.hasher.finalize().into(),
+            sha256: hasher.finalize().into(),
             chunks: self.counter,
         };
         Ok((self.out, summary, self.written))
     }
 }
 
+fn write_sealed<W: Write>(out: &mut W, written: &mut u64, b: &Batch) -> Result<(), EnvelopeError> {
+    let ct = b.ciphertext();
+    out.write_all(ct)?;
+    *written += ct.len() as u64;
+    Ok(())
+}
+
 /// Push-style input, so a decrypting stream can feed an encrypting one (re-encryption).
 impl<W: Write> Write for Encryptor<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let space = Self::PLAIN_CAP - self.pending;
-        let n = data.len().min(space);
-        self.buf[self.pending..self.pending + n].copy_from_slice(&data[..n]);
+        self.usable()?;
+        // Fill the current chunk slot up to its end (never past it: the tag goes there).
+        let off = self.pending % CHUNK_SIZE;
+        let slot = (self.pending / CHUNK_SIZE) * ENCRYPTED_CHUNK_SIZE;
+        let n = data.len().min(CHUNK_SIZE - off);
+        self.buf[slot + off..slot + off + n].copy_from_slice(&data[..n]);
         self.pending += n;
         if self.pending == Self::PLAIN_CAP {
             self.process(false).map_err(io::Error::other)?;
@@ -291,9 +303,6 @@ impl<W: Write> Write for Encryptor<W> {
 pub struct Decryptor {
     cipher: Aes256Gcm,
     base_nonce: [u8; NONCE_LEN],
-    counter: u64,
-    hasher: Sha256,
-    size: u64,
 }
 
 impl Decryptor {
@@ -315,9 +324,6 @@ impl Decryptor {
         Ok(Decryptor {
             cipher: gcm(&keys.key),
             base_nonce: keys.base_nonce,
-            counter: 0,
-            hasher: Sha256::new(),
-            size: 0,
         })
     }
 
@@ -326,13 +332,30 @@ impl Decryptor {
     /// before the final chunk is decrypted (so a missing trailer is reported as such, not
     /// as a bad chunk), and returned. This lets a non-seekable stream carry a trailer.
     pub fn decrypt_stream<R: Read, W: Write, const T: usize>(
-        mut self,
+        self,
         mut input: R,
         out: &mut W,
         check_tail: impl FnOnce(&[u8; T]) -> Result<(), EnvelopeError>,
     ) -> Result<(PlaintextSummary, [u8; T]), EnvelopeError> {
-        let cap = BATCH_CHUNKS * ENCRYPTED_CHUNK_SIZE + T;
-        let mut buf = vec![0u8; cap];
+        let stages = vec![
+            Stage::Open {
+                cipher: self.cipher,
+                base_nonce: self.base_nonce,
+            },
+            Stage::Hash(Sha256::new()),
+        ];
+        // Each buffer holds a batch plus the `T` bytes that must follow it before its
+        // chunks are known not to include the final one or the trailer.
+        let cap = BATCH_BYTES + T;
+        let mut pipeline = Pipeline::new(stages, cap);
+        let mut size = 0u64;
+        let mut sink = |b: &Batch| -> Result<(), EnvelopeError> {
+            b.write_plaintext(out)?;
+            size += b.plain_len as u64;
+            Ok(())
+        };
+        let mut counter = 0u64;
+        let mut buf = pipeline.take_buffer();
         let mut filled = 0;
         loop {
             let mut eof = false;
@@ -344,89 +367,79 @@ impl Decryptor {
                     }
                     Ok(n) => filled += n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e.into()),
+                    Err(e) => return Err(drain_then(&mut pipeline, &mut sink, e.into())),
                 }
             }
             if !eof {
-                // The buffer is full: its first BATCH_CHUNKS chunks are complete and more
-                // bytes follow them, so none of them is the final chunk.
-                let len = BATCH_CHUNKS * ENCRYPTED_CHUNK_SIZE;
-                self.open_batch(&mut buf[..len], None, out)?;
-                buf.copy_within(len..filled, 0);
-                filled -= len;
+                // The buffer is full: its BATCH_CHUNKS chunks are complete and at least
+                // `T` bytes follow them, so none of them is the final chunk.
+                if counter + BATCH_CHUNKS as u64 > MAX_CHUNKS {
+                    return Err(drain_then(
+                        &mut pipeline,
+                        &mut sink,
+                        EnvelopeError::TooLarge,
+                    ));
+                }
+                let mut carry = [0u8; T];
+                carry.copy_from_slice(&buf[BATCH_BYTES..cap]);
+                let batch = Batch::new(buf, counter, BATCH_CHUNKS, BATCH_CHUNKS * CHUNK_SIZE);
+                counter += BATCH_CHUNKS as u64;
+                pipeline.submit(batch, false, &mut sink)?;
+                buf = pipeline.take_buffer();
+                buf[..T].copy_from_slice(&carry);
+                filled = T;
                 continue;
             }
             let Some(ct_len) = filled.checked_sub(T) else {
-                return Err(EnvelopeError::Truncated(
-                    "input ends before the trailer".into(),
-                ));
+                let e = EnvelopeError::Truncated("input ends before the trailer".into());
+                return Err(drain_then(&mut pipeline, &mut sink, e));
             };
             let mut tail = [0u8; T];
             tail.copy_from_slice(&buf[ct_len..filled]);
-            check_tail(&tail)?;
             let full = ct_len / ENCRYPTED_CHUNK_SIZE;
             let rest = ct_len % ENCRYPTED_CHUNK_SIZE;
-            if rest < TAG_LEN {
-                let chunk = self.counter + full as u64;
-                return Err(EnvelopeError::Truncated(if rest == 0 {
-                    format!("the final (short) chunk {chunk} is missing")
-                } else {
-                    format!("input ends inside chunk {chunk}")
-                }));
+            let checked = check_tail(&tail).and_then(|()| {
+                if rest < TAG_LEN {
+                    let chunk = counter + full as u64;
+                    return Err(EnvelopeError::Truncated(if rest == 0 {
+                        format!("the final (short) chunk {chunk} is missing")
+                    } else {
+                        format!("input ends inside chunk {chunk}")
+                    }));
+                }
+                if counter + full as u64 + 1 > MAX_CHUNKS {
+                    return Err(EnvelopeError::TooLarge);
+                }
+                Ok(())
+            });
+            if let Err(e) = checked {
+                return Err(drain_then(&mut pipeline, &mut sink, e));
             }
-            self.open_batch(&mut buf[..ct_len], Some(rest - TAG_LEN), out)?;
+            let plain_len = full * CHUNK_SIZE + rest - TAG_LEN;
+            let batch = Batch::new(buf, counter, full + 1, plain_len);
+            counter += full as u64 + 1;
+            pipeline.submit(batch, true, &mut sink)?;
+            let hasher = pipeline.finish(&mut sink)?;
             let summary = PlaintextSummary {
-                size: self.size,
-                sha256: self.hasher.finalize().into(),
-                chunks: self.counter,
+                size,
+                sha256: hasher.finalize().into(),
+                chunks: counter,
             };
             return Ok((summary, tail));
         }
     }
+}
 
-    /// Decrypts the full chunks in `buf` and, if `last` is given, a final chunk of that
-    /// many plaintext bytes after them; then compacts the plaintexts to the front of
-    /// `buf` and writes them with one call.
-    fn open_batch<W: Write>(
-        &mut self,
-        buf: &mut [u8],
-        last: Option<usize>,
-        out: &mut W,
-    ) -> Result<(), EnvelopeError> {
-        // With `last`, the final chunk (< ENCRYPTED_CHUNK_SIZE bytes) follows the full ones.
-        let full = buf.len() / ENCRYPTED_CHUNK_SIZE;
-        let total = full + usize::from(last.is_some());
-        let mut plain = 0;
-        for i in 0..total {
-            if self.counter >= MAX_CHUNKS {
-                return Err(EnvelopeError::TooLarge);
-            }
-            let len = if i < full {
-                CHUNK_SIZE
-            } else {
-                last.unwrap_or(0)
-            };
-            let off = i * ENCRYPTED_CHUNK_SIZE;
-            let (body, rest) = buf[off..].split_at_mut(len);
-            let mut tag = [0u8; TAG_LEN];
-            tag.copy_from_slice(&rest[..TAG_LEN]);
-            let nonce = chunk_nonce(&self.base_nonce, self.counter);
-            if gcm_open(&self.cipher, &nonce, b"", body, &tag).is_err() {
-                return Err(EnvelopeError::Tampered(format!(
-                    "chunk {} does not authenticate (modified, reordered or truncated payload)",
-                    self.counter
-                )));
-            }
-            self.hasher.update(&*body);
-            self.counter += 1;
-            self.size += len as u64;
-            if off != plain {
-                buf.copy_within(off..off + len, plain);
-            }
-            plain += len;
-        }
-        out.write_all(&buf[..plain])?;
-        Ok(())
+/// Lets the batches already submitted finish first, so that an error in an earlier batch
+/// wins over `err`, which a sequential reader would only have met after them.
+fn drain_then(
+    pipeline: &mut Pipeline,
+    sink: &mut impl FnMut(&Batch) -> Result<(), EnvelopeError>,
+    err: EnvelopeError,
+) -> EnvelopeError {
+    match pipeline.finish(sink) {
+        Err(earlier) => earlier,
+        Ok(_) => err,
     }
 }
 
@@ -677,6 +690,45 @@ mod tests {
         }
         enc.finish().unwrap();
         assert_eq!(pushed, pulled);
+    }
+
+    /// The pipelined encryptor (threads, vectored reads, in-place batches) against the
+    /// definition: chunk i = AES-GCM(key, base XOR i, plaintext[16 KiB * i..]).
+    #[test]
+    fn pipelined_encryption_matches_a_chunk_by_chunk_reference() {
+        let k = Key32::random();
+        let salt = [9u8; SALT_LEN];
+        let len = 5 * BATCH_CHUNKS * CHUNK_SIZE + 3 * CHUNK_SIZE + 17;
+        let pt: Vec<u8> = (0..len as u32).map(|i| (i ^ (i >> 9)) as u8).collect();
+        let d = derive(&k, &salt, b"ctx");
+        let cipher = gcm(&d.key);
+        let mut want = salt.to_vec();
+        want.extend_from_slice(&d.commitment);
+        // `len` is not a multiple of CHUNK_SIZE, so the last of these is the final chunk.
+        let chunks = pt.chunks(CHUNK_SIZE).collect::<Vec<_>>();
+        for (i, c) in chunks.iter().enumerate() {
+            let mut body = c.to_vec();
+            let tag = gcm_seal(
+                &cipher,
+                &chunk_nonce(&d.base_nonce, i as u64),
+                b"",
+                &mut body,
+            );
+            want.extend_from_slice(&body);
+            want.extend_from_slice(&tag.unwrap());
+        }
+        let mut got = Vec::new();
+        let s = encrypt_with_salt(&k, &salt, b"ctx", pt.as_slice(), &mut got).unwrap();
+        assert!(
+            got == want,
+            "pipelined ciphertext differs from the definition"
+        );
+        assert_eq!(s.sha256, <[u8; 32]>::from(Sha256::digest(&pt)));
+        assert_eq!(s.chunks, chunks.len() as u64);
+        let mut back = Vec::new();
+        let d = decrypt(&k, b"ctx", got.as_slice(), &mut back).unwrap();
+        assert!(back == pt);
+        assert_eq!(d, s);
     }
 
     #[test]

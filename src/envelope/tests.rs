@@ -295,6 +295,146 @@ impl Write for CountingWriter {
     }
 }
 
+/// Large enough that seal and open run on their worker threads (more than the batches
+/// processed inline), and not a multiple of a batch.
+const THREADED_LEN: usize = 7 * 1024 * 1024 + 4321;
+
+/// A writer that accepts `left` bytes, then fails like a full disk.
+struct FullDisk {
+    left: usize,
+}
+impl Write for FullDisk {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Err(io::Error::other("no space left on device"));
+        }
+        let n = buf.len().min(self.left);
+        self.left -= n;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A reader that fails after handing out `left` bytes.
+struct BadMedium<'a> {
+    data: &'a [u8],
+    left: usize,
+}
+impl Read for BadMedium<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Err(io::Error::other("input/output error"));
+        }
+        let n = buf.len().min(self.left).min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        self.left -= n;
+        Ok(n)
+    }
+}
+
+/// The pipeline must stop (returning the I/O error, not hanging or panicking) when the
+/// output fails at any point: in the inline batches, once threads run, and at the end.
+#[test]
+fn failing_output_or_input_stops_seal_and_open_with_an_io_error() {
+    let s = seal_len(THREADED_LEN);
+    let ring = s.ring();
+    let lookup = ring.lookup();
+    for left in [0, 100_000, 3 * 1024 * 1024 + 7, THREADED_LEN - 10] {
+        let err = seal(
+            &header(),
+            s.key_id,
+            &s.key,
+            s.plaintext.as_slice(),
+            FullDisk { left },
+        )
+        .unwrap_err();
+        assert!(matches!(err, EnvelopeError::Io(_)), "seal, {left}: {err}");
+        let err = open(s.bytes.as_slice(), &lookup, FullDisk { left }).unwrap_err();
+        assert!(matches!(err, EnvelopeError::Io(_)), "open, {left}: {err}");
+
+        let input = BadMedium {
+            data: &s.plaintext,
+            left,
+        };
+        let err = seal(&header(), s.key_id, &s.key, input, io::sink()).unwrap_err();
+        assert!(
+            matches!(err, EnvelopeError::Io(_)),
+            "seal input, {left}: {err}"
+        );
+        let input = BadMedium {
+            data: &s.bytes,
+            left: left + s.payload_offset() + 32,
+        };
+        let err = verify(input, &lookup).unwrap_err();
+        assert!(
+            matches!(err, EnvelopeError::Io(_)),
+            "open input, {left}: {err}"
+        );
+    }
+}
+
+/// Errors are reported in stream order even though later batches are read (and checked)
+/// while earlier ones are still being decrypted on another thread.
+#[test]
+fn the_first_error_in_stream_order_wins_in_large_archives() {
+    let s = seal_len(THREADED_LEN);
+    let ring = s.ring();
+    let p = s.payload_offset() + 32;
+    let total_chunks = THREADED_LEN / CHUNK + 1;
+    for bad in [0, 63, 64, 200, total_chunks - 2, total_chunks - 1] {
+        let mut b = s.bytes.clone();
+        b[p + bad * ENC_CHUNK + 5] ^= 0x80;
+        let err = open_bytes(&b, &ring).unwrap_err();
+        assert!(
+            matches!(err, EnvelopeError::Tampered(ref m) if m.contains(&format!("chunk {bad} "))),
+            "chunk {bad}: {err}"
+        );
+        // Cut short as well: the earlier modification is still what is reported.
+        if bad < total_chunks - 2 {
+            let cut = &b[..b.len() - 3 * ENC_CHUNK];
+            let err = open_bytes(cut, &ring).unwrap_err();
+            assert!(
+                matches!(err, EnvelopeError::Tampered(ref m) if m.contains(&format!("chunk {bad} "))),
+                "chunk {bad}, cut: {err}"
+            );
+        }
+    }
+    for cut in [
+        p + 100 * ENC_CHUNK,
+        p + 64 * ENC_CHUNK + 80,
+        s.bytes.len() - 81,
+    ] {
+        let err = open_bytes(&s.bytes[..cut], &ring).unwrap_err();
+        assert!(
+            matches!(err, EnvelopeError::Truncated(_)),
+            "cut {cut}: {err}"
+        );
+    }
+}
+
+#[test]
+fn reencrypt_of_a_large_archive_round_trips() {
+    let s = seal_len(THREADED_LEN);
+    let (new_id, new_key) = (Uuid::new_v4(), Key32::random());
+    let ring = s.ring();
+    let mut out = Vec::new();
+    let r = reencrypt(
+        s.bytes.as_slice(),
+        &ring.lookup(),
+        new_id,
+        &new_key,
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(r.sha256, s.summary.sha256);
+    let (o, pt) = open_bytes(&out, &Keyring::new(&[(new_id, &new_key)])).unwrap();
+    assert!(pt == s.plaintext);
+    assert_eq!(o.plaintext_size, THREADED_LEN as u64);
+}
+
 #[test]
 fn wrong_backup_key_is_wrong_key_before_any_chunk() {
     let s = seal_len(40_000);
