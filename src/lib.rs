@@ -4,6 +4,7 @@
 //! `bmc`, `audit`) → `envelope` / `keyfile` → primitives (`secret`, `fsutil`).
 //! Only `cli` touches stdout, environment variables and the TTY.
 
+pub mod aead;
 pub mod audit;
 pub mod bmc;
 pub mod cli;

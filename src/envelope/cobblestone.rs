@@ -18,8 +18,8 @@
 //! must not expose a partial plaintext write to a temporary file and commit on success.
 use std::io::{self, Read, Write};
 
-use aes_gcm::aead::AeadInPlace;
-use aes_gcm::{Aes256Gcm, KeyInit, Nonce, Tag};
+use crate::aead::{self, Aes256Gcm};
+use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256, Sha512};
 use subtle::ConstantTimeEq;
@@ -114,7 +114,7 @@ pub(crate) fn chunk_nonce(base: &[u8; NONCE_LEN], counter: u64) -> [u8; NONCE_LE
 
 /// The one AES-256-GCM instance type used for chunks and key slots.
 pub(crate) fn gcm(key: &Key32) -> Aes256Gcm {
-    Aes256Gcm::new(key.expose().into())
+    aead::cipher(key)
 }
 
 /// AES-256-GCM encryption in place, returning the detached 16-byte tag.
@@ -124,11 +124,8 @@ pub(crate) fn gcm_seal(
     aad: &[u8],
     buf: &mut [u8],
 ) -> Result<[u8; TAG_LEN], EnvelopeError> {
-    cipher
-        .encrypt_in_place_detached(Nonce::from_slice(nonce), aad, buf)
-        .map(Into::into)
-        // The only failure is a message beyond GCM's 64 GiB limit; chunks are 16 KiB.
-        .map_err(|_| EnvelopeError::TooLarge)
+    // The only failure is a message beyond GCM's 64 GiB limit; chunks are 16 KiB.
+    aead::seal_in_place(cipher, nonce, aad, buf).map_err(|_| EnvelopeError::TooLarge)
 }
 
 /// AES-256-GCM decryption in place with a detached tag. On failure `buf` holds garbage
@@ -139,8 +136,8 @@ pub(crate) fn gcm_open(
     aad: &[u8],
     buf: &mut [u8],
     tag: &[u8; TAG_LEN],
-) -> Result<(), aes_gcm::Error> {
-    cipher.decrypt_in_place_detached(Nonce::from_slice(nonce), aad, buf, Tag::from_slice(tag))
+) -> Result<(), aead::Error> {
+    aead::open_in_place(cipher, nonce, aad, buf, tag)
 }
 
 /// Size and SHA-256 of the plaintext that went through a stream.

@@ -13,8 +13,6 @@
 //!   label, so it reveals nothing the GCM tag would not, and lets "wrong password" be told
 //!   apart from "tampered" (check matches but GCM fails).
 //! - Every length is bounded before allocation; KDF parameters are bounded before Argon2 runs.
-use aes_gcm::aead::{AeadInPlace, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use hkdf::Hkdf;
@@ -162,16 +160,10 @@ pub fn export(
     let aad_len = out.len();
 
     let (check, wrap_key) = derive_keys(password, &salt, &params)?;
-    let mut nonce = [0u8; NONCE_LEN];
-    OsRng.fill_bytes(&mut nonce);
-    let mut buf = Zeroizing::new(key.expose().to_vec());
-    let tag = Aes256Gcm::new(wrap_key.expose().into())
-        .encrypt_in_place_detached(Nonce::from_slice(&nonce), &out[..aad_len], &mut buf)
-        .map_err(|_| KeyFileError::Corrupted("encryption failed"))?;
+    // nonce[12] ‖ wrapped key[32] ‖ tag[16], with the clear part of the file as AAD.
+    let wrapped = crate::aead::wrap_key(&wrap_key, &out[..aad_len], key);
     out.extend_from_slice(&check);
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(&buf);
-    out.extend_from_slice(&tag);
+    out.extend_from_slice(&wrapped);
     let sum = Sha256::digest(&out);
     out.extend_from_slice(&sum);
     Ok(out)
@@ -266,16 +258,11 @@ impl ParsedKeyFile {
         if !bool::from(check.ct_eq(&self.check)) {
             return Err(KeyFileError::WrongPassword);
         }
-        let mut buf = Zeroizing::new(self.wrapped[..32].to_vec());
-        Aes256Gcm::new(wrap_key.expose().into())
-            .decrypt_in_place_detached(
-                Nonce::from_slice(&self.nonce),
-                &self.aad,
-                &mut buf,
-                self.wrapped[32..].into(),
-            )
-            .map_err(|_| KeyFileError::Corrupted("wrapped key does not authenticate"))?;
-        Ok(Key32::from_slice(&buf).expect("32 bytes"))
+        let mut blob = [0u8; NONCE_LEN + WRAPPED_LEN];
+        blob[..NONCE_LEN].copy_from_slice(&self.nonce);
+        blob[NONCE_LEN..].copy_from_slice(&self.wrapped);
+        crate::aead::unwrap_key(&wrap_key, &self.aad, &blob)
+            .ok_or(KeyFileError::Corrupted("wrapped key does not authenticate"))
     }
 }
 

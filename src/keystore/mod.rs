@@ -12,12 +12,8 @@ pub mod home;
 pub mod kdf;
 pub mod keyfile;
 
-use aes_gcm::aead::{AeadInPlace, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use rand::RngCore;
-use rand::rngs::OsRng;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use zeroize::Zeroizing;
@@ -563,33 +559,12 @@ fn wrap_aad(info: &KeyInfo) -> Vec<u8> {
 }
 
 fn wrap(root: &Key32, info: &KeyInfo, key: &Key32) -> String {
-    let mut nonce = [0u8; 12];
-    OsRng.fill_bytes(&mut nonce);
-    let mut buf = Zeroizing::new(key.expose().to_vec());
-    let tag = Aes256Gcm::new(root.expose().into())
-        .encrypt_in_place_detached(Nonce::from_slice(&nonce), &wrap_aad(info), &mut buf)
-        .expect("AES-GCM encryption of 32 bytes cannot fail");
-    let mut out = nonce.to_vec();
-    out.extend_from_slice(&buf);
-    out.extend_from_slice(&tag);
-    B64.encode(out)
+    B64.encode(crate::aead::wrap_key(root, &wrap_aad(info), key))
 }
 
 fn unwrap(root: &Key32, info: &KeyInfo, wrapped: &str) -> Option<Key32> {
-    let raw = B64.decode(wrapped).ok()?;
-    if raw.len() != 12 + 32 + 16 {
-        return None;
-    }
-    let mut buf = Zeroizing::new(raw[12..44].to_vec());
-    Aes256Gcm::new(root.expose().into())
-        .decrypt_in_place_detached(
-            Nonce::from_slice(&raw[..12]),
-            &wrap_aad(info),
-            &mut buf,
-            raw[44..].into(),
-        )
-        .ok()?;
-    Key32::from_slice(&buf)
+    let raw = Zeroizing::new(B64.decode(wrapped).ok()?);
+    crate::aead::unwrap_key(root, &wrap_aad(info), &raw)
 }
 
 #[cfg(test)]

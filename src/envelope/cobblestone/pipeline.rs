@@ -24,7 +24,7 @@ use std::io::{self, IoSlice, IoSliceMut, Write};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::thread::{self, JoinHandle};
 
-use aes_gcm::Aes256Gcm;
+use crate::aead::Aes256Gcm;
 use sha2::{Digest, Sha256};
 
 use super::{
