@@ -358,17 +358,8 @@ fn download(ctx: &Ctx, a: DownloadArgs) -> CliResult {
 /// Reads a key file, bounded: a key file is a few hundred bytes.
 fn read_key_file(path: &std::path::Path) -> CliResult<Vec<u8>> {
     use std::io::Read;
-    let f = std::fs::File::open(path).map_err(|e| {
-        let kind = if e.kind() == std::io::ErrorKind::NotFound {
-            Kind::NotFound
-        } else {
-            Kind::Io
-        };
-        CliError::new(
-            kind,
-            format!("cannot open key file {}: {e}", path.display()),
-        )
-    })?;
+    let f = std::fs::File::open(path).map_err(|e| super::backup::file_err(path, e))?;
+
     let mut bytes = Vec::new();
     f.take(keyfile::MAX_FILE_LEN as u64 + 1)
         .read_to_end(&mut bytes)

@@ -74,17 +74,8 @@ pub fn obtain(
 
 /// Reads a password file: at most 4 KiB, one trailing newline stripped, mode 0600.
 pub fn from_file(path: &Path) -> Result<Password, CliError> {
-    let f = fsutil::open_secret_file(path).map_err(|e| {
-        let kind = if e.kind() == std::io::ErrorKind::NotFound {
-            Kind::NotFound
-        } else {
-            Kind::Io
-        };
-        CliError::new(
-            kind,
-            format!("cannot use password file {}: {e}", path.display()),
-        )
-    })?;
+    let f = fsutil::open_secret_file(path).map_err(|e| super::backup::file_err(path, e))?;
+
     let mut bytes = zeroize::Zeroizing::new(Vec::new());
     f.take(MAX_PASSWORD_FILE + 1)
         .read_to_end(&mut bytes)
