@@ -7,9 +7,11 @@
 pub mod audit;
 pub mod bmc;
 pub mod cli;
-pub mod errors;
 pub mod envelope;
+pub mod errors;
 pub mod fsutil;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod keystore;
 pub mod secret;
 
