@@ -391,7 +391,7 @@ mod seeds {
         }
         let deep = format!("{}{}", "[".repeat(65), "]".repeat(65));
         fs::write(d.join("invalid-too-deep.json"), deep).expect("write seed");
-        let ok_deep = format!("{}{}", "{\"a\":".repeat(64), format!("1{}", "}".repeat(64)));
+        let ok_deep = format!("{}1{}", "{\"a\":".repeat(64), "}".repeat(64));
         fs::write(d.join("valid-depth-64.json"), ok_deep).expect("write seed");
     }
 }
