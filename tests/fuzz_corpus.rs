@@ -15,6 +15,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use proptest::prelude::*;
+use proptest::sample::Index;
 use vault::fuzzing;
 
 type Entry = fn(&[u8]) -> bool;
@@ -99,6 +101,66 @@ fn corpus_stays_small() {
         .map(|p| fs::metadata(p).expect("stat seed").len())
         .sum();
     assert!(total < 2 * 1024 * 1024, "seed corpus is {total} bytes");
+}
+
+/// Reads the `valid-*` seeds of a target (each at most a few KiB, except two archives).
+fn valid_seeds(name: &str) -> Vec<Vec<u8>> {
+    files_in(&fuzz_dir().join("corpus").join(name))
+        .into_iter()
+        .filter(|p| file_name(p).starts_with("valid-"))
+        .map(|p| fs::read(p).expect("read seed"))
+        .collect()
+}
+
+/// A seed with a few bytes changed and maybe cut short.
+fn mutate(seed: &[u8], edits: &[(Index, u8)], cut: Option<Index>) -> Vec<u8> {
+    let mut b = seed.to_vec();
+    if !b.is_empty() {
+        for (i, v) in edits {
+            let i = i.index(b.len());
+            b[i] ^= v | 1;
+        }
+    }
+    if let Some(c) = cut {
+        b.truncate(c.index(b.len() + 1));
+    }
+    b
+}
+
+// A stable-toolchain stand-in for the fuzzers in every `cargo test`: random bytes and
+// mutated valid seeds through the same entry functions and oracles. The key-file target
+// stays cheap because a mutated key file fails its checksum before any Argon2 run.
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..1024), t in 0..TARGETS.len()) {
+        let (name, entry) = TARGETS[t];
+        // Random bytes are never a valid archive, key file or audit record.
+        if name != "redfish_json" && name != "audit_log" && name != "archive_header" {
+            prop_assert!(!entry(&bytes), "{name} accepted random bytes");
+        } else {
+            entry(&bytes);
+        }
+    }
+
+    #[test]
+    fn mutated_seeds_never_panic(
+        t in 0..TARGETS.len(),
+        pick in any::<Index>(),
+        edits in proptest::collection::vec((any::<Index>(), any::<u8>()), 1..8),
+        cut in proptest::option::of(any::<Index>()),
+    ) {
+        let (name, entry) = TARGETS[t];
+        let seeds = valid_seeds(name);
+        let seed = &seeds[pick.index(seeds.len())];
+        let b = mutate(seed, &edits, cut);
+        let accepted = entry(&b);
+        if name == "archive_open" || name == "keyfile" {
+            // Authenticated formats: any change is refused.
+            prop_assert!(!accepted || b == *seed, "{name} accepted a modified seed");
+        }
+    }
 }
 
 /// Writes the seed corpus. Run by hand after a format change; commit the result.
