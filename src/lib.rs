@@ -11,6 +11,8 @@ pub mod cli;
 pub mod envelope;
 pub mod errors;
 pub mod fsutil;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hardening;
 pub mod keystore;
 pub mod secret;

@@ -1,0 +1,5 @@
+#![no_main]
+// Entry function and oracles: vault::fuzzing::fuzz_redfish_json (shared with tests/fuzz_corpus.rs).
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    vault::fuzzing::fuzz_redfish_json(data);
+});
