@@ -70,7 +70,7 @@ bench_size() {  # bench_size NAME BYTES RUNS
     for _ in $(seq "$runs"); do
         rm -rf "$VAULT_HOME/archives"/*.vault
         timed "vault-seal-$name" "$VAULT" backup create --file "$f"
-        local arch; arch=$(ls "$VAULT_HOME"/archives/*.vault | head -1)
+        local arch; arch=$(ls "$VAULT_HOME"/archives/*.vault | sed -n 1p)
         timed "vault-open-$name" "$VAULT" backup extract --file "$arch" --out "$W/out-vault"
         cmp -s "$f" "$W/out-vault" || { echo "vault round trip differs!" >&2; exit 1; }
         rm -f "$W/out-vault"

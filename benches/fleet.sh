@@ -53,8 +53,8 @@ print(f"{wall:.3f} {ok} {p.returncode}")
 PY
 }
 
-first_url=$(sed -n 's/^url = "\(.*\)"/\1/p' "$WORK/fleet.toml" | head -1)
-first_ca=$(sed -n 's/^ca_cert = "\(.*\)"/\1/p' "$WORK/fleet.toml" | head -1)
+first_url=$(sed -n 's/^url = "\(.*\)"/\1/p' "$WORK/fleet.toml" | sed -n 1p)
+first_ca=$(sed -n 's/^ca_cert = "\(.*\)"/\1/p' "$WORK/fleet.toml" | sed -n 1p)
 t1s=()
 for _ in 1 2 3; do
     read -r t _ _ < <(run_pull "$WORK/home1" backup pull --bmc "$first_url" --ca-cert "$first_ca")
