@@ -5,22 +5,25 @@
 //! tag right after it, so the ciphertext is contiguous and nothing is ever compacted.
 //! The stages are SHA-256 over the plaintext and AES-GCM (seal: hash, then encrypt in
 //! place; open: decrypt in place, then hash). Reading and writing stay on the caller's
-//! thread, because the caller's `Read`/`Write` need not be `Send`.
+//! thread, because the caller's `Read`/`Write` need not be `Send`. Once threaded, one
+//! worker runs SHA-256 and AES-GCM is split per batch between the worker and the
+//! caller's thread (see `Pipeline::start`), so two threads keep two cores busy.
 //!
 //! Invariants:
-//! - Batches leave in the order they entered: each stage is one thread and the stages
-//!   form a chain of FIFO channels. SHA-256 therefore sees the plaintext in stream order,
+//! - Batches leave in the order they entered: one worker thread, fed and drained through
+//!   FIFO channels. SHA-256 therefore sees the plaintext in stream order,
 //!   and output is written in stream order. AES-GCM needs no order at all: a chunk's
 //!   nonce depends only on its counter, fixed when the batch is formed.
 //! - Memory is bounded: at most `MAX_IN_FLIGHT + 1` buffers ever exist, and they are
 //!   recycled, not reallocated.
 //! - Threads start only when more than `INLINE_BATCHES` batches turn out not to be the
 //!   last one (so inputs up to about a batch never pay for them), and never outlive the
-//!   pipeline: dropping it closes the first channel, each stage finishes the batch in
+//!   pipeline: dropping it closes the first channel, the worker finishes the batch in
 //!   hand and exits, and `Drop` joins them.
 //! - An error stays attached to its batch and surfaces when that batch reaches the front,
 //!   so the error reported is the one a sequential reader would have met first.
 use std::io::{self, IoSlice, IoSliceMut, Write};
+use std::ops::Range;
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::thread::{self, JoinHandle};
 
@@ -97,8 +100,23 @@ impl Batch {
         }
     }
 
-    fn seal(&mut self, cipher: &Aes256Gcm, base: &[u8; NONCE_LEN]) -> Result<(), EnvelopeError> {
-        for i in 0..self.chunks {
+    /// The chunks of `part` of the batch.
+    fn range(&self, part: Part) -> Range<usize> {
+        let mid = self.chunks / 2;
+        match part {
+            Part::All => 0..self.chunks,
+            Part::Head => 0..mid,
+            Part::Tail => mid..self.chunks,
+        }
+    }
+
+    fn seal(
+        &mut self,
+        cipher: &Aes256Gcm,
+        base: &[u8; NONCE_LEN],
+        chunks: Range<usize>,
+    ) -> Result<(), EnvelopeError> {
+        for i in chunks {
             let len = self.chunk_len(i);
             let (body, rest) = self.buf[i * ENCRYPTED_CHUNK_SIZE..].split_at_mut(len);
             let nonce = chunk_nonce(base, self.first + i as u64);
@@ -108,8 +126,13 @@ impl Batch {
         Ok(())
     }
 
-    fn open(&mut self, cipher: &Aes256Gcm, base: &[u8; NONCE_LEN]) -> Result<(), EnvelopeError> {
-        for i in 0..self.chunks {
+    fn open(
+        &mut self,
+        cipher: &Aes256Gcm,
+        base: &[u8; NONCE_LEN],
+        chunks: Range<usize>,
+    ) -> Result<(), EnvelopeError> {
+        for i in chunks {
             let len = self.chunk_len(i);
             let (body, rest) = self.buf[i * ENCRYPTED_CHUNK_SIZE..].split_at_mut(len);
             let mut tag = [0u8; TAG_LEN];
@@ -166,33 +189,54 @@ pub(super) enum Stage {
     },
 }
 
+/// Which chunks of a batch a stage processes: AES-GCM is split between the two threads.
+#[derive(Clone, Copy)]
+enum Part {
+    All,
+    Head,
+    Tail,
+}
+
 impl Stage {
     fn run(&mut self, batch: &mut Batch) {
+        self.run_part(batch, Part::All);
+    }
+
+    fn run_part(&mut self, batch: &mut Batch, part: Part) {
         if batch.error.is_some() {
             return;
         }
+        let chunks = batch.range(part);
         let result = match self {
             Stage::Hash(h) => {
                 batch.hash(h);
                 Ok(())
             }
-            Stage::Seal { cipher, base_nonce } => batch.seal(cipher, base_nonce),
-            Stage::Open { cipher, base_nonce } => batch.open(cipher, base_nonce),
+            Stage::Seal { cipher, base_nonce } => batch.seal(cipher, base_nonce, chunks),
+            Stage::Open { cipher, base_nonce } => batch.open(cipher, base_nonce, chunks),
         };
         batch.error = result.err();
     }
 
-    fn name(&self) -> &'static str {
+    /// The same AES-GCM stage for another thread (`None` for SHA-256, which is stateful).
+    fn aead_clone(&self) -> Option<Stage> {
         match self {
-            Stage::Hash(_) => "vault-sha256",
-            Stage::Seal { .. } => "vault-seal",
-            Stage::Open { .. } => "vault-open",
+            Stage::Hash(_) => None,
+            Stage::Seal { cipher, base_nonce } => Some(Stage::Seal {
+                cipher: cipher.clone(),
+                base_nonce: *base_nonce,
+            }),
+            Stage::Open { cipher, base_nonce } => Some(Stage::Open {
+                cipher: cipher.clone(),
+                base_nonce: *base_nonce,
+            }),
         }
     }
 }
 
-/// Runs batches through the stages, inline at first and on one thread per stage once
-/// the input is long enough; hands finished batches, in order, to a sink.
+/// Runs batches through the stages, inline at first and split between the caller's
+/// thread and one worker once the input is long enough; hands finished batches, in
+/// order, to a sink.
 pub(super) struct Pipeline {
     /// The stages while running inline (empty while threads hold them).
     stages: Vec<Stage>,
@@ -204,9 +248,16 @@ pub(super) struct Pipeline {
 }
 
 struct Threads {
+    /// Run on the caller's thread, on the head of each batch, before it is sent (open:
+    /// AES-GCM of the first half, so a failure there is the first in stream order).
+    pre: Vec<Stage>,
+    /// Run on the caller's thread, on the tail of each batch, after it comes back (seal:
+    /// AES-GCM of the second half, once SHA-256 has seen the plaintext).
+    post: Vec<Stage>,
     input: Sender<Batch>,
     output: Receiver<Batch>,
-    handles: Vec<JoinHandle<Stage>>,
+    /// The worker returns its stages; only SHA-256 is kept (the rest are clones).
+    handle: JoinHandle<Vec<Stage>>,
     in_flight: usize,
 }
 
@@ -250,6 +301,9 @@ impl Pipeline {
             }
             return self.complete(batch, sink);
         };
+        for stage in &mut threads.pre {
+            stage.run_part(&mut batch, Part::Head);
+        }
         threads
             .input
             .send(batch)
@@ -302,6 +356,11 @@ impl Pipeline {
         mut batch: Batch,
         sink: &mut impl FnMut(&Batch) -> Result<(), EnvelopeError>,
     ) -> Result<(), EnvelopeError> {
+        if let Some(threads) = self.threads.as_mut() {
+            for stage in &mut threads.post {
+                stage.run_part(&mut batch, Part::Tail);
+            }
+        }
         if let Some(e) = batch.error.take() {
             return Err(e);
         }
@@ -310,30 +369,55 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Moves each stage onto its own thread, chained by channels.
+    /// Moves SHA-256 onto one worker thread and splits AES-GCM of each batch between the
+    /// worker and the caller's thread, so that two threads share the work evenly on two
+    /// cores. Seal: the worker hashes the batch and encrypts its head, the caller then
+    /// encrypts its tail. Open: the caller decrypts the head, the worker decrypts the
+    /// tail and hashes the batch. Each chunk is still hashed as plaintext in stream order.
     fn start(&mut self) -> Result<(), EnvelopeError> {
-        let (input, mut rx) = mpsc::channel::<Batch>();
-        let mut handles = Vec::with_capacity(self.stages.len());
-        for mut stage in std::mem::take(&mut self.stages) {
-            let (tx, next_rx) = mpsc::channel::<Batch>();
-            let handle = thread::Builder::new()
-                .name(stage.name().into())
-                .spawn(move || {
-                    for mut batch in rx {
-                        stage.run(&mut batch);
-                        if tx.send(batch).is_err() {
-                            break;
-                        }
+        let mut stages = std::mem::take(&mut self.stages);
+        let split = stages
+            .iter()
+            .position(|s| matches!(s, Stage::Hash(_)))
+            .unwrap_or(stages.len());
+        let post = stages.split_off((split + 1).min(stages.len()));
+        let hash = stages.split_off(split);
+        let pre = stages;
+        // The worker runs: tails of the `pre` stages, SHA-256, heads of the `post` ones.
+        let mut worker: Vec<(Stage, Part)> = Vec::new();
+        worker.extend(
+            pre.iter()
+                .filter_map(|s| Some((s.aead_clone()?, Part::Tail))),
+        );
+        worker.extend(hash.into_iter().map(|s| (s, Part::All)));
+        worker.extend(
+            post.iter()
+                .filter_map(|s| Some((s.aead_clone()?, Part::Head))),
+        );
+        let (input, rx) = mpsc::channel::<Batch>();
+        let (tx, output) = mpsc::channel::<Batch>();
+        let handle = thread::Builder::new()
+            .name("vault-pipeline".into())
+            .spawn(move || {
+                for mut batch in rx {
+                    for (stage, part) in &mut worker {
+                        stage.run_part(&mut batch, *part);
                     }
-                    stage
-                })?;
-            handles.push(handle);
-            rx = next_rx;
-        }
+                    if tx.send(batch).is_err() {
+                        break;
+                    }
+                }
+                worker
+                    .into_iter()
+                    .filter_map(|(s, _)| matches!(s, Stage::Hash(_)).then_some(s))
+                    .collect()
+            })?;
         self.threads = Some(Threads {
+            pre,
+            post,
             input,
-            output: rx,
-            handles,
+            output,
+            handle,
             in_flight: 0,
         });
         Ok(())
@@ -342,9 +426,11 @@ impl Pipeline {
     /// Closes the first channel and joins the threads, taking the stages back.
     fn stop(&mut self) -> Result<(), EnvelopeError> {
         let Some(Threads {
+            pre,
+            post,
             input,
             output,
-            handles,
+            handle,
             ..
         }) = self.threads.take()
         else {
@@ -352,13 +438,11 @@ impl Pipeline {
         };
         drop(input);
         drop(output);
-        let mut panicked = false;
-        for h in handles {
-            match h.join() {
-                Ok(stage) => self.stages.push(stage),
-                Err(_) => panicked = true,
-            }
-        }
+        self.stages = pre;
+        let joined = handle.join();
+        let panicked = joined.is_err();
+        self.stages.extend(joined.unwrap_or_default());
+        self.stages.extend(post);
         if panicked {
             return Err(io::Error::other("a pipeline thread panicked").into());
         }
