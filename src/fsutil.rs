@@ -12,6 +12,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::thread::{self, JoinHandle};
 
 /// Prefix of every temporary file; readers skip names that start with it.
 pub const TEMP_PREFIX: &str = ".tmp-";
@@ -30,9 +32,54 @@ pub fn temp_owner_alive(name: &str) -> bool {
 }
 
 /// A file being written that appears under `dest` only when `commit` succeeds.
+///
+/// Large files are flushed as they are written: every [`FLUSH_EVERY`] bytes a background
+/// thread `fdatasync`s what has been written so far, so that the disk works while the
+/// caller computes and the final fsync in `commit` has only the tail left to wait for.
 pub struct AtomicFile {
     tmp: Option<tempfile::NamedTempFile>,
     dest: PathBuf,
+    written: u64,
+    next_flush: u64,
+    flusher: Option<Flusher>,
+}
+
+/// Bytes written between two background flushes. Files smaller than this never start the
+/// flusher thread.
+pub const FLUSH_EVERY: u64 = 16 << 20;
+
+/// The background `fdatasync` thread of a large `AtomicFile`. A request is a unit: the
+/// thread flushes whatever has been written when it gets to it, so requests that arrive
+/// while one is in progress collapse into the next (the channel holds one).
+struct Flusher {
+    wake: SyncSender<()>,
+    /// Returns the first flush error: an error reported to this thread's fsync is not
+    /// reported again to the final one (Linux reports write-back errors once per open
+    /// file), so `commit` must see it here.
+    handle: JoinHandle<io::Result<()>>,
+}
+
+impl Flusher {
+    fn start(file: File) -> io::Result<Self> {
+        let (wake, requests) = mpsc::sync_channel::<()>(1);
+        let handle = thread::Builder::new()
+            .name("vault-flush".into())
+            .spawn(move || {
+                for () in requests {
+                    file.sync_data()?;
+                }
+                Ok(())
+            })?;
+        Ok(Flusher { wake, handle })
+    }
+
+    /// Waits for the flush in progress (if any) and returns the first error.
+    fn stop(self) -> io::Result<()> {
+        drop(self.wake);
+        self.handle
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the flush thread panicked")))
+    }
 }
 
 impl AtomicFile {
@@ -47,6 +94,9 @@ impl AtomicFile {
         Ok(AtomicFile {
             tmp: Some(tmp),
             dest: dest.to_path_buf(),
+            written: 0,
+            next_flush: FLUSH_EVERY,
+            flusher: None,
         })
     }
 
@@ -61,6 +111,7 @@ impl AtomicFile {
 
     /// Flushes, fsyncs, renames over the destination and fsyncs the directory.
     pub fn commit(mut self) -> io::Result<()> {
+        self.stop_flusher()?;
         let tmp = self.tmp.take().expect("commit once");
         tmp.as_file().sync_all()?;
         tmp.persist(&self.dest).map_err(|e| e.error)?;
@@ -69,19 +120,59 @@ impl AtomicFile {
 
     /// Like `commit`, but fails if `dest` already exists (no overwrite).
     pub fn commit_new(mut self) -> io::Result<()> {
+        self.stop_flusher()?;
         let tmp = self.tmp.take().expect("commit once");
         tmp.as_file().sync_all()?;
         tmp.persist_noclobber(&self.dest).map_err(|e| e.error)?;
         sync_dir(parent_dir(&self.dest))
     }
+
+    fn stop_flusher(&mut self) -> io::Result<()> {
+        self.flusher.take().map_or(Ok(()), Flusher::stop)
+    }
+
+    /// Counts `n` more bytes written and asks for a background flush every
+    /// `FLUSH_EVERY` bytes.
+    fn wrote(&mut self, n: usize) -> io::Result<()> {
+        self.written += n as u64;
+        if self.written < self.next_flush {
+            return Ok(());
+        }
+        self.next_flush = self.written + FLUSH_EVERY;
+        if self.flusher.is_none() {
+            let clone = self.file().try_clone()?;
+            self.flusher = Some(Flusher::start(clone)?);
+        }
+        let Some(f) = &self.flusher else {
+            return Ok(());
+        };
+        match f.wake.try_send(()) {
+            // Full: a flush is pending and will include these bytes.
+            Ok(()) | Err(TrySendError::Full(())) => Ok(()),
+            // The thread stopped on an error: report it now rather than at `commit`.
+            Err(TrySendError::Disconnected(())) => self.stop_flusher(),
+        }
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        // Not committed (an error, or a panic): the flush result no longer matters, but
+        // the thread must not outlive the file. The temporary is removed by its own drop.
+        let _ = self.stop_flusher();
+    }
 }
 
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file().write(buf)
+        let n = self.file().write(buf)?;
+        self.wrote(n)?;
+        Ok(n)
     }
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.file().write_all(buf)
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let n = self.file().write_vectored(bufs)?;
+        self.wrote(n)?;
+        Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
         self.file().flush()
@@ -153,6 +244,52 @@ mod tests {
             f.write_all(b"partial").unwrap();
         }
         assert!(!dest.exists());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn large_file_is_flushed_in_the_background_and_commits_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("big");
+        let piece: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
+        let total = 2 * FLUSH_EVERY as usize + 12_345;
+        let mut f = AtomicFile::create(&dest, 0o600).unwrap();
+        let mut left = total;
+        while left > 0 {
+            let n = left.min(piece.len());
+            if left.is_multiple_of(3) {
+                f.write_all(&piece[..n]).unwrap();
+            } else {
+                let (a, b) = piece[..n].split_at(n / 2);
+                let bufs = [io::IoSlice::new(a), io::IoSlice::new(b)];
+                // Both slices in one system call (not just the first, as `Write`'s
+                // default `write_vectored` would).
+                assert_eq!(f.write_vectored(&bufs).unwrap(), n);
+            }
+            left -= n;
+        }
+        assert!(
+            f.flusher.is_some(),
+            "a file past FLUSH_EVERY starts the flusher"
+        );
+        assert_eq!(f.written, total as u64);
+        f.commit().unwrap();
+        let got = fs::read(&dest).unwrap();
+        assert_eq!(got.len(), total);
+        assert!(got.chunks(piece.len()).all(|c| c == &piece[..c.len()]));
+    }
+
+    #[test]
+    fn small_file_starts_no_flusher_and_dropping_a_flushing_one_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut small = AtomicFile::create(&dir.path().join("small"), 0o600).unwrap();
+        small.write_all(&[7; 4096]).unwrap();
+        assert!(small.flusher.is_none());
+        drop(small);
+        let mut big = AtomicFile::create(&dir.path().join("big"), 0o600).unwrap();
+        big.write_all(&vec![1; FLUSH_EVERY as usize + 1]).unwrap();
+        assert!(big.flusher.is_some());
+        drop(big);
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 

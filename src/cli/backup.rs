@@ -408,6 +408,11 @@ impl<W: io::Write> io::Write for WriteSide<W> {
             self.failed = Some(io::Error::new(e.kind(), e.to_string()));
         })
     }
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.inner.write_vectored(bufs).inspect_err(|e| {
+            self.failed = Some(io::Error::new(e.kind(), e.to_string()));
+        })
+    }
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush().inspect_err(|e| {
             self.failed = Some(io::Error::new(e.kind(), e.to_string()));
