@@ -361,7 +361,11 @@ pub fn verify_path(home: &Home, path: &Path) -> CliResult<envelope::OpenSummary>
     let f = store::open_archive(path).map_err(|e| file_err(path, e))?;
     let len = f.metadata().ok().map(|m| m.len());
     let lookup = key_lookup(&ks);
-    let input = progress::reader(BufReader::with_capacity(1 << 20, f), len, "verifying");
+    let input = progress::reader(
+        BufReader::with_capacity(envelope::READ_BUFFER, f),
+        len,
+        "verifying",
+    );
     Ok(envelope::verify(input, &lookup).map_err(archive_err(path))?)
 }
 
@@ -377,7 +381,11 @@ fn extract(home: &Home, path: &Path, out: &Path) -> CliResult<envelope::OpenSumm
         failed: None,
     };
     let len = f.metadata().ok().map(|m| m.len());
-    let input = progress::reader(BufReader::with_capacity(1 << 20, f), len, "extracting");
+    let input = progress::reader(
+        BufReader::with_capacity(envelope::READ_BUFFER, f),
+        len,
+        "extracting",
+    );
     let s = envelope::open(input, &lookup, &mut dest).map_err(|e| {
         match dest.failed.take() {
             // A failed write (disk full, read-only, file-size limit) is about `out`, not
@@ -494,7 +502,7 @@ fn create(ctx: &Ctx, a: CreateArgs) -> CliResult {
             &header,
             key.id,
             &material,
-            BufReader::with_capacity(1 << 20, input),
+            BufReader::with_capacity(envelope::READ_BUFFER, input),
         )?;
         Ok((store::inspect_file(&path)?, key.id))
     })();
@@ -541,7 +549,7 @@ fn rewrap(ctx: &Ctx, a: RewrapArgs) -> CliResult {
                 let src = store::open_archive(&path).map_err(|e| file_err(&path, e))?;
                 let mut out = AtomicFile::create(&path, 0o600).map_err(|e| file_err(&path, e))?;
                 let s = envelope::reencrypt(
-                    BufReader::with_capacity(1 << 20, src),
+                    BufReader::with_capacity(envelope::READ_BUFFER, src),
                     &lookup,
                     key.id,
                     &material,

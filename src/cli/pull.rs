@@ -797,7 +797,7 @@ pub fn restore_one(
     // One open file for both passes, so the bytes sent are those that were verified
     // (short of someone rewriting the file in place, which pass 2 detects as tampering).
     let mut f = crate::store::open_archive(path).map_err(|e| file_err(path, e))?;
-    let verified = envelope::verify(BufReader::with_capacity(1 << 20, &f), &lookup)
+    let verified = envelope::verify(BufReader::with_capacity(envelope::READ_BUFFER, &f), &lookup)
         .map_err(archive_err(path))?;
     let archive_serial = verified
         .header
@@ -863,7 +863,11 @@ pub fn restore_one(
         let lookup = &lookup;
         let dec = s.spawn(move || {
             let mut writer = writer;
-            let r = envelope::open(BufReader::with_capacity(1 << 20, f), lookup, &mut writer);
+            let r = envelope::open(
+                BufReader::with_capacity(envelope::READ_BUFFER, f),
+                lookup,
+                &mut writer,
+            );
             if r.is_ok() {
                 writer.end();
             }

@@ -27,7 +27,7 @@ use zeroize::Zeroizing;
 
 use super::error::{EnvelopeError, eof_is_truncation};
 use crate::secret::Key32;
-use pipeline::{BATCH_BYTES, BATCH_CHUNKS, Batch, Pipeline, Stage};
+use pipeline::{BATCH_BYTES, Batch, Pipeline, Stage, batch_chunks};
 
 mod pipeline;
 
@@ -195,18 +195,27 @@ impl<W: Write> Encryptor<W> {
         })
     }
 
-    const PLAIN_CAP: usize = BATCH_CHUNKS * CHUNK_SIZE;
+    /// Chunk slots of the batch being filled.
+    fn batch_chunks(&self) -> usize {
+        batch_chunks(self.counter)
+    }
+
+    /// Plaintext bytes that fill the batch being filled.
+    fn plain_cap(&self) -> usize {
+        self.batch_chunks() * CHUNK_SIZE
+    }
 
     /// Reads `input` to its end, encrypting as it goes.
     pub fn encrypt_from<R: Read>(&mut self, mut input: R) -> Result<(), EnvelopeError> {
         loop {
             self.usable()?;
-            let mut slots = pipeline::plaintext_slots_mut(&mut self.buf, self.pending);
+            let slots_len = self.batch_chunks() * ENCRYPTED_CHUNK_SIZE;
+            let mut slots = pipeline::plaintext_slots_mut(&mut self.buf[..slots_len], self.pending);
             match input.read_vectored(&mut slots) {
                 Ok(0) => return Ok(()),
                 Ok(n) => {
                     self.pending += n;
-                    if self.pending == Self::PLAIN_CAP {
+                    if self.pending == self.plain_cap() {
                         self.process(false)?;
                     }
                 }
@@ -217,7 +226,7 @@ impl<W: Write> Encryptor<W> {
     }
 
     /// Submits the buffered plaintext: all full chunks, plus (if `last`) the final short
-    /// chunk. Outside of `last`, `pending` is exactly `PLAIN_CAP`, so no chunk of a
+    /// chunk. Outside of `last`, `pending` is exactly `plain_cap()`, so no chunk of a
     /// non-final batch can be the (always short) final chunk.
     fn process(&mut self, last: bool) -> Result<(), EnvelopeError> {
         self.usable()?;
@@ -284,7 +293,7 @@ impl<W: Write> Write for Encryptor<W> {
         let n = data.len().min(CHUNK_SIZE - off);
         self.buf[slot + off..slot + off + n].copy_from_slice(&data[..n]);
         self.pending += n;
-        if self.pending == Self::PLAIN_CAP {
+        if self.pending == self.plain_cap() {
             self.process(false).map_err(io::Error::other)?;
         }
         Ok(n)
@@ -343,8 +352,7 @@ impl Decryptor {
         ];
         // Each buffer holds a batch plus the `T` bytes that must follow it before its
         // chunks are known not to include the final one or the trailer.
-        let cap = BATCH_BYTES + T;
-        let mut pipeline = Pipeline::new(stages, cap);
+        let mut pipeline = Pipeline::new(stages, BATCH_BYTES + T);
         let mut size = 0u64;
         let mut sink = |b: &Batch| -> Result<(), EnvelopeError> {
             b.write_plaintext(out)?;
@@ -355,9 +363,12 @@ impl Decryptor {
         let mut buf = pipeline.take_buffer();
         let mut filled = 0;
         loop {
+            let chunks = batch_chunks(counter);
+            let batch_bytes = chunks * ENCRYPTED_CHUNK_SIZE;
+            let cap = batch_bytes + T;
             let mut eof = false;
             while filled < cap {
-                match input.read(&mut buf[filled..]) {
+                match input.read(&mut buf[filled..cap]) {
                     Ok(0) => {
                         eof = true;
                         break;
@@ -368,9 +379,9 @@ impl Decryptor {
                 }
             }
             if !eof {
-                // The buffer is full: its BATCH_CHUNKS chunks are complete and at least
-                // `T` bytes follow them, so none of them is the final chunk.
-                if counter + BATCH_CHUNKS as u64 > MAX_CHUNKS {
+                // The buffer is full: its `chunks` chunks are complete and at least `T`
+                // bytes follow them, so none of them is the final chunk.
+                if counter + chunks as u64 > MAX_CHUNKS {
                     return Err(drain_then(
                         &mut pipeline,
                         &mut sink,
@@ -378,9 +389,9 @@ impl Decryptor {
                     ));
                 }
                 let mut carry = [0u8; T];
-                carry.copy_from_slice(&buf[BATCH_BYTES..cap]);
-                let batch = Batch::new(buf, counter, BATCH_CHUNKS, BATCH_CHUNKS * CHUNK_SIZE);
-                counter += BATCH_CHUNKS as u64;
+                carry.copy_from_slice(&buf[batch_bytes..cap]);
+                let batch = Batch::new(buf, counter, chunks, chunks * CHUNK_SIZE);
+                counter += chunks as u64;
                 pipeline.submit(batch, false, &mut sink)?;
                 buf = pipeline.take_buffer();
                 buf[..T].copy_from_slice(&carry);
@@ -492,6 +503,7 @@ pub fn decrypt<R: Read, W: Write>(
 
 #[cfg(test)]
 mod tests {
+    use super::pipeline::BATCH_CHUNKS;
     use super::*;
     use sha2::Sha512;
     use std::io::Cursor;
@@ -689,20 +701,43 @@ mod tests {
         assert_eq!(pushed, pulled);
     }
 
-    /// The pipelined encryptor (threads, vectored reads, in-place batches) against the
-    /// definition: chunk i = AES-GCM(key, base XOR i, plaintext[16 KiB * i..]).
+    /// The pipelined encryptor (threads, vectored reads, in-place batches of two sizes)
+    /// against the definition: chunk i = AES-GCM(key, base XOR i, plaintext[16 KiB * i..]),
+    /// at lengths on and around every kind of batch boundary.
     #[test]
     fn pipelined_encryption_matches_a_chunk_by_chunk_reference() {
+        let ramp = batch_chunks(0) * CHUNK_SIZE;
+        let full_from = (0..).find(|&c| batch_chunks(c) == BATCH_CHUNKS).unwrap() as usize;
+        assert!(ramp < BATCH_CHUNKS * CHUNK_SIZE && full_from > 0);
+        let full_from = full_from * CHUNK_SIZE;
+        for len in [
+            ramp - 1,
+            ramp,
+            ramp + 1,
+            2 * ramp + CHUNK_SIZE,
+            full_from - 1,
+            full_from,
+            full_from + 1,
+            full_from + BATCH_CHUNKS * CHUNK_SIZE,
+            5 * BATCH_CHUNKS * CHUNK_SIZE + 3 * CHUNK_SIZE + 17,
+        ] {
+            pipelined_encryption_matches_the_reference(len);
+        }
+    }
+
+    fn pipelined_encryption_matches_the_reference(len: usize) {
         let k = Key32::random();
         let salt = [9u8; SALT_LEN];
-        let len = 5 * BATCH_CHUNKS * CHUNK_SIZE + 3 * CHUNK_SIZE + 17;
         let pt: Vec<u8> = (0..len as u32).map(|i| (i ^ (i >> 9)) as u8).collect();
         let d = derive(&k, &salt, b"ctx");
         let cipher = gcm(&d.key);
         let mut want = salt.to_vec();
         want.extend_from_slice(&d.commitment);
-        // `len` is not a multiple of CHUNK_SIZE, so the last of these is the final chunk.
-        let chunks = pt.chunks(CHUNK_SIZE).collect::<Vec<_>>();
+        // The final chunk is always short: empty when `len` is a multiple of CHUNK_SIZE.
+        let mut chunks = pt.chunks(CHUNK_SIZE).collect::<Vec<_>>();
+        if len % CHUNK_SIZE == 0 {
+            chunks.push(&[]);
+        }
         for (i, c) in chunks.iter().enumerate() {
             let mut body = c.to_vec();
             let tag = gcm_seal(
@@ -718,7 +753,7 @@ mod tests {
         let s = encrypt_with_salt(&k, &salt, b"ctx", pt.as_slice(), &mut got).unwrap();
         assert!(
             got == want,
-            "pipelined ciphertext differs from the definition"
+            "pipelined ciphertext differs from the definition (len {len})"
         );
         assert_eq!(s.sha256, <[u8; 32]>::from(Sha256::digest(&pt)));
         assert_eq!(s.chunks, chunks.len() as u64);

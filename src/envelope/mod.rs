@@ -39,6 +39,11 @@ use zeroize::Zeroizing;
 pub use error::EnvelopeError;
 pub use format::{ArchiveHeader, CURRENT_VERSION, MIN_READ_VERSION, Scope, Source, TRAILER_LEN};
 
+/// Capacity of the `BufReader` to put in front of `seal`, `open` and `verify`: enough for
+/// an archive header in one read. Payload reads are a batch (1 MiB) each and bypass the
+/// buffer, so a larger one would only add a copy and fresh pages to fault in.
+pub const READ_BUFFER: usize = 64 << 10;
+
 use cobblestone::{
     COMMITMENT_LEN, Decryptor, Encryptor, NONCE_LEN, TAG_LEN, gcm, gcm_open, gcm_seal,
 };

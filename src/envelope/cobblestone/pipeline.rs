@@ -16,9 +16,9 @@
 //!   nonce depends only on its counter, fixed when the batch is formed.
 //! - Memory is bounded: at most `MAX_IN_FLIGHT + 1` buffers ever exist, and they are
 //!   recycled, not reallocated.
-//! - Threads start only when more than `INLINE_BATCHES` batches turn out not to be the
-//!   last one (so inputs up to about a batch never pay for them), and never outlive the
-//!   pipeline: dropping it closes the first channel, the worker finishes the batch in
+//! - Threads start only with the first full-size batch that is not the last one (so
+//!   inputs up to about 2 MiB never pay for them: their small batches run inline in one
+//!   recycled buffer), and never outlive the pipeline: dropping it closes the first channel, the worker finishes the batch in
 //!   hand and exits, and `Drop` joins them.
 //! - An error stays attached to its batch and surfaces when that batch reaches the front,
 //!   so the error reported is the one a sequential reader would have met first.
@@ -38,10 +38,25 @@ use crate::envelope::error::EnvelopeError;
 /// Chunks per batch: 1 MiB of plaintext. Large enough to amortize system calls and the
 /// hand-over between threads, small enough to keep memory flat.
 pub(super) const BATCH_CHUNKS: usize = 64;
+/// Chunks per batch while the stream is young (see [`batch_chunks`]).
+const RAMP_BATCH_CHUNKS: usize = 16;
+/// Chunks that go in `RAMP_BATCH_CHUNKS` batches before batches are full size; they are
+/// processed inline, and threads start with the first full batch.
+const RAMP_CHUNKS: u64 = 64;
+
+/// Chunks in the batch that starts at chunk `first`. The first MiB goes in quarter
+/// batches, processed inline in one recycled buffer: a BMC-sized input then faults in a
+/// quarter of a buffer's fresh pages and starts no thread, which is what a process start
+/// to end costs for it. Later batches are full, to amortize the hand-overs between threads.
+pub(super) fn batch_chunks(first: u64) -> usize {
+    if first < RAMP_CHUNKS {
+        RAMP_BATCH_CHUNKS
+    } else {
+        BATCH_CHUNKS
+    }
+}
 /// Bytes of the chunk slots of one batch.
 pub(super) const BATCH_BYTES: usize = BATCH_CHUNKS * ENCRYPTED_CHUNK_SIZE;
-/// Batches processed on the caller's thread before any thread is started.
-const INLINE_BATCHES: u64 = 1;
 /// Batches handed to the stages and not yet written: enough to keep both stages and the
 /// I/O busy at once, with one spare to absorb jitter.
 const MAX_IN_FLIGHT: usize = 4;
@@ -244,7 +259,6 @@ pub(super) struct Pipeline {
     free: Vec<Vec<u8>>,
     allocated: usize,
     buf_len: usize,
-    submitted: u64,
 }
 
 struct Threads {
@@ -270,7 +284,6 @@ impl Pipeline {
             free: Vec::new(),
             allocated: 0,
             buf_len,
-            submitted: 0,
         }
     }
 
@@ -284,15 +297,14 @@ impl Pipeline {
     }
 
     /// Processes `batch` (and passes every batch that finished, in order, to `sink`).
-    /// `last` batches never start threads. On `Err`, the pipeline is unusable; drop it.
+    /// Threads start with the first full-size batch that is not `last`. On `Err`, the pipeline is unusable; drop it.
     pub(super) fn submit(
         &mut self,
         mut batch: Batch,
         last: bool,
         sink: &mut impl FnMut(&Batch) -> Result<(), EnvelopeError>,
     ) -> Result<(), EnvelopeError> {
-        self.submitted += 1;
-        if self.threads.is_none() && !last && self.submitted > INLINE_BATCHES {
+        if self.threads.is_none() && !last && batch.first >= RAMP_CHUNKS {
             self.start()?;
         }
         let Some(threads) = self.threads.as_mut() else {
