@@ -735,7 +735,7 @@ mod tests {
         want.extend_from_slice(&d.commitment);
         // The final chunk is always short: empty when `len` is a multiple of CHUNK_SIZE.
         let mut chunks = pt.chunks(CHUNK_SIZE).collect::<Vec<_>>();
-        if len % CHUNK_SIZE == 0 {
+        if len.is_multiple_of(CHUNK_SIZE) {
             chunks.push(&[]);
         }
         for (i, c) in chunks.iter().enumerate() {
