@@ -24,6 +24,8 @@
 //!   so the error reported is the one a sequential reader would have met first.
 use std::io::{self, IoSlice, IoSliceMut, Write};
 use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::thread::{self, JoinHandle};
 
@@ -70,6 +72,8 @@ pub(super) struct Batch {
     pub(super) chunks: usize,
     /// Plaintext bytes in the batch.
     pub(super) plain_len: usize,
+    /// Where AES-GCM is split between the two threads: chunks `..mid` are the head.
+    mid: usize,
     /// Set by a stage; later stages skip the batch and the pipeline returns the error.
     error: Option<EnvelopeError>,
 }
@@ -81,6 +85,7 @@ impl Batch {
             first,
             chunks,
             plain_len,
+            mid: chunks / 2,
             error: None,
         }
     }
@@ -117,11 +122,10 @@ impl Batch {
 
     /// The chunks of `part` of the batch.
     fn range(&self, part: Part) -> Range<usize> {
-        let mid = self.chunks / 2;
         match part {
             Part::All => 0..self.chunks,
-            Part::Head => 0..mid,
-            Part::Tail => mid..self.chunks,
+            Part::Head => 0..self.mid,
+            Part::Tail => self.mid..self.chunks,
         }
     }
 
@@ -259,6 +263,8 @@ pub(super) struct Pipeline {
     free: Vec<Vec<u8>>,
     allocated: usize,
     buf_len: usize,
+    /// The worker's share of AES-GCM when threads start (see `Threads::worker_share`).
+    initial_share: usize,
 }
 
 struct Threads {
@@ -273,6 +279,15 @@ struct Threads {
     /// The worker returns its stages; only SHA-256 is kept (the rest are clones).
     handle: JoinHandle<Vec<Stage>>,
     in_flight: usize,
+    /// The worker's share of each batch's AES-GCM, in chunks of a full batch: raised when
+    /// the worker has run dry, lowered when the caller has to wait for it, so it settles
+    /// where neither waits (two threads, two cores: the fastest the batch can go).
+    worker_share: usize,
+    /// Whether the worker's share is the head of a batch (seal) or its tail (open).
+    worker_has_head: bool,
+    /// How many times the worker found no batch waiting, and the count last acted on.
+    worker_idle: Arc<AtomicU64>,
+    worker_idle_seen: u64,
 }
 
 impl Pipeline {
@@ -284,6 +299,7 @@ impl Pipeline {
             free: Vec::new(),
             allocated: 0,
             buf_len,
+            initial_share: BATCH_CHUNKS / 2,
         }
     }
 
@@ -313,6 +329,18 @@ impl Pipeline {
             }
             return self.complete(batch, sink);
         };
+        // The worker ran dry since the last batch: give it more.
+        let idle = threads.worker_idle.load(Ordering::Relaxed);
+        if idle != threads.worker_idle_seen {
+            threads.worker_idle_seen = idle;
+            threads.worker_share = (threads.worker_share + 1).min(BATCH_CHUNKS);
+        }
+        let share = batch.chunks * threads.worker_share / BATCH_CHUNKS;
+        batch.mid = if threads.worker_has_head {
+            share
+        } else {
+            batch.chunks - share
+        };
         for stage in &mut threads.pre {
             stage.run_part(&mut batch, Part::Head);
         }
@@ -327,7 +355,14 @@ impl Pipeline {
                 return Ok(());
             };
             let done = if threads.in_flight >= MAX_IN_FLIGHT {
-                threads.output.recv().map_err(|_| stopped())?
+                match threads.output.try_recv() {
+                    Ok(b) => b,
+                    // Every buffer is in flight and none is back: the worker is behind.
+                    Err(_) => {
+                        threads.worker_share = threads.worker_share.saturating_sub(1);
+                        threads.output.recv().map_err(|_| stopped())?
+                    }
+                }
             } else {
                 match threads.output.try_recv() {
                     Ok(b) => b,
@@ -386,6 +421,9 @@ impl Pipeline {
     /// cores. Seal: the worker hashes the batch and encrypts its head, the caller then
     /// encrypts its tail. Open: the caller decrypts the head, the worker decrypts the
     /// tail and hashes the batch. Each chunk is still hashed as plaintext in stream order.
+    /// Where the split falls adapts as batches go (see `Threads::worker_share`): the
+    /// caller also reads and writes, and how that compares with SHA-256 depends on the
+    /// machine and the file system, so no fixed ratio is right everywhere.
     fn start(&mut self) -> Result<(), EnvelopeError> {
         let mut stages = std::mem::take(&mut self.stages);
         let split = stages
@@ -406,12 +444,23 @@ impl Pipeline {
             post.iter()
                 .filter_map(|s| Some((s.aead_clone()?, Part::Head))),
         );
+        let worker_has_head = !post.is_empty();
+        let worker_idle = Arc::new(AtomicU64::new(0));
+        let idle = Arc::clone(&worker_idle);
         let (input, rx) = mpsc::channel::<Batch>();
         let (tx, output) = mpsc::channel::<Batch>();
         let handle = thread::Builder::new()
             .name("vault-pipeline".into())
             .spawn(move || {
-                for mut batch in rx {
+                let next = || match rx.try_recv() {
+                    Ok(b) => Some(b),
+                    Err(TryRecvError::Empty) => {
+                        idle.fetch_add(1, Ordering::Relaxed);
+                        rx.recv().ok()
+                    }
+                    Err(TryRecvError::Disconnected) => None,
+                };
+                while let Some(mut batch) = next() {
                     for (stage, part) in &mut worker {
                         stage.run_part(&mut batch, *part);
                     }
@@ -431,6 +480,10 @@ impl Pipeline {
             output,
             handle,
             in_flight: 0,
+            worker_share: self.initial_share,
+            worker_has_head,
+            worker_idle,
+            worker_idle_seen: 0,
         });
         Ok(())
     }
@@ -471,5 +524,105 @@ impl Drop for Pipeline {
         // Errors were already reported (or are moot): this only guarantees that no
         // thread outlives the pipeline.
         let _ = self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Key32;
+
+    /// Full batches of varied bytes, all past the ramp so that threads start.
+    fn batches(n: usize) -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|b| {
+                (0..BATCH_BYTES)
+                    .map(|i| (i as u32).wrapping_mul(2_654_435_761).rotate_left(b as u32) as u8)
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Runs `input` through a pipeline of `stages()`, threaded with the worker's share
+    /// starting at `share` (or inline), and returns the output bytes and the SHA-256.
+    fn run(
+        stages: impl Fn() -> Vec<Stage>,
+        input: &[Vec<u8>],
+        share: Option<usize>,
+    ) -> (Vec<u8>, [u8; 32]) {
+        let mut p = Pipeline::new(stages(), BATCH_BYTES);
+        p.initial_share = share.unwrap_or(0);
+        let mut out = Vec::new();
+        let opening = matches!(stages()[0], Stage::Open { .. });
+        let mut sink = |b: &Batch| -> Result<(), EnvelopeError> {
+            if opening {
+                b.write_plaintext(&mut out)?;
+            } else {
+                out.extend_from_slice(b.ciphertext());
+            }
+            Ok(())
+        };
+        for (i, data) in input.iter().enumerate() {
+            let mut buf = p.take_buffer();
+            buf.copy_from_slice(data);
+            let first = RAMP_CHUNKS + (i * BATCH_CHUNKS) as u64;
+            let batch = Batch::new(buf, first, BATCH_CHUNKS, BATCH_CHUNKS * CHUNK_SIZE);
+            // `last` batches never start threads: the inline reference.
+            p.submit(batch, share.is_none(), &mut sink).unwrap();
+        }
+        let h = p.finish(&mut sink).unwrap();
+        assert!(p.threads.is_none() && p.allocated <= MAX_IN_FLIGHT + 1);
+        (out, h.finalize().into())
+    }
+
+    /// However the AES-GCM of each batch is split between the threads (all on one side,
+    /// all on the other, and wherever the controller moves it from there), the output
+    /// and the hash are those of the inline pipeline, sealing and opening.
+    #[test]
+    fn any_split_gives_the_inline_result() {
+        let cipher = crate::aead::cipher(&Key32::from_slice(&[3; 32]).unwrap());
+        let base_nonce = [7u8; NONCE_LEN];
+        let seal = || {
+            vec![
+                Stage::Hash(Sha256::new()),
+                Stage::Seal {
+                    cipher: cipher.clone(),
+                    base_nonce,
+                },
+            ]
+        };
+        let open = || {
+            vec![
+                Stage::Open {
+                    cipher: cipher.clone(),
+                    base_nonce,
+                },
+                Stage::Hash(Sha256::new()),
+            ]
+        };
+        let plain = batches(9);
+        let want = run(seal, &plain, None);
+        let sealed: Vec<Vec<u8>> = want.0.chunks(BATCH_BYTES).map(<[u8]>::to_vec).collect();
+        let opened = run(open, &sealed, None);
+        let bodies: Vec<u8> = plain
+            .iter()
+            .flat_map(|b| {
+                b.chunks(ENCRYPTED_CHUNK_SIZE)
+                    .flat_map(|c| &c[..CHUNK_SIZE])
+            })
+            .copied()
+            .collect();
+        assert!(opened.0 == bodies, "open does not give the plaintext back");
+        assert_eq!(opened.1, want.1);
+        for share in [0, 1, BATCH_CHUNKS / 2, BATCH_CHUNKS - 1, BATCH_CHUNKS] {
+            assert!(
+                run(seal, &plain, Some(share)) == want,
+                "seal, share {share}"
+            );
+            assert!(
+                run(open, &sealed, Some(share)) == opened,
+                "open, share {share}"
+            );
+        }
     }
 }
