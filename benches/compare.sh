@@ -36,19 +36,20 @@ timed() {
     local label=$1; shift
     python3 benches/timed.py "$W/$label" "$@"
 }
-# stats LABEL BYTES: prints "median_s MB/s peak_MiB" for LABEL.
+# stats LABEL BYTES: prints "median_s MB/s peak_MiB median_cpu_s" for LABEL.
 stats() {
     python3 - "$W/$1" "$2" <<'PY'
 import statistics, sys
 rows = [tuple(map(float, l.split())) for l in open(sys.argv[1]) if l.strip()]
 secs = statistics.median(r[0] for r in rows)
 rss = max(r[1] for r in rows) / 1024
+cpu = statistics.median(r[2] for r in rows)
 size = int(sys.argv[2])
 mbps = size / 1e6 / secs if secs > 0 else float("inf")
-print(f"{secs:.5f} {mbps:.1f} {rss:.1f}")
+print(f"{secs:.5f} {mbps:.1f} {rss:.1f} {cpu:.2f}")
 PY
 }
-row() { printf '%-34s %10s %10s %10s\n' "$@"; }
+row() { printf '%-34s %10s %10s %10s %10s\n' "$@"; }
 ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/b:.2f}x' if b else 'n/a')" "$1" "$2"; }
 
 echo "== machine"
@@ -85,14 +86,14 @@ bench_size() {  # bench_size NAME BYTES RUNS
     done
     echo
     echo "== $name: $bytes bytes, median of $runs runs, file to file (vault seal includes SHA-256; open = authenticate + SHA-256 + write)"
-    row "" "seconds" "MB/s" "peak MiB"
+    row "" "seconds" "MB/s" "peak MiB" "CPU s"
     local vs va os oa
-    read -r t m r < <(stats "vault-seal-$name" "$bytes"); row "vault seal (backup create)" "$t" "$m" "$r"; vs=$m
-    read -r t m r < <(stats "age-seal-$name" "$bytes"); row "age encrypt (X25519)" "$t" "$m" "$r"; va=$m
-    read -r t m r < <(stats "vault-open-$name" "$bytes"); row "vault open (backup extract)" "$t" "$m" "$r"; os=$m
-    read -r t m r < <(stats "age-open-$name" "$bytes"); row "age decrypt" "$t" "$m" "$r"; oa=$m
+    read -r t m r c < <(stats "vault-seal-$name" "$bytes"); row "vault seal (backup create)" "$t" "$m" "$r" "$c"; vs=$m
+    read -r t m r c < <(stats "age-seal-$name" "$bytes"); row "age encrypt (X25519)" "$t" "$m" "$r" "$c"; va=$m
+    read -r t m r c < <(stats "vault-open-$name" "$bytes"); row "vault open (backup extract)" "$t" "$m" "$r" "$c"; os=$m
+    read -r t m r c < <(stats "age-open-$name" "$bytes"); row "age decrypt" "$t" "$m" "$r" "$c"; oa=$m
     if [ "$name" = big ]; then
-        read -r t m r < <(stats "copy-$name" "$bytes"); row "cp (plain copy, same file)" "$t" "$m" "$r"
+        read -r t m r c < <(stats "copy-$name" "$bytes"); row "cp (plain copy, same file)" "$t" "$m" "$r" "$c"
     fi
     echo "ratio vault/age: seal $(ratio "$vs" "$va"), open $(ratio "$os" "$oa")"
 }
@@ -106,7 +107,7 @@ echo "== inspect and rewrap: header-only work (median of $RUNS_SMALL runs)"
 rm -rf "$VAULT_HOME/archives"/*.vault
 K1=$("$VAULT" keys list | python3 -c 'import json,sys; print(json.load(sys.stdin)["resources"][0]["id"])')
 K2=$("$VAULT" keys create | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-row "" "1 MiB (s)" "big (s)" "big/1MiB"
+row "" "1 MiB (s)" "big (s)" "big/1MiB" ""
 for op in inspect rewrap; do
     declare -A med=()
     for name in medium big; do
@@ -134,9 +135,9 @@ for _ in 1 2 3 4 5; do
     timed kd "$VAULT" keys download --id "$K1" --file "$W/k.vaultkey" --password-file "$W/pw"
     timed ku env VAULT_HOME="$BENCH_DIR/home2" "$VAULT" keys upload --file "$W/k.vaultkey" --password-file "$W/pw"
 done
-row "" "seconds" "" "peak MiB"
-read -r t _ r < <(stats kd 1); row "vault keys download" "$t" "" "$r"
-read -r t _ r < <(stats ku 1); row "vault keys upload" "$t" "" "$r"
+row "" "seconds" "" "peak MiB" "CPU s"
+read -r t _ r c < <(stats kd 1); row "vault keys download" "$t" "" "$r" "$c"
+read -r t _ r c < <(stats ku 1); row "vault keys upload" "$t" "" "$r" "$c"
 
 if "$VAULT" bmc-simulator --help >/dev/null 2>&1 && [ -x benches/fleet.sh ]; then
     echo
