@@ -62,6 +62,9 @@ pub(super) const BATCH_BYTES: usize = BATCH_CHUNKS * ENCRYPTED_CHUNK_SIZE;
 /// Batches handed to the stages and not yet written: enough to keep both stages and the
 /// I/O busy at once, with one spare to absorb jitter.
 const MAX_IN_FLIGHT: usize = 4;
+/// Batches the caller keeps handed to the worker before it turns to finished ones, so
+/// that the worker has the next batch at hand when it finishes one.
+const FEED_AHEAD: usize = 2;
 
 /// One batch of consecutive chunks.
 pub(super) struct Batch {
@@ -349,7 +352,9 @@ impl Pipeline {
             .send(batch)
             .map_err(|_| io::Error::other("a pipeline thread stopped early"))?;
         threads.in_flight += 1;
-        // Write whatever is ready, then wait only if every buffer is in flight.
+        // Leave FEED_AHEAD batches with the worker; past that, finish (and write) what is
+        // back, and wait only if every buffer is in flight. Finishing batches first instead
+        // would leave the worker idle while this thread runs their AES-GCM share.
         loop {
             let Some(threads) = self.threads.as_mut() else {
                 return Ok(());
@@ -363,12 +368,14 @@ impl Pipeline {
                         threads.output.recv().map_err(|_| stopped())?
                     }
                 }
-            } else {
+            } else if threads.in_flight > FEED_AHEAD {
                 match threads.output.try_recv() {
                     Ok(b) => b,
                     Err(TryRecvError::Empty) => return Ok(()),
                     Err(TryRecvError::Disconnected) => return Err(stopped().into()),
                 }
+            } else {
+                return Ok(());
             };
             threads.in_flight -= 1;
             self.complete(done, sink)?;
