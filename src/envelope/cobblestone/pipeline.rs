@@ -18,8 +18,8 @@
 //!   recycled, not reallocated.
 //! - Threads start only with the first full-size batch that is not the last one (so
 //!   inputs up to about 2 MiB never pay for them: their small batches run inline in one
-//!   recycled buffer), and never outlive the pipeline: dropping it closes the first channel, the worker finishes the batch in
-//!   hand and exits, and `Drop` joins them.
+//!   recycled buffer), and never outlive the pipeline: dropping it closes the first
+//!   channel, the worker finishes the batch in hand and exits, and `Drop` joins them.
 //! - An error stays attached to its batch and surfaces when that batch reaches the front,
 //!   so the error reported is the one a sequential reader would have met first.
 use std::io::{self, IoSlice, IoSliceMut, Write};
@@ -316,7 +316,8 @@ impl Pipeline {
     }
 
     /// Processes `batch` (and passes every batch that finished, in order, to `sink`).
-    /// Threads start with the first full-size batch that is not `last`. On `Err`, the pipeline is unusable; drop it.
+    /// Threads start with the first full-size batch that is not `last`. On `Err`, the
+    /// pipeline is unusable; drop it.
     pub(super) fn submit(
         &mut self,
         mut batch: Batch,
