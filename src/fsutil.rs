@@ -33,9 +33,10 @@ pub fn temp_owner_alive(name: &str) -> bool {
 
 /// A file being written that appears under `dest` only when `commit` succeeds.
 ///
-/// Large files are flushed as they are written: every [`FLUSH_EVERY`] bytes a background
-/// thread `fdatasync`s what has been written so far, so that the disk works while the
-/// caller computes and the final fsync in `commit` has only the tail left to wait for.
+/// Large files are flushed as they are written: at [`FIRST_FLUSH`] bytes, then at gaps
+/// that double up to [`FLUSH_EVERY`], a background thread `fdatasync`s what has been
+/// written so far, so that the disk works while the caller computes and the final fsync
+/// in `commit` has only the tail left to wait for.
 pub struct AtomicFile {
     tmp: Option<tempfile::NamedTempFile>,
     dest: PathBuf,
@@ -44,9 +45,12 @@ pub struct AtomicFile {
     flusher: Option<Flusher>,
 }
 
-/// Bytes written between two background flushes. Files smaller than this never start the
-/// flusher thread.
+/// The largest gap between two background flushes.
 pub const FLUSH_EVERY: u64 = 16 << 20;
+/// Bytes written before the first background flush (smaller files never start the
+/// flusher thread); the gaps then double up to `FLUSH_EVERY`, so that a file of a few
+/// MiB is on its way to the disk early too.
+pub const FIRST_FLUSH: u64 = 2 << 20;
 
 /// The background `fdatasync` thread of a large `AtomicFile`. A request is a unit: the
 /// thread flushes whatever has been written when it gets to it, so requests that arrive
@@ -95,7 +99,7 @@ impl AtomicFile {
             tmp: Some(tmp),
             dest: dest.to_path_buf(),
             written: 0,
-            next_flush: FLUSH_EVERY,
+            next_flush: FIRST_FLUSH,
             flusher: None,
         })
     }
@@ -131,14 +135,14 @@ impl AtomicFile {
         self.flusher.take().map_or(Ok(()), Flusher::stop)
     }
 
-    /// Counts `n` more bytes written and asks for a background flush every
-    /// `FLUSH_EVERY` bytes.
+    /// Counts `n` more bytes written and asks for a background flush when the next
+    /// flush point is passed.
     fn wrote(&mut self, n: usize) -> io::Result<()> {
         self.written += n as u64;
         if self.written < self.next_flush {
             return Ok(());
         }
-        self.next_flush = self.written + FLUSH_EVERY;
+        self.next_flush = self.written + self.written.clamp(FIRST_FLUSH, FLUSH_EVERY);
         if self.flusher.is_none() {
             let clone = self.file().try_clone()?;
             self.flusher = Some(Flusher::start(clone)?);
@@ -282,14 +286,13 @@ mod tests {
     #[test]
     fn small_file_starts_no_flusher_and_dropping_a_flushing_one_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let mut small = AtomicFile::create(&dir.path().join("small"), 0o600).unwrap();
-        small.write_all(&[7; 4096]).unwrap();
-        assert!(small.flusher.is_none());
-        drop(small);
-        let mut big = AtomicFile::create(&dir.path().join("big"), 0o600).unwrap();
-        big.write_all(&vec![1; FLUSH_EVERY as usize + 1]).unwrap();
-        assert!(big.flusher.is_some());
-        drop(big);
+        let mut f = AtomicFile::create(&dir.path().join("f"), 0o600).unwrap();
+        f.write_all(&vec![7; FIRST_FLUSH as usize - 1]).unwrap();
+        assert!(f.flusher.is_none(), "below FIRST_FLUSH: no thread");
+        f.write_all(&[7]).unwrap();
+        assert!(f.flusher.is_some(), "at FIRST_FLUSH: flushing");
+        assert_eq!(f.next_flush, 2 * FIRST_FLUSH);
+        drop(f);
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
