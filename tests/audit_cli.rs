@@ -1,6 +1,8 @@
 //! `vault audit …` through the real binary (issue #5): every operation leaves a record and
 //! no secret; tampering with the log is detected and located; concurrent processes keep
 //! one valid chain; a sweep over 1,000 archives plus junk reports each file correctly.
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -94,24 +96,16 @@ fn every_operation_appends_a_record_and_no_secret() {
     ok(&home, &["backup", "rewrap", "--id", &a]);
     let password = "correct horse battery staple 7f3a";
     let kf = t.path().join("k2.key");
-    let o = run_env(
-        &home,
-        &[
-            "keys",
-            "download",
-            "--id",
-            &k2,
-            "--file",
-            kf.to_str().unwrap(),
-            "--kdf-memory",
-            "19",
-            "--kdf-time",
-            "2",
-            "--kdf-parallelism",
-            "1",
-        ],
-        &[("VAULT_KEY_PASSWORD", password)],
-    );
+    let mut download = vec![
+        "keys",
+        "download",
+        "--id",
+        &k2,
+        "--file",
+        kf.to_str().unwrap(),
+    ];
+    download.extend(common::FAST_KDF);
+    let o = run_env(&home, &download, &[("VAULT_KEY_PASSWORD", password)]);
     assert!(o.status.success(), "{}", stderr(&o));
 
     let recs = records(&home, &[]);
