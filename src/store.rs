@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 
 use uuid::Uuid;
 
-use crate::envelope::{self, ArchiveHeader, EnvelopeError, Inspection, SealSummary};
+use crate::envelope::{
+    self, ArchiveHeader, EnvelopeError, Inspection, SealOptions, SealSummary, Sealer,
+};
 use crate::errors::{Classify, Kind};
 use crate::fsutil::{self, AtomicFile};
 use crate::keystore::{Home, HomeLock};
@@ -179,30 +181,41 @@ impl<'h> ArchiveStore<'h> {
             .collect())
     }
 
-    /// Seals `input` as a new archive of the store.
+    /// Starts a new archive of the store: a [`Sealer`] writing into a temporary file of
+    /// the archive directory. Write the plaintext into the returned [`ArchiveWriter`],
+    /// call [`ArchiveWriter::finish`], then [`StagedArchive::commit`] under the home lock.
+    /// Nothing appears under a final name before the commit; dropping the writer or the
+    /// staged archive removes the temporary file. Needs no lock while streaming (a long
+    /// BMC download must not hold up other operations or parallel pulls): the archive id
+    /// is a fresh random UUID and the commit is a no-clobber rename.
+    pub fn stage(
+        &self,
+        header: &ArchiveHeader,
+        options: SealOptions<'_>,
+    ) -> Result<ArchiveWriter, StoreError> {
+        let path = self.path_of(&header.id);
+        let out = AtomicFile::create(&path, 0o600).map_err(io_err(&path))?;
+        let sealer = Sealer::new(header, options, out).map_err(archive_err(&path))?;
+        Ok(ArchiveWriter { sealer, path })
+    }
+
+    /// Seals `input` as a new archive of the store ([`Self::stage`], read, commit).
     pub fn seal_new<R: Read>(
         &self,
-        _lock: &HomeLock,
+        lock: &HomeLock,
         header: &ArchiveHeader,
         key_id: Uuid,
         key: &Key32,
         input: R,
     ) -> Result<(SealSummary, PathBuf), StoreError> {
-        let path = self.path_of(&header.id);
-        let mut out = AtomicFile::create(&path, 0o600).map_err(io_err(&path))?;
-        let summary =
-            envelope::seal(header, key_id, key, input, &mut out).map_err(archive_err(&path))?;
-        out.commit_new().map_err(io_err(&path))?;
-        Ok((summary, path))
+        let mut writer = self.stage(header, SealOptions::new(key_id, key))?;
+        writer.read_from(input)?;
+        writer.finish()?.commit(lock)
     }
 
-    /// Seals `input` into a temporary file of the store *without* the home lock, for
-    /// long streams (a BMC download) that must not hold up other operations or parallel
-    /// pulls. `on_temp` learns the temporary file's path before any byte is written (so a
-    /// signal handler can remove it). Nothing appears under a final name until
-    /// [`StagedArchive::commit`], which takes the lock; dropping the result instead
-    /// removes the temporary file. Safe without the lock because the archive id is a
-    /// fresh random UUID and the commit is a no-clobber rename.
+    /// Seals `input` into a temporary file of the store *without* the home lock
+    /// ([`Self::stage`] and [`ArchiveWriter::finish`]). `on_temp` learns the temporary
+    /// file's path before any payload byte is written (so a signal handler can remove it).
     pub fn seal_unlocked<R: Read>(
         &self,
         header: &ArchiveHeader,
@@ -211,12 +224,10 @@ impl<'h> ArchiveStore<'h> {
         input: R,
         on_temp: &mut dyn FnMut(&Path),
     ) -> Result<StagedArchive, StoreError> {
-        let path = self.path_of(&header.id);
-        let mut out = AtomicFile::create(&path, 0o600).map_err(io_err(&path))?;
-        on_temp(out.temp_path());
-        let summary =
-            envelope::seal(header, key_id, key, input, &mut out).map_err(archive_err(&path))?;
-        Ok(StagedArchive { out, path, summary })
+        let mut writer = self.stage(header, SealOptions::new(key_id, key))?;
+        on_temp(writer.temp_path());
+        writer.read_from(input)?;
+        writer.finish()
     }
 
     /// Copies an archive file into the store after checking its structure. Returns the
@@ -262,8 +273,54 @@ impl<'h> ArchiveStore<'h> {
     }
 }
 
+/// A new archive of the store being written: a `Write` for the plaintext, in a temporary
+/// file (see [`ArchiveStore::stage`]). [`ArchiveWriter::finish`] is mandatory: an
+/// unfinished writer is not an archive, and dropping it removes the temporary file.
+#[must_use = "an archive is staged only after ArchiveWriter::finish returned Ok"]
+pub struct ArchiveWriter {
+    sealer: Sealer<AtomicFile>,
+    path: PathBuf,
+}
+
+impl ArchiveWriter {
+    /// The temporary file (removed on drop, renamed by the commit).
+    pub fn temp_path(&self) -> &Path {
+        self.sealer.get_ref().temp_path()
+    }
+
+    /// The final path the archive will have after the commit.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads `input` to its end into the archive (no intermediate copy).
+    pub fn read_from<R: Read>(&mut self, input: R) -> Result<(), StoreError> {
+        self.sealer
+            .read_from(input)
+            .map_err(archive_err(&self.path))
+    }
+
+    /// Writes the final chunk and the trailer; the archive is then complete but not
+    /// visible until [`StagedArchive::commit`].
+    pub fn finish(self) -> Result<StagedArchive, StoreError> {
+        let path = self.path;
+        let (out, summary) = self.sealer.finish().map_err(archive_err(&path))?;
+        Ok(StagedArchive { out, path, summary })
+    }
+}
+
+impl Write for ArchiveWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.sealer.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.sealer.flush()
+    }
+}
+
 /// A completely sealed archive in a temporary file of the store, not yet visible; see
-/// [`ArchiveStore::seal_unlocked`].
+/// [`ArchiveStore::stage`].
 pub struct StagedArchive {
     out: AtomicFile,
     path: PathBuf,
@@ -358,5 +415,38 @@ mod tests {
         let r = st.seal_unlocked(&header, key_id, &key, Failing, &mut |_| {});
         assert!(r.is_err());
         assert_eq!(entries(&home).len(), 1, "the failed seal left a file");
+    }
+
+    #[test]
+    fn a_staged_writer_commits_what_was_written_and_a_dropped_one_leaves_nothing() {
+        let t = tempfile::tempdir().unwrap();
+        let home = Home::open(t.path()).unwrap();
+        let st = ArchiveStore::new(&home);
+        let key = Key32::random();
+        let key_id = Uuid::new_v4();
+        let header = ArchiveHeader::new(envelope::Scope::System, None, "t", "", None);
+        let mut w = st.stage(&header, SealOptions::new(key_id, &key)).unwrap();
+        assert!(w.temp_path().exists());
+        assert_eq!(w.path(), st.path_of(&header.id));
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+        for piece in data.chunks(65_536) {
+            w.write_all(piece).unwrap();
+        }
+        let staged = w.finish().unwrap();
+        assert!(st.list().unwrap().is_empty(), "not visible before commit");
+        let (summary, path) = staged.commit(&home.lock().unwrap()).unwrap();
+        assert_eq!(summary.plaintext_size, data.len() as u64);
+        let lookup = |id: &Uuid| (*id == key_id).then(|| key.duplicate());
+        let mut back = Vec::new();
+        envelope::open(File::open(&path).unwrap(), &lookup, &mut back).unwrap();
+        assert!(back == data);
+
+        let header = ArchiveHeader::new(envelope::Scope::System, None, "t", "", None);
+        let mut w = st.stage(&header, SealOptions::new(key_id, &key)).unwrap();
+        w.write_all(&data[..100_000]).unwrap();
+        let temp = w.temp_path().to_path_buf();
+        drop(w);
+        assert!(!temp.exists());
+        assert_eq!(entries(&home).len(), 1, "the dropped writer left a file");
     }
 }

@@ -205,6 +205,11 @@ impl<W: Write> Encryptor<W> {
         self.batch_chunks() * CHUNK_SIZE
     }
 
+    /// The output being written to.
+    pub fn get_ref(&self) -> &W {
+        &self.out
+    }
+
     /// Reads `input` to its end, encrypting as it goes.
     pub fn encrypt_from<R: Read>(&mut self, mut input: R) -> Result<(), EnvelopeError> {
         loop {
@@ -285,18 +290,25 @@ fn write_sealed<W: Write>(out: &mut W, written: &mut u64, b: &Batch) -> Result<(
 
 /// Push-style input, so a decrypting stream can feed an encrypting one (re-encryption).
 impl<W: Write> Write for Encryptor<W> {
+    /// Copies `data` into the chunk slots of the batch being filled (never past a slot's
+    /// end: the tag goes there), handing the batch on when it is full. Takes everything
+    /// up to the end of that batch in one call.
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         self.usable()?;
-        // Fill the current chunk slot up to its end (never past it: the tag goes there).
-        let off = self.pending % CHUNK_SIZE;
-        let slot = (self.pending / CHUNK_SIZE) * ENCRYPTED_CHUNK_SIZE;
-        let n = data.len().min(CHUNK_SIZE - off);
-        self.buf[slot + off..slot + off + n].copy_from_slice(&data[..n]);
-        self.pending += n;
-        if self.pending == self.plain_cap() {
-            self.process(false).map_err(io::Error::other)?;
+        let mut taken = 0;
+        while taken < data.len() {
+            let off = self.pending % CHUNK_SIZE;
+            let slot = (self.pending / CHUNK_SIZE) * ENCRYPTED_CHUNK_SIZE;
+            let n = (data.len() - taken).min(CHUNK_SIZE - off);
+            self.buf[slot + off..slot + off + n].copy_from_slice(&data[taken..taken + n]);
+            self.pending += n;
+            taken += n;
+            if self.pending == self.plain_cap() {
+                self.process(false).map_err(io::Error::other)?;
+                break;
+            }
         }
-        Ok(n)
+        Ok(taken)
     }
 
     /// Flushes the underlying writer only: a partial chunk cannot be emitted early.
@@ -339,10 +351,24 @@ impl Decryptor {
     /// as a bad chunk), and returned. This lets a non-seekable stream carry a trailer.
     pub fn decrypt_stream<R: Read, W: Write, const T: usize>(
         self,
-        mut input: R,
+        input: R,
         out: &mut W,
-        check_tail: impl FnOnce(&[u8; T]) -> Result<(), EnvelopeError>,
+        check_tail: fn(&[u8; T]) -> Result<(), EnvelopeError>,
     ) -> Result<(PlaintextSummary, [u8; T]), EnvelopeError> {
+        let mut stream = self.into_stream(input, check_tail);
+        loop {
+            if let Some(done) = stream.step(out)? {
+                return Ok(done);
+            }
+        }
+    }
+
+    /// The same decryption one batch at a time (for an opener that is a `Read`).
+    pub fn into_stream<R: Read, const T: usize>(
+        self,
+        input: R,
+        check_tail: fn(&[u8; T]) -> Result<(), EnvelopeError>,
+    ) -> DecryptStream<R, T> {
         let stages = vec![
             Stage::Open {
                 cipher: self.cipher,
@@ -353,88 +379,135 @@ impl Decryptor {
         // Each buffer holds a batch plus the `T` bytes that must follow it before its
         // chunks are known not to include the final one or the trailer.
         let mut pipeline = Pipeline::new(stages, BATCH_BYTES + T);
-        let mut size = 0u64;
+        let buf = pipeline.take_buffer();
+        DecryptStream {
+            pipeline,
+            input,
+            check_tail,
+            buf,
+            filled: 0,
+            counter: 0,
+            size: 0,
+            done: false,
+        }
+    }
+}
+
+/// A decryption in progress: [`DecryptStream::step`] reads one batch and writes the
+/// plaintext of every batch that finished authenticating.
+pub struct DecryptStream<R, const T: usize> {
+    pipeline: Pipeline,
+    input: R,
+    check_tail: fn(&[u8; T]) -> Result<(), EnvelopeError>,
+    buf: Vec<u8>,
+    filled: usize,
+    counter: u64,
+    size: u64,
+    /// Set once the stream ended or failed: a later `step` is an error.
+    done: bool,
+}
+
+impl<R: Read, const T: usize> DecryptStream<R, T> {
+    /// Reads the next batch from the input and hands it to the pipeline; plaintext of
+    /// batches that authenticated is written to `out`, in order. Returns the summary and
+    /// the held-back trailer bytes once the input ended and every chunk authenticated.
+    /// After an `Err` (or the final `Ok(Some(_))`) the stream is spent.
+    pub fn step<W: Write>(
+        &mut self,
+        out: &mut W,
+    ) -> Result<Option<(PlaintextSummary, [u8; T])>, EnvelopeError> {
+        if self.done {
+            return Err(io::Error::other("the decryption already ended").into());
+        }
+        self.done = true;
+        let r = self.step_inner(out);
+        if matches!(r, Ok(None)) {
+            self.done = false;
+        }
+        r
+    }
+
+    fn step_inner<W: Write>(
+        &mut self,
+        out: &mut W,
+    ) -> Result<Option<(PlaintextSummary, [u8; T])>, EnvelopeError> {
+        let size = &mut self.size;
         let mut sink = |b: &Batch| -> Result<(), EnvelopeError> {
             b.write_plaintext(out)?;
-            size += b.plain_len as u64;
+            *size += b.plain_len as u64;
             Ok(())
         };
-        let mut counter = 0u64;
-        let mut buf = pipeline.take_buffer();
-        let mut filled = 0;
-        loop {
-            let chunks = batch_chunks(counter);
-            let batch_bytes = chunks * ENCRYPTED_CHUNK_SIZE;
-            let cap = batch_bytes + T;
-            let mut eof = false;
-            while filled < cap {
-                match input.read(&mut buf[filled..cap]) {
-                    Ok(0) => {
-                        eof = true;
-                        break;
-                    }
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(drain_then(&mut pipeline, &mut sink, e.into())),
+        let pipeline = &mut self.pipeline;
+        let chunks = batch_chunks(self.counter);
+        let batch_bytes = chunks * ENCRYPTED_CHUNK_SIZE;
+        let cap = batch_bytes + T;
+        let mut eof = false;
+        while self.filled < cap {
+            match self.input.read(&mut self.buf[self.filled..cap]) {
+                Ok(0) => {
+                    eof = true;
+                    break;
                 }
+                Ok(n) => self.filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(drain_then(pipeline, &mut sink, e.into())),
             }
-            if !eof {
-                // The buffer is full: its `chunks` chunks are complete and at least `T`
-                // bytes follow them, so none of them is the final chunk.
-                if counter + chunks as u64 > MAX_CHUNKS {
-                    return Err(drain_then(
-                        &mut pipeline,
-                        &mut sink,
-                        EnvelopeError::TooLarge,
-                    ));
-                }
-                let mut carry = [0u8; T];
-                carry.copy_from_slice(&buf[batch_bytes..cap]);
-                let batch = Batch::new(buf, counter, chunks, chunks * CHUNK_SIZE);
-                counter += chunks as u64;
-                pipeline.submit(batch, false, &mut sink)?;
-                buf = pipeline.take_buffer();
-                buf[..T].copy_from_slice(&carry);
-                filled = T;
-                continue;
-            }
-            let Some(ct_len) = filled.checked_sub(T) else {
-                let e = EnvelopeError::Truncated("input ends before the trailer".into());
-                return Err(drain_then(&mut pipeline, &mut sink, e));
-            };
-            let mut tail = [0u8; T];
-            tail.copy_from_slice(&buf[ct_len..filled]);
-            let full = ct_len / ENCRYPTED_CHUNK_SIZE;
-            let rest = ct_len % ENCRYPTED_CHUNK_SIZE;
-            let checked = check_tail(&tail).and_then(|()| {
-                if rest < TAG_LEN {
-                    let chunk = counter + full as u64;
-                    return Err(EnvelopeError::Truncated(if rest == 0 {
-                        format!("the final (short) chunk {chunk} is missing")
-                    } else {
-                        format!("input ends inside chunk {chunk}")
-                    }));
-                }
-                if counter + full as u64 + 1 > MAX_CHUNKS {
-                    return Err(EnvelopeError::TooLarge);
-                }
-                Ok(())
-            });
-            if let Err(e) = checked {
-                return Err(drain_then(&mut pipeline, &mut sink, e));
-            }
-            let plain_len = full * CHUNK_SIZE + rest - TAG_LEN;
-            let batch = Batch::new(buf, counter, full + 1, plain_len);
-            counter += full as u64 + 1;
-            pipeline.submit(batch, true, &mut sink)?;
-            let hasher = pipeline.finish(&mut sink)?;
-            let summary = PlaintextSummary {
-                size,
-                sha256: hasher.finalize().into(),
-                chunks: counter,
-            };
-            return Ok((summary, tail));
         }
+        if !eof {
+            // The buffer is full: its `chunks` chunks are complete and at least `T`
+            // bytes follow them, so none of them is the final chunk.
+            if self.counter + chunks as u64 > MAX_CHUNKS {
+                return Err(drain_then(pipeline, &mut sink, EnvelopeError::TooLarge));
+            }
+            let mut carry = [0u8; T];
+            carry.copy_from_slice(&self.buf[batch_bytes..cap]);
+            let full = std::mem::take(&mut self.buf);
+            let batch = Batch::new(full, self.counter, chunks, chunks * CHUNK_SIZE);
+            self.counter += chunks as u64;
+            pipeline.submit(batch, false, &mut sink)?;
+            self.buf = pipeline.take_buffer();
+            self.buf[..T].copy_from_slice(&carry);
+            self.filled = T;
+            return Ok(None);
+        }
+        let Some(ct_len) = self.filled.checked_sub(T) else {
+            let e = EnvelopeError::Truncated("input ends before the trailer".into());
+            return Err(drain_then(pipeline, &mut sink, e));
+        };
+        let mut tail = [0u8; T];
+        tail.copy_from_slice(&self.buf[ct_len..self.filled]);
+        let full = ct_len / ENCRYPTED_CHUNK_SIZE;
+        let rest = ct_len % ENCRYPTED_CHUNK_SIZE;
+        let counter = self.counter;
+        let checked = (self.check_tail)(&tail).and_then(|()| {
+            if rest < TAG_LEN {
+                let chunk = counter + full as u64;
+                return Err(EnvelopeError::Truncated(if rest == 0 {
+                    format!("the final (short) chunk {chunk} is missing")
+                } else {
+                    format!("input ends inside chunk {chunk}")
+                }));
+            }
+            if counter + full as u64 + 1 > MAX_CHUNKS {
+                return Err(EnvelopeError::TooLarge);
+            }
+            Ok(())
+        });
+        if let Err(e) = checked {
+            return Err(drain_then(pipeline, &mut sink, e));
+        }
+        let plain_len = full * CHUNK_SIZE + rest - TAG_LEN;
+        let last = std::mem::take(&mut self.buf);
+        let batch = Batch::new(last, counter, full + 1, plain_len);
+        self.counter += full as u64 + 1;
+        pipeline.submit(batch, true, &mut sink)?;
+        let hasher = pipeline.finish(&mut sink)?;
+        let summary = PlaintextSummary {
+            size: self.size,
+            sha256: hasher.finalize().into(),
+            chunks: self.counter,
+        };
+        Ok(Some((summary, tail)))
     }
 }
 

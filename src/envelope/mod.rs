@@ -20,6 +20,7 @@
 pub mod cobblestone;
 mod error;
 pub mod format;
+mod stream;
 
 #[cfg(test)]
 mod tests;
@@ -38,6 +39,7 @@ use zeroize::Zeroizing;
 
 pub use error::EnvelopeError;
 pub use format::{ArchiveHeader, CURRENT_VERSION, MIN_READ_VERSION, Scope, Source, TRAILER_LEN};
+pub use stream::{Opener, SealOptions, Sealer};
 
 /// Capacity of the `BufReader` to put in front of `seal`, `open` and `verify`: enough for
 /// an archive header in one read. Payload reads are a batch (1 MiB) each and bypass the
@@ -45,7 +47,8 @@ pub use format::{ArchiveHeader, CURRENT_VERSION, MIN_READ_VERSION, Scope, Source
 pub const READ_BUFFER: usize = 64 << 10;
 
 use cobblestone::{
-    COMMITMENT_LEN, Decryptor, Encryptor, NONCE_LEN, TAG_LEN, gcm, gcm_open, gcm_seal,
+    COMMITMENT_LEN, DecryptStream, Decryptor, Encryptor, NONCE_LEN, TAG_LEN, gcm, gcm_open,
+    gcm_seal,
 };
 use error::eof_is_truncation;
 use format::{
@@ -159,6 +162,7 @@ impl ArchiveFile for File {
 /// Seals `input` into an archive written to `output`, under a fresh data key wrapped for
 /// `backup_key` (id `key_id`). Single pass, constant memory. `output` should be a
 /// temporary file that the caller commits only on `Ok` (e.g. `fsutil::AtomicFile`).
+/// A thin wrapper over [`Sealer`].
 pub fn seal<R: Read, W: Write>(
     header: &ArchiveHeader,
     key_id: Uuid,
@@ -166,10 +170,9 @@ pub fn seal<R: Read, W: Write>(
     input: R,
     output: W,
 ) -> Result<SealSummary, EnvelopeError> {
-    let header_bytes = header.encode()?;
-    let mut state = begin_seal(&header_bytes, header.id, key_id, backup_key, output)?;
-    state.enc.encrypt_from(input)?;
-    finish_seal(state, key_id)
+    let mut sealer = Sealer::new(header, SealOptions::new(key_id, backup_key), output)?;
+    sealer.read_from(input)?;
+    Ok(sealer.finish()?.1)
 }
 
 /// Opens (decrypts and fully verifies) an archive from a stream, which need not be
@@ -177,24 +180,14 @@ pub fn seal<R: Read, W: Write>(
 ///
 /// Plaintext is written to `output` chunk by chunk as chunks authenticate; the archive
 /// as a whole is verified only when this returns `Ok`. On `Err`, whatever was written
-/// must be discarded: write to a temporary file and commit on success.
+/// must be discarded: write to a temporary file and commit on success. A thin wrapper
+/// over [`Opener`].
 pub fn open<R: Read, W: Write>(
-    mut input: R,
+    input: R,
     keys: KeyLookup<'_>,
-    mut output: W,
+    output: W,
 ) -> Result<OpenSummary, EnvelopeError> {
-    let prefix = read_prefix(&mut input)?;
-    let unlocked = unlock(&prefix, keys, true)?;
-    let (summary, _) = decrypt_payload(&prefix, &unlocked.data_key, input, &mut output)?;
-    output.flush()?;
-    Ok(OpenSummary {
-        version: prefix.preamble.version,
-        header: prefix.header,
-        key_id: unlocked.slot.key_id,
-        generation: unlocked.slot.generation,
-        plaintext_size: summary.size,
-        sha256: summary.sha256,
-    })
+    Opener::new(input, keys)?.open_into(output)
 }
 
 /// Verifies an archive completely without keeping the plaintext.
@@ -355,7 +348,7 @@ pub fn reencrypt<R: Read, W: Write>(
         output,
     )?;
     let (old, _) = decrypt_payload(&prefix, &unlocked.data_key, input, &mut state.enc)?;
-    let sealed = finish_seal(state, new_key_id)?;
+    let (_, sealed) = finish_seal(state, new_key_id)?;
     if sealed.sha256 != old.sha256 || sealed.plaintext_size != old.size {
         return Err(io::Error::other("re-encryption saw different plaintext than it wrote").into());
     }
@@ -560,36 +553,70 @@ fn trailer_tag(
 fn decrypt_payload<R: Read, W: Write>(
     prefix: &Prefix,
     data_key: &Key32,
-    mut input: R,
+    input: R,
     output: &mut W,
 ) -> Result<(cobblestone::PlaintextSummary, Trailer), EnvelopeError> {
-    let mut commitment = [0u8; COMMITMENT_LEN];
-    input
-        .read_exact(&mut commitment)
-        .map_err(eof_is_truncation("payload commitment"))?;
-    let context = cobblestone_context(&prefix.hash);
-    let dec = Decryptor::new(data_key, &prefix.salt, &context, &commitment)?;
-    let (summary, tail) =
-        dec.decrypt_stream::<_, _, TRAILER_LEN>(input, output, |t| Trailer::parse(t).map(|_| ()))?;
-    let trailer = Trailer::parse(&tail)?;
-    let expected = trailer_tag(
-        data_key,
-        &prefix.salt,
-        &prefix.hash,
-        trailer.plaintext_size,
-        &trailer.plaintext_sha256,
-    )?;
-    if !bool::from(expected.ct_eq(&trailer.tag)) {
-        return Err(EnvelopeError::Tampered(
-            "trailer MAC does not verify".into(),
-        ));
+    let mut payload = PayloadOpener::new(prefix, data_key, input)?;
+    loop {
+        if let Some(done) = payload.step(output)? {
+            return Ok(done);
+        }
     }
-    if trailer.plaintext_size != summary.size || trailer.plaintext_sha256 != summary.sha256 {
-        return Err(EnvelopeError::Tampered(
-            "trailer size or SHA-256 does not match the decrypted plaintext".into(),
-        ));
+}
+
+/// The payload of an unlocked archive being decrypted, one batch per [`Self::step`].
+struct PayloadOpener<R> {
+    stream: DecryptStream<R, TRAILER_LEN>,
+    data_key: Key32,
+    salt: [u8; SALT_LEN],
+    hash: [u8; 32],
+}
+
+impl<R: Read> PayloadOpener<R> {
+    /// Reads the commitment and checks it (before any chunk is read).
+    fn new(prefix: &Prefix, data_key: &Key32, mut input: R) -> Result<Self, EnvelopeError> {
+        let mut commitment = [0u8; COMMITMENT_LEN];
+        input
+            .read_exact(&mut commitment)
+            .map_err(eof_is_truncation("payload commitment"))?;
+        let context = cobblestone_context(&prefix.hash);
+        let dec = Decryptor::new(data_key, &prefix.salt, &context, &commitment)?;
+        Ok(PayloadOpener {
+            stream: dec.into_stream(input, |t| Trailer::parse(t).map(|_| ())),
+            data_key: data_key.duplicate(),
+            salt: prefix.salt,
+            hash: prefix.hash,
+        })
     }
-    Ok((summary, trailer))
+
+    /// One batch; at the end of the input, the trailer checks.
+    fn step<W: Write>(
+        &mut self,
+        output: &mut W,
+    ) -> Result<Option<(cobblestone::PlaintextSummary, Trailer)>, EnvelopeError> {
+        let Some((summary, tail)) = self.stream.step(output)? else {
+            return Ok(None);
+        };
+        let trailer = Trailer::parse(&tail)?;
+        let expected = trailer_tag(
+            &self.data_key,
+            &self.salt,
+            &self.hash,
+            trailer.plaintext_size,
+            &trailer.plaintext_sha256,
+        )?;
+        if !bool::from(expected.ct_eq(&trailer.tag)) {
+            return Err(EnvelopeError::Tampered(
+                "trailer MAC does not verify".into(),
+            ));
+        }
+        if trailer.plaintext_size != summary.size || trailer.plaintext_sha256 != summary.sha256 {
+            return Err(EnvelopeError::Tampered(
+                "trailer size or SHA-256 does not match the decrypted plaintext".into(),
+            ));
+        }
+        Ok(Some((summary, trailer)))
+    }
 }
 
 struct SealState<W: Write> {
@@ -645,7 +672,10 @@ fn begin_seal<W: Write>(
     })
 }
 
-fn finish_seal<W: Write>(state: SealState<W>, key_id: Uuid) -> Result<SealSummary, EnvelopeError> {
+fn finish_seal<W: Write>(
+    state: SealState<W>,
+    key_id: Uuid,
+) -> Result<(W, SealSummary), EnvelopeError> {
     let (mut out, summary, payload_len) = state.enc.finish()?;
     let tag = trailer_tag(
         &state.data_key,
@@ -661,11 +691,12 @@ fn finish_seal<W: Write>(state: SealState<W>, key_id: Uuid) -> Result<SealSummar
     };
     out.write_all(&trailer.encode())?;
     out.flush()?;
-    Ok(SealSummary {
+    let summary = SealSummary {
         archive_id: state.archive_id,
         key_id,
         plaintext_size: summary.size,
         sha256: summary.sha256,
         bytes_written: state.prefix_len + payload_len + TRAILER_LEN as u64,
-    })
+    };
+    Ok((out, summary))
 }

@@ -900,3 +900,148 @@ proptest! {
         prop_assert!(open(b.as_slice(), &lookup, io::sink()).is_err());
     }
 }
+
+// --- the streaming API: a sealer that is a `Write`, an opener that is a `Read` ---------
+
+/// Writes `data` into `w` in irregular pieces, from 1 byte to a few chunks.
+fn write_in_pieces<W: Write>(w: &mut W, data: &[u8]) {
+    let (mut at, mut step) = (0, 1usize);
+    while at < data.len() {
+        step = (step * 31 + 7) % 70_001 + 1;
+        let n = step.min(data.len() - at);
+        w.write_all(&data[at..at + n]).unwrap();
+        at += n;
+    }
+}
+
+#[test]
+fn a_sealer_written_in_pieces_makes_the_archive_seal_makes() {
+    for len in [0, 1, CHUNK, CHUNK + 1, THREADED_LEN + 17] {
+        let key = Key32::random();
+        let key_id = Uuid::new_v4();
+        let pt = plaintext(len);
+        let h = header();
+        let mut sealer = Sealer::new(&h, SealOptions::new(key_id, &key), Vec::new()).unwrap();
+        write_in_pieces(&mut sealer, &pt);
+        sealer.flush().unwrap();
+        let (bytes, summary) = sealer.finish().unwrap();
+        assert_eq!(summary.bytes_written, bytes.len() as u64, "len {len}");
+        assert_eq!(summary.plaintext_size, len as u64);
+        // Same layout and length as the pull-style seal (fresh keys, so not the same bytes).
+        let mut pulled = Vec::new();
+        seal(&h, key_id, &key, pt.as_slice(), &mut pulled).unwrap();
+        assert_eq!(bytes.len(), pulled.len(), "len {len}");
+        let ring = Keyring::new(&[(key_id, &key)]);
+        let (o, out) = open_bytes(&bytes, &ring).unwrap();
+        assert!(out == pt, "len {len}");
+        assert_eq!(o.sha256, summary.sha256);
+    }
+}
+
+#[test]
+fn an_unfinished_sealer_leaves_no_archive_that_opens() {
+    let key = Key32::random();
+    let key_id = Uuid::new_v4();
+    let mut bytes = Vec::new();
+    {
+        let mut sealer =
+            Sealer::new(&header(), SealOptions::new(key_id, &key), &mut bytes).unwrap();
+        sealer.write_all(&plaintext(3 * CHUNK)).unwrap();
+        // Dropped without finish.
+    }
+    let ring = Keyring::new(&[(key_id, &key)]);
+    assert!(matches!(
+        open_bytes(&bytes, &ring),
+        Err(EnvelopeError::Truncated(_))
+    ));
+}
+
+/// Reads `r` to its end in small irregular reads.
+fn read_in_pieces<R: Read>(r: &mut R) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 70_001];
+    let mut step = 3usize;
+    loop {
+        step = (step * 31 + 7) % 70_001 + 1;
+        match r.read(&mut buf[..step])? {
+            0 => return Ok(out),
+            n => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+#[test]
+fn an_opener_read_in_pieces_gives_the_plaintext_and_then_the_summary() {
+    for len in [0, 5, CHUNK, THREADED_LEN + 3] {
+        let s = seal_len(len);
+        let ring = s.ring();
+        let mut opener = Opener::new(s.bytes.as_slice(), &ring.lookup()).unwrap();
+        assert_eq!(opener.header().id, s.summary.archive_id);
+        assert_eq!((opener.key_id(), opener.generation()), (s.key_id, 1));
+        let out = read_in_pieces(&mut opener).unwrap();
+        assert!(out == s.plaintext, "len {len}");
+        // At the end, reads keep saying end of stream, and finish has the summary.
+        assert_eq!(opener.read(&mut [0u8; 8]).unwrap(), 0);
+        let summary = opener.finish().unwrap();
+        assert_eq!(summary.sha256, s.summary.sha256);
+        assert_eq!(summary.plaintext_size, len as u64);
+    }
+}
+
+#[test]
+fn an_opener_never_reports_end_of_stream_for_a_damaged_archive() {
+    let s = seal_len(THREADED_LEN);
+    let ring = s.ring();
+    let p = s.payload_offset() + 32;
+    let last = THREADED_LEN / CHUNK;
+    let mut bad_chunk = s.bytes.clone();
+    bad_chunk[p + last * ENC_CHUNK + 1] ^= 1;
+    let mut bad_trailer = s.bytes.clone();
+    let n = bad_trailer.len();
+    bad_trailer[n - 1] ^= 1;
+    let cut = &s.bytes[..s.bytes.len() - ENC_CHUNK];
+    for (what, bytes) in [
+        ("last chunk", bad_chunk.as_slice()),
+        ("trailer MAC", bad_trailer.as_slice()),
+        ("cut", cut),
+    ] {
+        let mut opener = Opener::new(bytes, &ring.lookup()).unwrap();
+        let err = read_in_pieces(&mut opener).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{what}: {err}");
+        // Every later read fails the same way; finish gives the archive-layer error.
+        assert!(opener.read(&mut [0u8; 8]).is_err(), "{what}");
+        let err = opener.finish().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                EnvelopeError::Tampered(_) | EnvelopeError::Truncated(_)
+            ),
+            "{what}: {err}"
+        );
+    }
+}
+
+#[test]
+fn an_opener_can_be_read_partly_then_finished_into_a_writer() {
+    let s = seal_len(THREADED_LEN + 99);
+    let ring = s.ring();
+    let mut opener = Opener::new(s.bytes.as_slice(), &ring.lookup()).unwrap();
+    let mut head = vec![0u8; 1000];
+    opener.read_exact(&mut head).unwrap();
+    let mut rest = Vec::new();
+    let summary = opener.open_into(&mut rest).unwrap();
+    head.extend_from_slice(&rest);
+    assert!(head == s.plaintext);
+    assert_eq!(summary.sha256, s.summary.sha256);
+    // And the errors of `open_into` are the archive layer's own.
+    let mut b = s.bytes.clone();
+    b[s.payload_offset() + 32 + 70 * ENC_CHUNK] ^= 4;
+    let err = Opener::new(b.as_slice(), &ring.lookup())
+        .unwrap()
+        .open_into(io::sink())
+        .unwrap_err();
+    assert!(
+        matches!(err, EnvelopeError::Tampered(ref m) if m.contains("chunk 70 ")),
+        "{err}"
+    );
+}
