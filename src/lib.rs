@@ -10,6 +10,7 @@ pub mod bmc;
 pub mod cli;
 pub mod envelope;
 pub mod errors;
+pub mod escape;
 pub mod fsutil;
 #[doc(hidden)]
 pub mod fuzzing;

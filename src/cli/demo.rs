@@ -184,7 +184,10 @@ impl Steps {
                 Some(v)
             }
             Err(e) => {
-                eprintln!("vault demo: {n:>2}. FAILED  {name}: {}", e.message);
+                eprintln!(
+                    "vault demo: {n:>2}. FAILED  {name}: {}",
+                    crate::escape::for_terminal(&e.message)
+                );
                 self.done.push(
                     json!({"step": n, "name": name, "ok": false, "error": e.message, "errorKind": e.kind.name()}),
                 );

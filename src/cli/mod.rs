@@ -12,6 +12,7 @@ pub mod output;
 mod password;
 mod progress;
 mod pull;
+mod shell;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -91,6 +92,10 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Serve the iLO-like BMC simulator on loopback (for trying vault out and for tests).
     BmcSimulator(demo::SimulatorArgs),
+    /// Write a shell completion script (bash, zsh or fish) on stdout.
+    Completions(shell::CompletionsArgs),
+    /// Write the man pages (one per command and subcommand) into a directory.
+    Manpages(shell::ManpagesArgs),
 }
 
 /// Scope flags shared by several commands.
@@ -147,7 +152,7 @@ impl Ctx {
 
     /// A notice for the person at the terminal (stderr, never parsed by scripts).
     pub fn notice(&self, msg: &str) {
-        eprintln!("vault: {msg}");
+        eprintln!("vault: {}", crate::escape::for_terminal(msg));
     }
 
     /// Appends an audit record for `op`. A failure to log is reported but does not undo
@@ -194,7 +199,8 @@ pub fn main() -> ExitCode {
     match run(&ctx, cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("vault: error: {}", e.message);
+            // Messages quote file and BMC content: escape it (issue 13, item 3).
+            eprintln!("vault: error: {}", crate::escape::for_terminal(&e.message));
             ExitCode::from(e.kind.exit_code())
         }
     }
@@ -208,6 +214,8 @@ fn run(ctx: &Ctx, cmd: Command) -> CliResult {
         Command::Audit(c) => audit::run(ctx, c),
         Command::Demo(a) => demo::run(ctx, a),
         Command::BmcSimulator(a) => demo::simulator(ctx, a),
+        Command::Completions(a) => shell::completions(ctx, &a),
+        Command::Manpages(a) => shell::manpages(ctx, &a),
     }
 }
 

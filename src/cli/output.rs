@@ -16,17 +16,19 @@ pub enum Format {
 pub fn render(out: &mut dyn Write, format: Format, value: &Value) -> io::Result<()> {
     match format {
         Format::Json => {
-            serde_json::to_writer_pretty(&mut *out, value)?;
+            crate::escape::write_json(&mut *out, value)?;
             writeln!(out)
         }
         Format::Table => render_table(out, value),
     }
 }
 
+/// One table cell, with control and bidi characters escaped (they come from archive
+/// headers, key files and BMCs: see [`crate::escape`]).
 fn cell(v: &Value) -> String {
     match v {
         Value::Null => String::new(),
-        Value::String(s) => s.clone(),
+        Value::String(s) => crate::escape::for_terminal(s).into_owned(),
         Value::Object(m) if m.is_empty() => String::new(),
         Value::Array(a) if a.is_empty() => String::new(),
         other => other.to_string(),
