@@ -1,13 +1,29 @@
 //! `vault`: an encrypted backup vault with key management for BMC configuration backups.
 //!
-//! Layering (dependencies point one way): `cli` → domain modules (`keystore`, `store`,
-//! `bmc`, `audit`) → `envelope` / `keyfile` → primitives (`secret`, `fsutil`).
-//! Only `cli` touches stdout, environment variables and the TTY.
+//! Layering, lowest first; a module uses only modules of lower layers (and
+//! `tests/layering.rs` fails when one does not):
+//!
+//! 0. primitives: `errors` (exit-code kinds), `secret`, `clock`, `account`, `scope`,
+//!    `hardening`
+//! 1. `aead`, `fsutil` (atomic files, the temporary-file registry)
+//! 2. formats and the home: `envelope` (archive format), `home` (directory, lock, root
+//!    key), `audit` (the hash-chained log), `bmc` (Redfish client and simulator)
+//! 3. `keystore` (backup keys, key files)
+//! 4. `store` (the archives of a home: stage, commit, list, find)
+//! 5. `sweep` (keyless integrity and policy sweeps over archive files)
+//! 6. `ops`: every command as a library function with typed options, results and
+//!    errors; audits itself; no clap, stdout, environment or TTY
+//! 7. `cli`: resolves arguments, calls one operation, prints one record; the only
+//!    module that touches stdout, stderr, environment variables and the terminal
+//!
+//! `fuzzing` holds the fuzz targets' entry points above everything.
 
+pub mod account;
 pub mod aead;
 pub mod audit;
 pub mod bmc;
 pub mod cli;
+pub mod clock;
 pub mod envelope;
 pub mod errors;
 pub mod escape;
@@ -15,18 +31,10 @@ pub mod fsutil;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hardening;
+pub mod home;
 pub mod keystore;
+pub mod ops;
+pub mod scope;
 pub mod secret;
 pub mod store;
-
-/// The current time as RFC 3339 UTC with nanoseconds, as ksctl prints `createdAt`.
-pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .expect("RFC 3339 formatting of the current time cannot fail")
-}
-
-/// The account recorded as creator of keys and archives: the OS user running vault.
-pub fn current_account() -> String {
-    audit::os_account()
-}
+pub mod sweep;

@@ -19,7 +19,7 @@ use crate::envelope::{
 };
 use crate::errors::{Classify, Kind};
 use crate::fsutil::{self, AtomicFile};
-use crate::keystore::{Home, HomeLock};
+use crate::home::{Home, HomeLock};
 use crate::secret::Key32;
 
 const EXT: &str = "vault";
@@ -45,21 +45,6 @@ impl Classify for StoreError {
             StoreError::Clash(_) => Kind::Refused,
             StoreError::Archive { source, .. } => source.kind(),
             StoreError::Io { source, .. } => Classify::kind(source),
-        }
-    }
-}
-
-impl Classify for EnvelopeError {
-    fn kind(&self) -> Kind {
-        match self {
-            EnvelopeError::NotAnArchive | EnvelopeError::InvalidHeader(_) => Kind::Usage,
-            EnvelopeError::UnsupportedVersion { .. } | EnvelopeError::TooLarge => Kind::Unsupported,
-            EnvelopeError::Malformed(_)
-            | EnvelopeError::Truncated(_)
-            | EnvelopeError::Tampered(_) => Kind::Integrity,
-            EnvelopeError::KeyUnavailable { .. } => Kind::NotFound,
-            EnvelopeError::WrongKey { .. } => Kind::Auth,
-            EnvelopeError::Io(e) => Classify::kind(e),
         }
     }
 }
@@ -387,7 +372,7 @@ mod tests {
         let st = ArchiveStore::new(&home);
         let key = Key32::random();
         let key_id = Uuid::new_v4();
-        let header = ArchiveHeader::new(envelope::Scope::System, None, "t", "", None);
+        let header = ArchiveHeader::new(crate::scope::Scope::System, None, "t", "", None);
 
         let mut temp = None;
         let staged = st
@@ -411,7 +396,7 @@ mod tests {
                 Err(io::Error::other("source broke"))
             }
         }
-        let header = ArchiveHeader::new(envelope::Scope::System, None, "t", "", None);
+        let header = ArchiveHeader::new(crate::scope::Scope::System, None, "t", "", None);
         let r = st.seal_unlocked(&header, key_id, &key, Failing, &mut |_| {});
         assert!(r.is_err());
         assert_eq!(entries(&home).len(), 1, "the failed seal left a file");

@@ -2,6 +2,8 @@
 use std::io;
 use std::path::PathBuf;
 
+use crate::errors::{Classify, Kind};
+
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     /// The log (or its directory) could not be opened, locked, read, written or synced.
@@ -60,6 +62,21 @@ impl AuditError {
             action,
             path: path.to_path_buf(),
             source,
+        }
+    }
+}
+
+impl Classify for AuditError {
+    fn kind(&self) -> Kind {
+        match self {
+            AuditError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
+                Kind::NotFound
+            }
+            AuditError::Io { .. } => Kind::Io,
+            AuditError::CorruptLine { .. }
+            | AuditError::LastRecordUnreadable { .. }
+            | AuditError::BadTime { .. } => Kind::Integrity,
+            AuditError::InvalidEvent(_) | AuditError::RecordTooLarge { .. } => Kind::Internal,
         }
     }
 }

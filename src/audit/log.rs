@@ -22,7 +22,9 @@ use time::format_description::well_known::Rfc3339;
 
 use super::error::AuditError;
 use super::lines::{Line, LineReader};
-use super::record::{AuditEvent, AuditRecord, GENESIS_PREV_HASH, Outcome, is_hash_hex, os_account};
+use super::record::{AuditEvent, AuditRecord, GENESIS_PREV_HASH, Outcome, is_hash_hex};
+use crate::account::os_account;
+use crate::clock::{self, Precision};
 use crate::fsutil;
 
 /// Name of the log file inside the vault home.
@@ -241,7 +243,7 @@ impl AuditLog {
         }
     }
 
-    /// Records `account` instead of [`os_account`] (e.g. a name the CLI resolved).
+    /// Records `account` instead of [`os_account`](crate::account::os_account) (e.g. a name the CLI resolved).
     pub fn with_account(mut self, account: impl Into<String>) -> Self {
         self.account = Some(account.into());
         self
@@ -302,7 +304,7 @@ impl AuditLog {
         };
         let mut rec = AuditRecord {
             seq,
-            time: now_rfc3339(),
+            time: clock::now_rfc3339(Precision::Millis),
             account: self.account.clone().unwrap_or_else(os_account),
             operation: ev.operation.to_string(),
             key_id: ev.key_id.clone(),
@@ -588,17 +590,6 @@ fn hash_range(file: &File, lo: u64, hi: u64) -> io::Result<String> {
         at += n as u64;
     }
     Ok(hex::encode(h.finalize()))
-}
-
-/// Current UTC time, RFC 3339 with millisecond precision (`2025-01-02T03:04:05.678Z`).
-fn now_rfc3339() -> String {
-    let now = OffsetDateTime::now_utc();
-    let now = now
-        .replace_nanosecond(u32::from(now.millisecond()) * 1_000_000)
-        .unwrap_or(now);
-    // Formatting a UTC OffsetDateTime with a 4-digit year cannot fail; fall back anyway.
-    now.format(&Rfc3339)
-        .unwrap_or_else(|_| now.unix_timestamp().to_string())
 }
 
 /// Operation names are short dotted identifiers (`keys.create`), so filters and

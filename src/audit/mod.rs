@@ -17,11 +17,10 @@ mod error;
 mod lines;
 mod log;
 mod record;
-pub mod sweep;
 
 pub use error::AuditError;
 pub use log::{
     AnchorCheck, AuditFilter, AuditLog, BreakKind, Broken, LOG_FILE_NAME, MAX_LINE_LEN, Records,
     TornTail, VerifyReport,
 };
-pub use record::{AuditEvent, AuditRecord, GENESIS_PREV_HASH, Outcome, os_account};
+pub use record::{AuditEvent, AuditRecord, GENESIS_PREV_HASH, Outcome};

@@ -151,24 +151,6 @@ pub(crate) fn is_hash_hex(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// The OS account running this process: `$USER`, else `$LOGNAME`, else `uid:<n>` (the
-/// owner of `/proc/self`), else `"unknown"`. Used when the caller names no account.
-pub fn os_account() -> String {
-    for var in ["USER", "LOGNAME"] {
-        if let Ok(v) = std::env::var(var)
-            && !v.is_empty()
-        {
-            return v;
-        }
-    }
-    // No unsafe geteuid(): /proc/self is owned by the process's effective uid.
-    use std::os::unix::fs::MetadataExt;
-    match std::fs::metadata("/proc/self") {
-        Ok(m) => format!("uid:{}", m.uid()),
-        Err(_) => "unknown".to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -933,7 +933,7 @@ fn backup_service(conn: &mut Conn, shared: &Shared) -> io::Result<()> {
         );
     }
     // iLO creates the file when the service is read and names it after serial and time.
-    let stamp = time::OffsetDateTime::now_utc()
+    let stamp = crate::clock::now()
         .format(time::macros::format_description!(
             "[year][month][day]_[hour][minute]"
         ))

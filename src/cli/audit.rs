@@ -13,10 +13,10 @@ use uuid::Uuid;
 use super::backup::key_lookup;
 use super::output::Format;
 use super::{CliError, CliResult, Ctx};
-use crate::audit::sweep::{self, KeyStatus, SweepKeys, SweepOptions};
 use crate::audit::{AnchorCheck, AuditError, AuditFilter, AuditLog, Broken, VerifyReport};
 use crate::errors::Kind;
 use crate::keystore::KeyStore;
+use crate::sweep::{self, KeyStatus, SweepKeys, SweepOptions};
 
 #[derive(Subcommand)]
 pub enum AuditCmd {
@@ -103,24 +103,14 @@ pub fn run(ctx: &Ctx, c: AuditCmd) -> CliResult {
 }
 
 fn audit_err(e: AuditError) -> CliError {
-    let kind = match &e {
-        AuditError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-            Kind::NotFound
-        }
-        AuditError::Io { .. } => Kind::Io,
-        AuditError::CorruptLine { .. }
-        | AuditError::LastRecordUnreadable { .. }
-        | AuditError::BadTime { .. } => Kind::Integrity,
-        AuditError::InvalidEvent(_) | AuditError::RecordTooLarge { .. } => Kind::Internal,
-    };
-    CliError::new(kind, e.to_string())
+    e.into()
 }
 
 fn log(ctx: &Ctx, a: &LogArgs) -> CliResult {
     let since = a
         .since
         .as_deref()
-        .map(|s| parse_since(s, OffsetDateTime::now_utc()))
+        .map(|s| parse_since(s, crate::clock::now()))
         .transpose()
         .map_err(|e| CliError::new(Kind::Usage, e))?;
     let filter = AuditFilter {
@@ -309,7 +299,7 @@ fn archives(ctx: &Ctx, a: &ArchivesArgs) -> CliResult {
     let opts = SweepOptions {
         max_age_days: a.max_age,
         rotation_days: a.rotation_days,
-        now: OffsetDateTime::now_utc(),
+        now: crate::clock::now(),
         threads,
     };
     let report = match (&home, a.verify) {

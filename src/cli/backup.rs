@@ -7,7 +7,8 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::keys::{event, list_json, scope_of};
+use super::event;
+use super::records::List;
 use super::{CliError, CliResult, Ctx, ScopeArgs, progress, pull};
 use crate::audit::AuditEvent;
 use crate::envelope::{self, ArchiveHeader, Inspection, SlotInfo};
@@ -135,7 +136,7 @@ pub fn run(ctx: &Ctx, cmd: BackupCmd) -> CliResult {
             let home = ctx.home()?;
             let filter = match (scope.scope, &scope.domain) {
                 (None, None) => None,
-                _ => Some(scope_of(&scope, Scope::System)?),
+                _ => Some(scope.resolve(Scope::System)?),
             };
             let mut items = Vec::new();
             for a in ArchiveStore::new(&home).list()? {
@@ -154,7 +155,7 @@ pub fn run(ctx: &Ctx, cmd: BackupCmd) -> CliResult {
                     )),
                 }
             }
-            ctx.print(&list_json(items))
+            ctx.print(&List::of(items))
         }
         BackupCmd::Get { id } => {
             let home = ctx.home()?;
@@ -473,7 +474,7 @@ pub fn sealing_key(
 
 fn create(ctx: &Ctx, a: CreateArgs) -> CliResult {
     let home = ctx.home()?;
-    let (scope, domain) = scope_of(&a.scope, Scope::System)?;
+    let (scope, domain) = a.scope.resolve(Scope::System)?;
     let ks = KeyStore::new(&home);
     let r = (|| -> CliResult<(Inspection, Uuid)> {
         let (key, material) = sealing_key(&ks, scope, domain.as_deref(), a.key.as_deref())?;

@@ -14,9 +14,9 @@ use rand::RngCore;
 use serde_json::{Value, json};
 
 use super::backup::{key_lookup, verify_path};
-use super::keys::event;
+use super::event;
 use super::pull::{self, PullJob, restored_json};
-use super::{CliError, CliResult, Ctx, password};
+use super::{CliError, CliResult, Ctx};
 use crate::audit::{AuditEvent, AuditLog};
 use crate::bmc::simulator::run_foreground_to;
 use crate::bmc::{BmcOptions, Fault, SimConfig, SimHandle};
@@ -114,7 +114,7 @@ fn filler(n: usize) -> Vec<u8> {
 
 pub fn simulator(ctx: &Ctx, a: SimulatorArgs) -> CliResult {
     let password = match &a.password_file {
-        Some(p) => password::from_file(p)?.expose().to_string(),
+        Some(p) => crate::ops::password::from_file(p)?.expose().to_string(),
         None => {
             match std::env::var("VAULT_BMC_PASSWORD") {
                 Ok(p) if !p.is_empty() => p,

@@ -4,6 +4,7 @@
 //! library modules below it take paths, readers and writers. Errors are printed to stderr
 //! as one sentence that says what to do, and mapped to the stable exit codes of
 //! [`crate::errors::Kind`] (listed in README.md).
+pub mod args;
 mod audit;
 mod backup;
 mod demo;
@@ -12,18 +13,21 @@ pub mod output;
 mod password;
 mod progress;
 mod pull;
+pub mod records;
 mod shell;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
-use serde_json::Value;
+use clap::{Parser, Subcommand};
+use serde::Serialize;
 
 use crate::audit::{AuditEvent, AuditLog, Outcome};
 use crate::errors::{Classify, Kind};
-use crate::keystore::{Home, Scope};
+use crate::keystore::Home;
+use crate::ops;
+pub use args::{ScopeArg, ScopeArgs};
 use output::Format;
 
 /// An error on its way to the user: one sentence and a class that fixes the exit code.
@@ -98,32 +102,6 @@ enum Command {
     Manpages(shell::ManpagesArgs),
 }
 
-/// Scope flags shared by several commands.
-#[derive(Args, Clone, Debug)]
-pub struct ScopeArgs {
-    /// Key/archive scope.
-    #[arg(long, value_enum)]
-    scope: Option<ScopeArg>,
-    /// Domain id (domain scope only; default: the root domain).
-    #[arg(long, value_name = "ID")]
-    domain: Option<String>,
-}
-
-#[derive(Clone, Copy, Debug, clap::ValueEnum, PartialEq, Eq)]
-pub enum ScopeArg {
-    System,
-    Domain,
-}
-
-impl From<ScopeArg> for Scope {
-    fn from(s: ScopeArg) -> Scope {
-        match s {
-            ScopeArg::System => Scope::System,
-            ScopeArg::Domain => Scope::Domain,
-        }
-    }
-}
-
 /// Everything a command needs: where the home is, how to print, who is acting.
 pub struct Ctx {
     home_dir: PathBuf,
@@ -141,11 +119,19 @@ impl Ctx {
         &self.home_dir
     }
 
-    /// Prints a result on stdout.
-    pub fn print(&self, value: &Value) -> CliResult {
+    /// Opens the home for the operations layer; its warnings go to stderr.
+    pub fn ops(&self) -> CliResult<ops::Context> {
+        Ok(ops::Context::open(&self.home_dir, self.account.clone())?
+            .with_reporter(Box::new(Notices)))
+    }
+
+    /// Prints a result record on stdout.
+    pub fn print<T: Serialize + ?Sized>(&self, record: &T) -> CliResult {
+        let value = serde_json::to_value(record)
+            .map_err(|e| CliError::new(Kind::Internal, format!("cannot encode the result: {e}")))?;
         let stdout = std::io::stdout();
         let mut lock = stdout.lock();
-        output::render(&mut lock, self.format, value)
+        output::render(&mut lock, self.format, &value)
             .and_then(|_| lock.flush())
             .map_err(|e| CliError::new(Kind::Io, format!("cannot write to stdout: {e}")))
     }
@@ -177,11 +163,25 @@ impl Ctx {
     }
 }
 
-fn default_home() -> PathBuf {
-    dirs::data_dir()
-        .or_else(dirs::home_dir)
-        .unwrap_or_else(|| PathBuf::from("."))
-        .join("vault")
+/// Warnings of operations, for the person at the terminal.
+struct Notices;
+
+impl ops::Progress for Notices {
+    fn warn(&self, message: &str) {
+        eprintln!("vault: {message}");
+    }
+}
+
+/// A success event for `op`; `Ctx::audit` turns it into a failure when the result is `Err`.
+pub fn event(op: &str) -> AuditEvent<'_> {
+    AuditEvent {
+        operation: op,
+        key_id: None,
+        archive_id: None,
+        bmc_host: None,
+        result: Outcome::Success,
+        detail: None,
+    }
 }
 
 /// Parses the command line, runs it and returns the exit code.
@@ -191,10 +191,11 @@ pub fn main() -> ExitCode {
     // Before any thread exists, so every thread inherits the blocked SIGXFSZ.
     crate::hardening::survive_file_size_limit();
     let cli = Cli::parse();
+    let hi = args::HiArgs::resolve(cli.home.clone(), cli.output);
     let ctx = Ctx {
-        home_dir: cli.home.clone().unwrap_or_else(default_home),
-        format: cli.output,
-        account: crate::current_account(),
+        home_dir: hi.home_dir,
+        format: hi.format,
+        account: hi.account,
     };
     match run(&ctx, cli.command) {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,19 +1,35 @@
-//! Where passwords come from: a file, an environment variable, or a TTY prompt.
+//! Where passwords come from on the command line: a file, an environment variable, or a
+//! TTY prompt (in that order).
 //!
 //! Invariant: a password never comes from argv (it would be visible in `ps` and shell
-//! history), never is echoed, logged or put into an error. Password files must not be
-//! readable by group or others.
-use std::io::{IsTerminal, Read};
-use std::path::Path;
+//! history), never is echoed, logged or put into an error. Files are read by
+//! [`ops::password::from_file`], which refuses files readable by group or others.
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 
-use super::CliError;
-use crate::errors::Kind;
-use crate::fsutil;
+use crate::ops::{self, OpsError, PasswordError};
 use crate::secret::Password;
 
-const MAX_PASSWORD_FILE: u64 = 4096;
-/// Minimum length of a new key-file password.
-pub const MIN_NEW_PASSWORD: usize = 8;
+/// How to obtain one password, resolved from the arguments; asked only when an
+/// operation calls [`PasswordArg::get`].
+pub struct PasswordArg {
+    pub file: Option<PathBuf>,
+    pub env_var: &'static str,
+    pub prompt: &'static str,
+    /// A new password (a key file being written): asked twice, minimum length.
+    pub new: bool,
+}
+
+impl PasswordArg {
+    pub fn get(&self) -> Result<Password, OpsError> {
+        Ok(obtain(
+            self.file.as_deref(),
+            self.env_var,
+            self.prompt,
+            self.new,
+        )?)
+    }
+}
 
 /// Reads a password from `file`, else `env_var`, else the TTY (asked twice if `confirm`).
 pub fn obtain(
@@ -21,90 +37,26 @@ pub fn obtain(
     env_var: &str,
     prompt: &str,
     confirm: bool,
-) -> Result<Password, CliError> {
+) -> Result<Password, PasswordError> {
     let pw = if let Some(path) = file {
-        from_file(path)?
+        ops::password::from_file(path)?
     } else if let Ok(v) = std::env::var(env_var) {
         Password::new(v)
     } else if std::io::stdin().is_terminal() {
-        let first = Password::new(rpassword::prompt_password(format!("{prompt}: ")).map_err(
-            |e| {
-                CliError::new(
-                    Kind::Io,
-                    format!("cannot read the password from the terminal: {e}"),
-                )
-            },
-        )?);
+        let ask = |p: String| rpassword::prompt_password(p).map_err(PasswordError::Terminal);
+        let first = Password::new(ask(format!("{prompt}: "))?);
         if confirm {
-            let again = Password::new(
-                rpassword::prompt_password(format!("{prompt} (again): ")).map_err(|e| {
-                    CliError::new(
-                        Kind::Io,
-                        format!("cannot read the password from the terminal: {e}"),
-                    )
-                })?,
-            );
+            let again = Password::new(ask(format!("{prompt} (again): "))?);
             if again.expose() != first.expose() {
-                return Err(CliError::new(
-                    Kind::Usage,
-                    "the two passwords differ; nothing was written",
-                ));
+                return Err(PasswordError::Mismatch);
             }
         }
         first
     } else {
-        return Err(CliError::new(
-            Kind::Usage,
-            format!(
-                "a password is needed: pass --password-file FILE or set {env_var} (no terminal to prompt on)"
-            ),
-        ));
+        return Err(PasswordError::Missing {
+            env_var: env_var.to_string(),
+        });
     };
-    if pw.is_empty() {
-        return Err(CliError::new(Kind::Usage, "the password is empty"));
-    }
-    if confirm && pw.expose().chars().count() < MIN_NEW_PASSWORD {
-        return Err(CliError::new(
-            Kind::Usage,
-            format!("the password is too short: use at least {MIN_NEW_PASSWORD} characters"),
-        ));
-    }
+    ops::password::check(&pw, confirm)?;
     Ok(pw)
-}
-
-/// Reads a password file: at most 4 KiB, one trailing newline stripped, mode 0600.
-pub fn from_file(path: &Path) -> Result<Password, CliError> {
-    let f = fsutil::open_secret_file(path).map_err(|e| super::backup::file_err(path, e))?;
-
-    let mut bytes = zeroize::Zeroizing::new(Vec::new());
-    f.take(MAX_PASSWORD_FILE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| {
-            CliError::new(
-                Kind::Io,
-                format!("cannot read password file {}: {e}", path.display()),
-            )
-        })?;
-    if bytes.len() as u64 > MAX_PASSWORD_FILE {
-        return Err(CliError::new(
-            Kind::Usage,
-            format!(
-                "password file {} is larger than {MAX_PASSWORD_FILE} bytes; is it the right file?",
-                path.display()
-            ),
-        ));
-    }
-    let mut text = String::from_utf8(std::mem::take(&mut *bytes)).map_err(|_| {
-        CliError::new(
-            Kind::Usage,
-            format!("password file {} is not UTF-8 text", path.display()),
-        )
-    })?;
-    if text.ends_with('\n') {
-        text.pop();
-        if text.ends_with('\r') {
-            text.pop();
-        }
-    }
-    Ok(Password::new(text))
 }

@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::backup::{backup_json, file_err, key_lookup, sealing_key};
-use super::keys::{event, scope_of};
+use super::event;
 use super::{CliError, CliResult, Ctx, ScopeArgs, password};
 use crate::audit::AuditEvent;
 use crate::bmc::client::DEFAULT_MAX_BACKUP_BYTES;
@@ -406,12 +406,12 @@ fn bmc_options(
 }
 
 fn bmc_password(conn: &ConnArgs) -> CliResult<Password> {
-    password::obtain(
+    Ok(password::obtain(
         conn.bmc_password_file.as_deref(),
         "VAULT_BMC_PASSWORD",
         "BMC password",
         false,
-    )
+    )?)
 }
 
 fn insecure_warning(ctx: &Ctx, what: &str) {
@@ -435,7 +435,7 @@ pub fn pull(ctx: &Ctx, a: PullArgs) -> CliResult {
         return pull_fleet(ctx, &a, inv);
     }
     let url = a.bmc.clone().expect("clap requires --bmc or --inventory");
-    let (scope, domain) = scope_of(&a.scope, Scope::System)?;
+    let (scope, domain) = a.scope.resolve(Scope::System)?;
     if a.conn.insecure {
         insecure_warning(ctx, &format!("BMC {}", host_of(&url)));
     }
@@ -567,7 +567,7 @@ fn fleet_job(
         }
     };
     let password = match (&e.password_file, &e.password_env) {
-        (Some(f), _) => password::from_file(&rel(f))?,
+        (Some(f), _) => crate::ops::password::from_file(&rel(f))?,
         (None, Some(var)) => Password::new(std::env::var(var).map_err(|_| {
             usage(format!(
                 "the environment variable {var} named by password_env is not set"
@@ -595,7 +595,7 @@ fn fleet_job(
         },
         domain: e.domain.clone().or_else(|| a.scope.domain.clone()),
     };
-    let (scope, domain) = scope_of(&scope_args, Scope::System)?;
+    let (scope, domain) = scope_args.resolve(Scope::System)?;
     let mut conn = a.conn.clone();
     if let Some(c) = &e.ca_cert {
         conn.ca_cert = Some(rel(c));

@@ -6,6 +6,8 @@
 //! step; they never contain key material (keys are only ever named by their id).
 use uuid::Uuid;
 
+use crate::errors::{Classify, Kind};
+
 #[derive(Debug, thiserror::Error)]
 pub enum EnvelopeError {
     /// The first 8 bytes are not `VAULTARC`.
@@ -82,6 +84,21 @@ pub(crate) fn eof_is_truncation(what: &str) -> impl FnOnce(std::io::Error) -> En
             EnvelopeError::Truncated(format!("input ends inside the {what}"))
         } else {
             EnvelopeError::Io(e)
+        }
+    }
+}
+
+impl Classify for EnvelopeError {
+    fn kind(&self) -> Kind {
+        match self {
+            EnvelopeError::NotAnArchive | EnvelopeError::InvalidHeader(_) => Kind::Usage,
+            EnvelopeError::UnsupportedVersion { .. } | EnvelopeError::TooLarge => Kind::Unsupported,
+            EnvelopeError::Malformed(_)
+            | EnvelopeError::Truncated(_)
+            | EnvelopeError::Tampered(_) => Kind::Integrity,
+            EnvelopeError::KeyUnavailable { .. } => Kind::NotFound,
+            EnvelopeError::WrongKey { .. } => Kind::Auth,
+            EnvelopeError::Io(e) => Classify::kind(e),
         }
     }
 }

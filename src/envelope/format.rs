@@ -126,22 +126,7 @@ impl Preamble {
     }
 }
 
-/// Whether an archive belongs to the whole system or to one domain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Scope {
-    System,
-    Domain,
-}
-
-impl std::fmt::Display for Scope {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Scope::System => "system",
-            Scope::Domain => "domain",
-        })
-    }
-}
+pub use crate::scope::Scope;
 
 /// Where the plaintext came from (all optional: a file sealed by hand has none of these).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -192,14 +177,7 @@ impl ArchiveHeader {
         description: &str,
         source: Option<Source>,
     ) -> Self {
-        let created_at = time::OffsetDateTime::now_utc()
-            .replace_nanosecond(0)
-            .ok()
-            .and_then(|t| {
-                t.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
-            })
-            .unwrap_or_default();
+        let created_at = crate::clock::now_rfc3339(crate::clock::Precision::Seconds);
         ArchiveHeader {
             id: Uuid::new_v4(),
             scope,

@@ -8,7 +8,6 @@
 //!   is always `active`. Rotation makes a new default and retires the old one: a retired
 //!   key still decrypts but never encrypts.
 //! - Keys are never copied anywhere automatically: `export`/`import` move them.
-pub mod home;
 pub mod kdf;
 pub mod keyfile;
 
@@ -20,8 +19,8 @@ use zeroize::Zeroizing;
 
 use crate::errors::{Classify, Kind};
 use crate::fsutil;
+pub use crate::home::{Home, HomeError, HomeLock};
 use crate::secret::{Key32, Password};
-pub use home::{Home, HomeError, HomeLock};
 use kdf::KdfParams;
 use keyfile::KeyFileError;
 
@@ -34,7 +33,7 @@ const WRAP_LABEL: &[u8] = b"vault.home.v1 backup-key";
 
 /// Scopes are shared with archives: a system archive needs a system key, a domain
 /// archive a key of its domain.
-pub use crate::envelope::Scope;
+pub use crate::scope::Scope;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -331,7 +330,7 @@ impl<'h> KeyStore<'h> {
             domain_id: domain,
             version: KEY_VERSION.to_string(),
             id: Uuid::new_v4(),
-            created_at: crate::now_rfc3339(),
+            created_at: crate::clock::now_rfc3339(crate::clock::Precision::Nanos),
             is_default: false,
             state: KeyState::Active,
             description: description.to_string(),

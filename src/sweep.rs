@@ -26,9 +26,10 @@ use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use crate::envelope::format::MAGIC;
-use crate::envelope::{self, EnvelopeError, Inspection, Scope, SlotInfo};
+use crate::envelope::{self, EnvelopeError, Inspection, SlotInfo};
 use crate::fsutil::TEMP_PREFIX;
 use crate::keystore::KeyState;
+use crate::scope::Scope;
 use crate::secret::Key32;
 
 /// Deepest directory level a sweep descends to below a named directory.
@@ -631,7 +632,7 @@ mod tests {
         let opts = SweepOptions {
             max_age_days: Some(1),
             rotation_days: Some(1),
-            now: OffsetDateTime::now_utc(),
+            now: crate::clock::now(),
             threads: 2,
         };
         let rep = sweep(&[t.path().to_path_buf()], &keys, &opts);

@@ -1,0 +1,126 @@
+//! The error of the operations layer: what an operation can fail with, each variant
+//! mapped to one exit-code [`Kind`].
+//!
+//! Invariant: messages name the object (file, key id, archive id, BMC host) and never a
+//! secret. They do not name CLI commands or flags: hints such as "run 'vault backup
+//! list'" are the CLI's to add (`cli::hints`), because the library is also used by the
+//! demo and by other programs.
+use std::io;
+use std::path::PathBuf;
+
+use crate::audit::AuditError;
+use crate::bmc::BmcError;
+use crate::errors::{Classify, Kind};
+use crate::home::HomeError;
+use crate::keystore::KeyError;
+use crate::keystore::kdf::KdfError;
+use crate::keystore::keyfile::KeyFileError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    #[error(transparent)]
+    Home(#[from] HomeError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Bmc(#[from] BmcError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+    /// A key file that did not parse or open.
+    #[error("{}: {source}", path.display())]
+    KeyFile { path: PathBuf, source: KeyFileError },
+    /// A key-file import refused by the key store.
+    #[error("{}: {source}", path.display())]
+    Import { path: PathBuf, source: KeyError },
+    #[error("{} is too large to be a vault key file", .0.display())]
+    KeyFileTooLarge(PathBuf),
+    /// KDF parameters asked for a new key file that are out of bounds.
+    #[error(transparent)]
+    KdfParams(KdfError),
+    /// Opening, reading or writing a file the caller named.
+    #[error("cannot access {}: {source}", path.display())]
+    File { path: PathBuf, source: io::Error },
+    #[error("cannot read {what} {}: {source}", path.display())]
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("cannot write {what} {}: {source}", path.display())]
+    Write {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+}
+
+impl Classify for OpsError {
+    fn kind(&self) -> Kind {
+        match self {
+            OpsError::Home(e) => e.kind(),
+            OpsError::Key(e) | OpsError::Import { source: e, .. } => e.kind(),
+            OpsError::Store(e) => e.kind(),
+            OpsError::Bmc(e) => e.kind(),
+            OpsError::Audit(e) => e.kind(),
+            OpsError::Password(e) => e.kind(),
+            OpsError::KeyFile { source, .. } => source.kind(),
+            OpsError::KeyFileTooLarge(_) | OpsError::KdfParams(_) => Kind::Usage,
+            OpsError::File { source, .. } => Classify::kind(source),
+            OpsError::Read { .. } | OpsError::Write { .. } => Kind::Io,
+        }
+    }
+}
+
+impl OpsError {
+    /// A failure to open or access `path`.
+    pub fn file(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> OpsError {
+        let path = path.into();
+        move |source| OpsError::File { path, source }
+    }
+}
+
+/// Why no usable password was obtained. Never carries the password.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    #[error("cannot access {}: {source}", path.display())]
+    Open { path: PathBuf, source: io::Error },
+    #[error("cannot read password file {}: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
+    #[error("password file {} is larger than {max} bytes; is it the right file?", path.display())]
+    TooLarge { path: PathBuf, max: u64 },
+    #[error("password file {} is not UTF-8 text", path.display())]
+    NotUtf8 { path: PathBuf },
+    #[error("cannot read the password from the terminal: {0}")]
+    Terminal(io::Error),
+    #[error("the two passwords differ; nothing was written")]
+    Mismatch,
+    #[error(
+        "a password is needed: pass --password-file FILE or set {env_var} (no terminal to prompt on)"
+    )]
+    Missing { env_var: String },
+    #[error("the password is empty")]
+    Empty,
+    #[error("the password is too short: use at least {min} characters")]
+    TooShort { min: usize },
+    #[error("the environment variable {0} named by password_env is not set")]
+    EnvNotSet(String),
+    #[error("no password for this BMC")]
+    NoneForBmc,
+    #[error("the BMC password is empty")]
+    EmptyBmc,
+}
+
+impl Classify for PasswordError {
+    fn kind(&self) -> Kind {
+        match self {
+            PasswordError::Open { source, .. } => Classify::kind(source),
+            PasswordError::Read { .. } | PasswordError::Terminal(_) => Kind::Io,
+            _ => Kind::Usage,
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! Key operations: create, list, get, set-default, rotate, delete, export and import.
+//!
+//! Invariant: every operation that changes `keys.json` (or writes a key file) holds the
+//! home lock for the change and appends its audit record through
+//! [`Context::audited`]; reading operations take no lock and write no record.
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use super::{Context, OpsError, PasswordSource, Subject};
+use crate::keystore::kdf::KdfParams;
+use crate::keystore::keyfile::{self, ParsedKeyFile};
+use crate::keystore::{Imported, KeyInfo, KeyStore, Rotation};
+use crate::scope::Scope;
+use crate::store::ArchiveStore;
+
+/// Which keys `list` returns.
+#[derive(Debug, Clone, Default)]
+pub struct KeyFilter {
+    pub scope: Option<Scope>,
+    pub domain: Option<String>,
+}
+
+/// A new key.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub scope: Scope,
+    pub domain: Option<String>,
+    pub make_default: bool,
+    pub description: String,
+}
+
+/// A deleted key, and the archives of this home that were still sealed under it (only
+/// possible with `force`).
+pub struct Deleted {
+    pub key: KeyInfo,
+    pub still_used_by: Vec<String>,
+}
+
+/// An exported key file.
+pub struct Exported {
+    pub key: KeyInfo,
+    pub file: PathBuf,
+    pub params: KdfParams,
+}
+
+pub fn create(ctx: &Context, new: &NewKey) -> Result<KeyInfo, OpsError> {
+    ctx.audited("keys.create", Subject::default(), |s| {
+        let lock = ctx.home().lock()?;
+        let k = KeyStore::new(ctx.home()).create(
+            &lock,
+            new.scope,
+            new.domain.clone(),
+            new.make_default,
+            &new.description,
+            ctx.account(),
+        )?;
+        s.key_id = Some(k.id.to_string());
+        Ok(k)
+    })
+}
+
+pub fn list(ctx: &Context, filter: &KeyFilter) -> Result<Vec<KeyInfo>, OpsError> {
+    Ok(KeyStore::new(ctx.home()).list(filter.scope, filter.domain.as_deref())?)
+}
+
+/// One key by full id or unambiguous prefix.
+pub fn get(ctx: &Context, id: &str) -> Result<KeyInfo, OpsError> {
+    Ok(KeyStore::new(ctx.home()).find(id)?)
+}
+
+pub fn set_default(ctx: &Context, id: &str) -> Result<KeyInfo, OpsError> {
+    ctx.audited("keys.set-default", subject_key(id), |_| {
+        let ks = KeyStore::new(ctx.home());
+        let lock = ctx.home().lock()?;
+        let k = ks.find(id)?;
+        Ok(ks.set_default(&lock, &k.id)?)
+    })
+}
+
+pub fn rotate(ctx: &Context, scope: Scope, domain: Option<String>) -> Result<Rotation, OpsError> {
+    ctx.audited("keys.rotate", Subject::default(), |s| {
+        let lock = ctx.home().lock()?;
+        let r = KeyStore::new(ctx.home()).rotate(&lock, scope, domain, ctx.account())?;
+        s.key_id = Some(r.new_key.id.to_string());
+        s.detail = Some(format!("retired {}", r.retired_key.id));
+        Ok(r)
+    })
+}
+
+/// Deletes a key; refused while archives of this home use it or it is a default,
+/// unless `force`.
+pub fn delete(ctx: &Context, id: &str, force: bool) -> Result<Deleted, OpsError> {
+    let subject = Subject {
+        detail: force.then(|| "forced".to_string()),
+        ..subject_key(id)
+    };
+    ctx.audited("keys.delete", subject, |_| {
+        let ks = KeyStore::new(ctx.home());
+        let lock = ctx.home().lock()?;
+        let k = ks.find(id)?;
+        let refs = ArchiveStore::new(ctx.home()).referencing(&k.id)?;
+        let key = ks.delete(&lock, &k.id, force, &refs)?;
+        Ok(Deleted {
+            key,
+            still_used_by: refs,
+        })
+    })
+}
+
+/// Writes key `id` to the key file `file` (atomically, mode 0600) under a password
+/// from `password`, asked only after the key and the KDF parameters were accepted.
+pub fn export(
+    ctx: &Context,
+    id: &str,
+    file: &Path,
+    params: KdfParams,
+    password: PasswordSource<'_>,
+) -> Result<Exported, OpsError> {
+    ctx.audited("keys.download", subject_key(id), |s| {
+        let ks = KeyStore::new(ctx.home());
+        let key = ks.find(id)?;
+        s.key_id = Some(key.id.to_string());
+        params.check().map_err(OpsError::KdfParams)?;
+        let pw = password()?;
+        let (_, bytes) = ks.export(&key.id, &pw, params)?;
+        crate::fsutil::write_atomic(file, &bytes, 0o600).map_err(|source| OpsError::Write {
+            what: "key file",
+            path: file.to_path_buf(),
+            source,
+        })?;
+        Ok(Exported {
+            key,
+            file: file.to_path_buf(),
+            params,
+        })
+    })
+}
+
+/// Reads and parses a key file: structure, checksum and KDF bounds, no password.
+pub fn inspect_file(file: &Path) -> Result<ParsedKeyFile, OpsError> {
+    let bytes = read_key_file(file)?;
+    keyfile::parse(&bytes).map_err(|source| OpsError::KeyFile {
+        path: file.to_path_buf(),
+        source,
+    })
+}
+
+/// Imports the key file `file` as a key of `scope` (which must be the file's), asking
+/// `password` only once the file's structure and KDF bounds were checked.
+pub fn import(
+    ctx: &Context,
+    file: &Path,
+    scope: Scope,
+    password: PasswordSource<'_>,
+) -> Result<Imported, OpsError> {
+    ctx.audited("keys.upload", Subject::default(), |s| {
+        let bytes = read_key_file(file)?;
+        keyfile::parse(&bytes).map_err(|source| OpsError::KeyFile {
+            path: file.to_path_buf(),
+            source,
+        })?;
+        let pw = password()?;
+        let lock = ctx.home().lock()?;
+        let imported = KeyStore::new(ctx.home())
+            .import(&lock, &bytes, scope, &pw, ctx.account())
+            .map_err(|source| OpsError::Import {
+                path: file.to_path_buf(),
+                source,
+            })?;
+        let (Imported::New(k) | Imported::AlreadyPresent(k)) = &imported;
+        s.key_id = Some(k.id.to_string());
+        if matches!(imported, Imported::AlreadyPresent(_)) {
+            s.detail = Some("already present".to_string());
+        }
+        Ok(imported)
+    })
+}
+
+fn subject_key(id: &str) -> Subject {
+    Subject {
+        key_id: Some(id.to_string()),
+        ..Subject::default()
+    }
+}
+
+/// Reads a key file, bounded: a key file is a few hundred bytes.
+fn read_key_file(path: &Path) -> Result<Vec<u8>, OpsError> {
+    let f = std::fs::File::open(path).map_err(OpsError::file(path))?;
+    let mut bytes = Vec::new();
+    f.take(keyfile::MAX_FILE_LEN as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|source| OpsError::Read {
+            what: "key file",
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if bytes.len() > keyfile::MAX_FILE_LEN {
+        return Err(OpsError::KeyFileTooLarge(path.to_path_buf()));
+    }
+    Ok(bytes)
+}
