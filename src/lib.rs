@@ -4,7 +4,7 @@
 //! `tests/layering.rs` fails when one does not):
 //!
 //! 0. primitives: `errors` (exit-code kinds), `secret`, `clock`, `account`, `scope`,
-//!    `hardening`
+//!    `hardening`, `escape` (control/bidi escaping of untrusted text)
 //! 1. `aead`, `fsutil` (atomic files, the temporary-file registry)
 //! 2. formats and the home: `envelope` (archive format), `home` (directory, lock, root
 //!    key), `audit` (the hash-chained log), `bmc` (Redfish client and simulator)

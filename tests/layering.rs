@@ -16,6 +16,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("account", 0),
     ("scope", 0),
     ("hardening", 0),
+    ("escape", 0),
     ("aead", 1),
     ("fsutil", 1),
     // Formats and the home: bytes, files and the root key.
