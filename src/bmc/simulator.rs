@@ -22,6 +22,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use nix::sys::signal::{SigSet, Signal};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use serde_json::{Value, json};
@@ -83,7 +84,36 @@ pub struct SimConfig {
     /// Added to every request (for fleet benchmarks).
     pub latency: Duration,
     pub fault: Fault,
+    /// Whether `GET <BackupFileLocation>` serves the file, as HPE documents. `false`
+    /// answers 405 there; `POST` with a `sessionKey` form field (what HPE's iLOrest does)
+    /// always works.
+    pub get_download: bool,
+    /// The session collection the service root names in `Links.Sessions`. `None`: a
+    /// Redfish service without sessions (login only by HTTP Basic).
+    pub sessions_uri: Option<String>,
+    /// The Managers collection lists, before the real Manager, one that answers this
+    /// status (a Manager that fails during discovery).
+    pub failing_first_manager: Option<u16>,
+    /// Serve a self-signed certificate with `basicConstraints CA:TRUE`, like the one
+    /// `openssl req -x509` makes (and many BMCs ship).
+    pub ca_flag_certificate: bool,
 }
+
+/// Default session collection, as on iLO 5 and iLO 6.
+pub const SESSIONS_URI: &str = "/redfish/v1/SessionService/Sessions/";
+/// The simulator's own state (open sessions, requests received, restores), as JSON,
+/// without authentication. Not part of iLO: for tests and for watching a demo.
+pub const STATE_URI: &str = "/vault-simulator/state";
+/// iLO's limit on the backup-file password (`--filepass` of HPE's iLOrest).
+pub const MAX_FILE_PASSWORD_CHARS: usize = 32;
+/// What iLO answers (as the whole body) when a restore has a wrong or missing password.
+pub const INVALID_RESTORE_PASSWORD: &str = "invalid_restore_password";
+/// First line of a password-protected backup served by the simulator. Real iLO encrypts
+/// such a file; the simulator only tags it with a hash of the password, which is enough
+/// to model what clients see (the file differs, restore needs the same password).
+const PROTECTED_MAGIC: &[u8] = b"VAULT-SIMULATOR password-protected iLO backup\n";
+/// Requests kept in the state log.
+const MAX_LOGGED_REQUESTS: usize = 10_000;
 
 impl Default for SimConfig {
     fn default() -> Self {
@@ -103,6 +133,10 @@ impl Default for SimConfig {
             absolute_location: true,
             latency: Duration::ZERO,
             fault: Fault::None,
+            get_download: true,
+            sessions_uri: Some(SESSIONS_URI.into()),
+            failing_first_manager: None,
+            ca_flag_certificate: false,
         }
     }
 }
@@ -121,6 +155,10 @@ impl std::fmt::Debug for SimConfig {
             .field("absolute_location", &self.absolute_location)
             .field("latency", &self.latency)
             .field("fault", &self.fault)
+            .field("get_download", &self.get_download)
+            .field("sessions_uri", &self.sessions_uri)
+            .field("failing_first_manager", &self.failing_first_manager)
+            .field("ca_flag_certificate", &self.ca_flag_certificate)
             .finish()
     }
 }
@@ -129,6 +167,29 @@ struct SimSession {
     id: String,
     user: String,
     last_used: Instant,
+}
+
+/// One request as the simulator saw it (no header values, no bodies: they hold secrets).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoggedRequest {
+    pub method: String,
+    /// Path and query as sent.
+    pub target: String,
+    pub status: u16,
+    /// Lower-cased names of the request headers.
+    pub headers: Vec<String>,
+    pub content_type: Option<String>,
+    /// Names of the `multipart/form-data` fields, in order.
+    pub form_fields: Vec<String>,
+}
+
+/// One accepted restore upload.
+#[derive(Debug, Clone)]
+pub struct Restored {
+    pub file: Vec<u8>,
+    /// Whether a non-empty `password` form field came with it.
+    pub with_password: bool,
 }
 
 struct Shared {
@@ -140,9 +201,12 @@ struct Shared {
     sessions: Mutex<HashMap<String, SimSession>>,
     created: AtomicUsize,
     requests: AtomicUsize,
-    restored: Mutex<Vec<Vec<u8>>>,
+    restored: Mutex<Vec<Restored>>,
     /// Lower-cased names of the `.bak` files created by service GETs.
     backups: Mutex<HashSet<String>>,
+    /// Reads of the BackupRestoreService (each makes iLO build a backup).
+    built: AtomicUsize,
+    log: Mutex<Vec<LoggedRequest>>,
     stop: AtomicBool,
     tls: Option<Arc<ServerConfig>>,
 }
@@ -157,6 +221,7 @@ pub struct SimHandle {
     addr: SocketAddr,
     accept: Option<JoinHandle<()>>,
     ca_path: PathBuf,
+    fingerprint: String,
     _dir: tempfile::TempDir,
 }
 
@@ -170,14 +235,28 @@ impl SimHandle {
     fn start_on(cfg: SimConfig, port: u16) -> io::Result<SimHandle> {
         let listener = TcpListener::bind(("127.0.0.1", port))?;
         let addr = listener.local_addr()?;
-        let ck = rcgen::generate_simple_self_signed(vec![
-            "127.0.0.1".to_string(),
-            "localhost".to_string(),
-        ])
-        .map_err(io::Error::other)?;
-        let dir = tempfile::tempdir()?;
+        let names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+        let ck = if cfg.ca_flag_certificate {
+            let mut params = rcgen::CertificateParams::new(names).map_err(io::Error::other)?;
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            let signing_key = rcgen::KeyPair::generate().map_err(io::Error::other)?;
+            let cert = params.self_signed(&signing_key).map_err(io::Error::other)?;
+            rcgen::CertifiedKey { cert, signing_key }
+        } else {
+            rcgen::generate_simple_self_signed(names).map_err(io::Error::other)?
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("vault-bmc-simulator-")
+            .tempdir()?;
         let ca_path = dir.path().join("bmc-simulator-ca.pem");
         std::fs::write(&ca_path, ck.cert.pem())?;
+        let fingerprint = {
+            use sha2::Digest as _;
+            format!(
+                "sha256:{}",
+                hex::encode(sha2::Sha256::digest(ck.cert.der()))
+            )
+        };
         let tls = if cfg.tls {
             let key =
                 PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
@@ -208,6 +287,8 @@ impl SimHandle {
             requests: AtomicUsize::new(0),
             restored: Mutex::new(Vec::new()),
             backups: Mutex::new(HashSet::new()),
+            built: AtomicUsize::new(0),
+            log: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
             tls,
         });
@@ -220,6 +301,7 @@ impl SimHandle {
             addr,
             accept: Some(accept),
             ca_path,
+            fingerprint,
             _dir: dir,
         })
     }
@@ -253,7 +335,30 @@ impl SimHandle {
 
     /// File parts received by the restore endpoint (accepted uploads only).
     pub fn restored(&self) -> Vec<Vec<u8>> {
+        lock(&self.shared.restored)
+            .iter()
+            .map(|r| r.file.clone())
+            .collect()
+    }
+
+    /// Accepted restore uploads with what came with them.
+    pub fn restores(&self) -> Vec<Restored> {
         lock(&self.shared.restored).clone()
+    }
+
+    /// How often the BackupRestoreService was read (each read builds a backup on iLO).
+    pub fn backups_built(&self) -> usize {
+        self.shared.built.load(Ordering::SeqCst)
+    }
+
+    /// Every request received so far, oldest first (capped).
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        lock(&self.shared.log).clone()
+    }
+
+    /// SHA-256 fingerprint of the certificate it presents, as `sha256:<hex>`.
+    pub fn cert_fingerprint(&self) -> String {
+        self.fingerprint.clone()
     }
 
     pub fn set_fault(&self, f: Fault) {
@@ -291,24 +396,38 @@ impl Drop for SimHandle {
     }
 }
 
-/// Runs a simulator on 127.0.0.1:`port` (0 = any) until the process is killed, after
-/// printing its URL, CA path and user to stdout. For `vault bmc-simulator`.
-pub fn run_foreground(cfg: SimConfig, port: u16) -> io::Result<()> {
+/// Runs a simulator on 127.0.0.1:`port` (0 = any) until SIGINT, SIGTERM or SIGHUP, after
+/// printing its URL, CA path, state URL and user to stdout. For `vault bmc-simulator`.
+/// On a signal it stops serving, removes its certificate directory and returns the signal.
+pub fn run_foreground(cfg: SimConfig, port: u16) -> io::Result<Signal> {
     run_foreground_to(cfg, port, &mut io::stdout())
 }
 
 /// [`run_foreground`] printing its banner to `out`.
-pub fn run_foreground_to(cfg: SimConfig, port: u16, out: &mut dyn Write) -> io::Result<()> {
+pub fn run_foreground_to(cfg: SimConfig, port: u16, out: &mut dyn Write) -> io::Result<Signal> {
+    // Block the stop signals before any thread starts (threads inherit the mask), so that
+    // they are taken here by sigwait instead of killing the process with the temporary
+    // certificate directory still on disk.
+    let mut stop_signals = SigSet::empty();
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        stop_signals.add(sig);
+    }
+    stop_signals.thread_block().map_err(io::Error::from)?;
     let user = cfg.user.clone();
-    let mut handle = SimHandle::start_on(cfg, port)?;
+    let handle = SimHandle::start_on(cfg, port)?;
     writeln!(out, "BMC simulator listening on {}", handle.base_url())?;
     writeln!(out, "CA certificate: {}", handle.ca_cert_path().display())?;
     writeln!(out, "user: {user}")?;
+    writeln!(out, "state: {}{STATE_URI}", handle.base_url())?;
+    writeln!(
+        out,
+        "certificate fingerprint: {}",
+        handle.cert_fingerprint()
+    )?;
     out.flush()?;
-    if let Some(h) = handle.accept.take() {
-        let _ = h.join();
-    }
-    Ok(())
+    let signal = stop_signals.wait().map_err(io::Error::from)?;
+    handle.shutdown();
+    Ok(signal)
 }
 
 fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
@@ -351,31 +470,39 @@ fn sleep_unless_stopped(shared: &Shared, d: Duration) -> bool {
     }
 }
 
-enum Conn {
+enum ConnIo {
     Plain(TcpStream),
     Tls(Box<StreamOwned<ServerConnection, TcpStream>>),
 }
 
+/// One client connection, plus what the answer to its request was (for the log) and
+/// whether the request was a HEAD (headers only).
+struct Conn {
+    io: ConnIo,
+    status: u16,
+    head_only: bool,
+}
+
 impl Read for Conn {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Conn::Plain(s) => s.read(buf),
-            Conn::Tls(s) => s.read(buf),
+        match &mut self.io {
+            ConnIo::Plain(s) => s.read(buf),
+            ConnIo::Tls(s) => s.read(buf),
         }
     }
 }
 
 impl Write for Conn {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Conn::Plain(s) => s.write(buf),
-            Conn::Tls(s) => s.write(buf),
+        match &mut self.io {
+            ConnIo::Plain(s) => s.write(buf),
+            ConnIo::Tls(s) => s.write(buf),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Conn::Plain(s) => s.flush(),
-            Conn::Tls(s) => s.flush(),
+        match &mut self.io {
+            ConnIo::Plain(s) => s.flush(),
+            ConnIo::Tls(s) => s.flush(),
         }
     }
 }
@@ -383,15 +510,15 @@ impl Write for Conn {
 impl Conn {
     /// Ends the connection: TLS close_notify (unless `abrupt`), then a TCP shutdown.
     fn close(mut self, abrupt: bool) {
-        if let Conn::Tls(s) = &mut self
+        if let ConnIo::Tls(s) = &mut self.io
             && !abrupt
         {
             s.conn.send_close_notify();
             let _ = s.flush();
         }
-        let sock = match &self {
-            Conn::Plain(s) => s,
-            Conn::Tls(s) => &s.sock,
+        let sock = match &self.io {
+            ConnIo::Plain(s) => s,
+            ConnIo::Tls(s) => &s.sock,
         };
         let _ = sock.shutdown(Shutdown::Both);
     }
@@ -406,12 +533,17 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
         return;
     }
     let _ = stream.set_nodelay(true);
-    let mut conn = match &shared.tls {
+    let io = match &shared.tls {
         Some(cfg) => match ServerConnection::new(Arc::clone(cfg)) {
-            Ok(c) => Conn::Tls(Box::new(StreamOwned::new(c, stream))),
+            Ok(c) => ConnIo::Tls(Box::new(StreamOwned::new(c, stream))),
             Err(_) => return,
         },
-        None => Conn::Plain(stream),
+        None => ConnIo::Plain(stream),
+    };
+    let mut conn = Conn {
+        io,
+        status: 0,
+        head_only: false,
     };
     let req = match read_request(&mut conn, shared) {
         Ok(Some(r)) => r,
@@ -422,11 +554,35 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
         }
     };
     shared.requests.fetch_add(1, Ordering::SeqCst);
+    conn.head_only = req.method == "HEAD";
     if !shared.cfg.latency.is_zero() && !sleep_unless_stopped(shared, shared.cfg.latency) {
         return conn.close(true);
     }
     let abrupt = handle(&mut conn, &req, shared).unwrap_or(true);
+    log_request(shared, &req, conn.status);
     conn.close(abrupt);
+}
+
+fn log_request(shared: &Shared, req: &Request, status: u16) {
+    let content_type = req.header("content-type").map(str::to_string);
+    let form_fields = content_type
+        .as_deref()
+        .and_then(multipart_boundary)
+        .and_then(|b| {
+            parse_multipart(&req.body, &b).map(|parts| parts.into_iter().map(|p| p.name).collect())
+        })
+        .unwrap_or_default();
+    let mut log = lock(&shared.log);
+    if log.len() < MAX_LOGGED_REQUESTS {
+        log.push(LoggedRequest {
+            method: req.method.clone(),
+            target: req.target.clone(),
+            status,
+            headers: req.headers.iter().map(|(n, _)| n.clone()).collect(),
+            content_type,
+            form_fields,
+        });
+    }
 }
 
 struct Request {
@@ -630,8 +786,10 @@ fn reason(status: u16) -> &'static str {
 }
 
 fn write_head(conn: &mut Conn, status: u16, headers: &[(&str, String)]) -> io::Result<()> {
+    conn.status = status;
+    // Redfish answers are never to be cached (DSP0266 asks for Cache-Control on GET).
     let mut head = format!(
-        "HTTP/1.1 {status} {}\r\nServer: HPE-iLO-Server/1.30 (vault simulator)\r\nConnection: close\r\n",
+        "HTTP/1.1 {status} {}\r\nServer: HPE-iLO-Server/1.30 (vault simulator)\r\nConnection: close\r\nCache-Control: no-cache\r\n",
         reason(status)
     );
     for (n, v) in headers {
@@ -644,6 +802,8 @@ fn write_head(conn: &mut Conn, status: u16, headers: &[(&str, String)]) -> io::R
     conn.write_all(head.as_bytes())
 }
 
+/// Writes a complete answer; to a HEAD request only the header block, with the
+/// `Content-Length` the GET would have.
 fn respond(
     conn: &mut Conn,
     status: u16,
@@ -653,7 +813,9 @@ fn respond(
     let mut all: Vec<(&str, String)> = headers.to_vec();
     all.push(("Content-Length", body.len().to_string()));
     write_head(conn, status, &all)?;
-    conn.write_all(body)?;
+    if !conn.head_only {
+        conn.write_all(body)?;
+    }
     conn.flush()
 }
 
@@ -666,7 +828,39 @@ fn respond_json(
     let mut all: Vec<(&str, String)> = headers.to_vec();
     all.push(("Content-Type", "application/json; charset=utf-8".into()));
     all.push(("OData-Version", "4.0".into()));
-    respond(conn, status, &all, v.to_string().as_bytes())
+    if (200..300).contains(&status)
+        && let Some(link) = v
+            .get("@odata.type")
+            .and_then(Value::as_str)
+            .and_then(schema_link)
+    {
+        all.push(("Link", link));
+    }
+    let body = v.to_string();
+    if (200..300).contains(&status) && v.get("@odata.id").is_some() {
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(body.as_bytes());
+        all.push(("ETag", format!("W/\"{}\"", hex::encode(&digest[..4]))));
+    }
+    respond(conn, status, &all, body.as_bytes())
+}
+
+/// `Link: <schema>; rel=describedby` for a DMTF `@odata.type` (`#Manager.v1_5_1.Manager`
+/// → `Manager.v1_5_1.json`, `#ManagerCollection.ManagerCollection` → unversioned).
+/// HPE OEM types get none: their schemas are not published by DMTF.
+fn schema_link(odata_type: &str) -> Option<String> {
+    let t = odata_type.strip_prefix('#')?;
+    if t.starts_with("Hpe") {
+        return None;
+    }
+    let name = match t.split('.').collect::<Vec<_>>().as_slice() {
+        [ns, ver, _] => format!("{ns}.{ver}"),
+        [ns, _] => (*ns).to_string(),
+        _ => return None,
+    };
+    Some(format!(
+        "<http://redfish.dmtf.org/schemas/v1/{name}.json>; rel=describedby"
+    ))
 }
 
 fn no_session(conn: &mut Conn) -> io::Result<()> {
@@ -678,20 +872,36 @@ fn no_session(conn: &mut Conn) -> io::Result<()> {
     )
 }
 
+fn unavailable(conn: &mut Conn) -> io::Result<()> {
+    respond_json(
+        conn,
+        503,
+        &[],
+        &ilo_error("Base.1.12.ServiceTemporarilyUnavailable"),
+    )
+}
+
 fn purge_expired(sessions: &mut HashMap<String, SimSession>) {
     sessions.retain(|_, s| s.last_used.elapsed() < SESSION_IDLE_TIMEOUT);
+}
+
+/// Whether `token` is a live session (and marks it used).
+fn live_token(shared: &Shared, token: &str) -> bool {
+    let mut sessions = lock(&shared.sessions);
+    purge_expired(&mut sessions);
+    match sessions.get_mut(token) {
+        Some(s) => {
+            s.last_used = Instant::now();
+            true
+        }
+        None => false,
+    }
 }
 
 /// Whether the request carries a live session token or valid Basic credentials.
 fn authenticated(req: &Request, shared: &Shared) -> bool {
     if let Some(token) = req.header("x-auth-token") {
-        let mut sessions = lock(&shared.sessions);
-        purge_expired(&mut sessions);
-        if let Some(s) = sessions.get_mut(token) {
-            s.last_used = Instant::now();
-            return true;
-        }
-        return false;
+        return live_token(shared, token);
     }
     if let Some(auth) = req.header("authorization")
         && let Some(b64) = auth.strip_prefix("Basic ")
@@ -716,117 +926,555 @@ fn current_fault(shared: &Shared) -> Fault {
     lock(&shared.fault).clone()
 }
 
+/// The resources of the simulated iLO.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route<'a> {
+    /// `/redfish`: the protocol version document.
+    Versions,
+    Root,
+    /// `/redfish/v1/odata`: the OData service document.
+    OData,
+    /// `/redfish/v1/$metadata`: the OData (CSDL) metadata document.
+    Metadata,
+    State,
+    SessionService,
+    Sessions,
+    /// `<Sessions>/Members`: POST here also logs in (DSP0266).
+    SessionsMembers,
+    Session(&'a str),
+    AccountService,
+    Accounts,
+    Account,
+    Roles,
+    Role(&'a str),
+    JsonSchemas,
+    Registries,
+    Managers,
+    FailingManager(u16),
+    Manager,
+    Systems,
+    System,
+    BackupService,
+    BackupFile(&'a str),
+    Upload,
+    NotFound,
+}
+
+const ROLES: [&str; 3] = ["Administrator", "Operator", "ReadOnly"];
+
+fn route<'a>(r: &'a str, cfg: &SimConfig) -> Route<'a> {
+    if let Some(sessions) = cfg.sessions_uri.as_deref().map(route_of) {
+        if r == sessions {
+            return Route::Sessions;
+        }
+        if let Some(id) = r
+            .strip_prefix(sessions.as_str())
+            .and_then(|x| x.strip_prefix('/'))
+        {
+            return if id == "members" {
+                Route::SessionsMembers
+            } else if !id.is_empty() && !id.contains('/') {
+                Route::Session(id)
+            } else {
+                Route::NotFound
+            };
+        }
+    }
+    if let Some(name) = r.strip_prefix("/bkupdata/") {
+        return Route::BackupFile(name);
+    }
+    if let Some(role) = r.strip_prefix("/redfish/v1/accountservice/roles/") {
+        return match ROLES.iter().find(|x| x.eq_ignore_ascii_case(role)) {
+            Some(x) => Route::Role(x),
+            None => Route::NotFound,
+        };
+    }
+    match r {
+        "/redfish" => Route::Versions,
+        "/redfish/v1" => Route::Root,
+        "/redfish/v1/odata" => Route::OData,
+        "/redfish/v1/$metadata" => Route::Metadata,
+        "/vault-simulator/state" => Route::State,
+        "/redfish/v1/sessionservice" if cfg.sessions_uri.is_some() => Route::SessionService,
+        "/redfish/v1/accountservice" => Route::AccountService,
+        "/redfish/v1/accountservice/accounts" => Route::Accounts,
+        "/redfish/v1/accountservice/accounts/1" => Route::Account,
+        "/redfish/v1/accountservice/roles" => Route::Roles,
+        "/redfish/v1/jsonschemas" => Route::JsonSchemas,
+        "/redfish/v1/registries" => Route::Registries,
+        "/redfish/v1/managers" => Route::Managers,
+        "/redfish/v1/managers/0" => match cfg.failing_first_manager {
+            Some(status) => Route::FailingManager(status),
+            None => Route::NotFound,
+        },
+        "/redfish/v1/managers/1" => Route::Manager,
+        "/redfish/v1/systems" => Route::Systems,
+        "/redfish/v1/systems/1" => Route::System,
+        "/redfish/v1/managers/1/backuprestoreservice" => Route::BackupService,
+        "/cgi-bin/uploadrestorefile" => Route::Upload,
+        _ => Route::NotFound,
+    }
+}
+
+/// The methods a resource supports, for `Allow` and 405.
+fn allowed(r: Route<'_>, cfg: &SimConfig) -> &'static str {
+    match r {
+        Route::Sessions => "GET, HEAD, POST",
+        Route::SessionsMembers | Route::Upload => "POST",
+        Route::Session(_) => "GET, HEAD, DELETE",
+        Route::BackupFile(_) if cfg.get_download => "GET, HEAD, POST",
+        Route::BackupFile(_) => "POST",
+        _ => "GET, HEAD",
+    }
+}
+
+/// Whether the resource needs credentials for `method`. The restore and the POST
+/// download check the `sessionKey` form field themselves, like iLO.
+fn needs_auth(r: Route<'_>, method: &str) -> bool {
+    match r {
+        Route::Versions | Route::Root | Route::OData | Route::Metadata | Route::State => false,
+        Route::Sessions | Route::SessionsMembers => method != "POST",
+        Route::BackupFile(_) | Route::Upload => method != "POST",
+        _ => true,
+    }
+}
+
 /// Answers one request. Returns whether the connection must be cut without a clean
 /// TLS close (for the "cut" faults).
 fn handle(conn: &mut Conn, req: &Request, shared: &Shared) -> io::Result<bool> {
-    let route = req.route.as_str();
+    let cfg = &shared.cfg;
+    // DSP0266: a request for an OData version the service does not support gets 412.
+    if let Some(v) = req.header("odata-version")
+        && v.trim() != "4.0"
+    {
+        respond_json(conn, 412, &[], &ilo_error("Base.1.12.HeaderInvalid"))?;
+        return Ok(false);
+    }
+    let r = route(&req.route, cfg);
+    if r == Route::NotFound {
+        respond_json(conn, 404, &[], &ilo_error("Base.1.12.ResourceMissingAtURI"))?;
+        return Ok(false);
+    }
+    let allow = allowed(r, cfg);
     let m = req.method.as_str();
-    const SESSIONS: &str = "/redfish/v1/sessionservice/sessions";
-    match (m, route) {
-        ("GET", "/redfish/v1" | "/redfish") => respond_json(conn, 200, &[], &service_root()),
-        ("POST", SESSIONS) => login(conn, req, shared),
-        (_, r) if r.starts_with("/redfish/v1/sessionservice/sessions/") => {
-            if !authenticated(req, shared) {
-                return no_session(conn).map(|_| false);
-            }
-            let id = &r[SESSIONS.len() + 1..];
-            match m {
-                "DELETE" => {
-                    let mut sessions = lock(&shared.sessions);
-                    let before = sessions.len();
-                    sessions.retain(|_, s| !s.id.eq_ignore_ascii_case(id));
-                    let removed = before != sessions.len();
-                    drop(sessions);
-                    if removed {
-                        respond_json(conn, 200, &[], &json!({"error": {"code": "iLO.0.10.ExtendedInfo", "@Message.ExtendedInfo": [{"MessageId": "Base.1.12.Success"}]}}))
-                    } else {
-                        respond_json(conn, 404, &[], &ilo_error("Base.1.12.ResourceMissingAtURI"))
-                    }
-                }
-                "GET" => {
-                    let sessions = lock(&shared.sessions);
-                    match sessions.values().find(|s| s.id.eq_ignore_ascii_case(id)) {
-                        Some(s) => {
-                            let v = session_resource(&s.id, &s.user);
-                            drop(sessions);
-                            respond_json(conn, 200, &[], &v)
-                        }
-                        None => {
-                            drop(sessions);
-                            respond_json(conn, 404, &[], &ilo_error("Base.1.12.ResourceMissingAtURI"))
-                        }
-                    }
-                }
-                _ => method_not_allowed(conn),
-            }
-        }
-        (_, "/redfish/v1/managers" | "/redfish/v1/managers/1" | "/redfish/v1/systems" | "/redfish/v1/systems/1" | SESSIONS)
-        | (_, "/redfish/v1/managers/1/backuprestoreservice")
-            if !authenticated(req, shared) =>
-        {
-            no_session(conn)
-        }
-        ("GET", SESSIONS) => {
+    if !allow.split(", ").any(|a| a == m) {
+        respond_json(
+            conn,
+            405,
+            &[("Allow", allow.into())],
+            &ilo_error("Base.1.12.OperationNotAllowed"),
+        )?;
+        return Ok(false);
+    }
+    if needs_auth(r, m) && !authenticated(req, shared) {
+        no_session(conn)?;
+        return Ok(false);
+    }
+    let allow_h = [("Allow", allow.to_string())];
+    let get = |conn: &mut Conn, v: &Value| respond_json(conn, 200, &allow_h, v);
+    match (m, r) {
+        (_, Route::Versions) => get(conn, &json!({"v1": "/redfish/v1/"})),
+        (_, Route::Root) => get(conn, &service_root(cfg)),
+        (_, Route::OData) => get(conn, &odata_service(cfg)),
+        (_, Route::Metadata) => respond(
+            conn,
+            200,
+            &[
+                ("Allow", allow.into()),
+                ("Content-Type", "application/xml; charset=utf-8".into()),
+                ("OData-Version", "4.0".into()),
+            ],
+            METADATA.as_bytes(),
+        ),
+        (_, Route::State) => get(conn, &state(shared)),
+        (_, Route::SessionService) => get(conn, &session_service(cfg)),
+        ("POST", Route::Sessions | Route::SessionsMembers) => login(conn, req, shared),
+        (_, Route::Sessions) => {
             let sessions = lock(&shared.sessions);
             let members: Vec<Value> = sessions
                 .values()
-                .map(|s| json!({"@odata.id": format!("/redfish/v1/SessionService/Sessions/{}/", s.id)}))
+                .map(|s| json!({"@odata.id": session_uri(cfg, &s.id)}))
                 .collect();
             drop(sessions);
-            respond_json(conn, 200, &[], &json!({"@odata.id": "/redfish/v1/SessionService/Sessions/", "Members@odata.count": members.len(), "Members": members}))
+            let mut v = collection(
+                cfg.sessions_uri.as_deref().unwrap_or(SESSIONS_URI),
+                "#SessionCollection.SessionCollection",
+                "Sessions",
+                &[],
+            );
+            v["Members@odata.count"] = json!(members.len());
+            v["Members"] = Value::Array(members);
+            get(conn, &v)
         }
-        ("GET", "/redfish/v1/managers") => respond_json(conn, 200, &[], &collection("/redfish/v1/Managers/", "/redfish/v1/Managers/1/")),
-        ("GET", "/redfish/v1/managers/1") => respond_json(conn, 200, &[], &manager(&shared.cfg)),
-        ("GET", "/redfish/v1/systems") => respond_json(conn, 200, &[], &collection("/redfish/v1/Systems/", "/redfish/v1/Systems/1/")),
-        ("GET", "/redfish/v1/systems/1") => respond_json(
-            conn,
-            200,
-            &[],
-            &json!({"@odata.id": "/redfish/v1/Systems/1/", "@odata.type": "#ComputerSystem.v1_17_0.ComputerSystem", "Id": "1", "Model": "ProLiant DL380 Gen11", "SerialNumber": shared.cfg.serial}),
-        ),
-        ("GET", "/redfish/v1/managers/1/backuprestoreservice") => backup_service(conn, shared),
-        ("GET", r) if r.starts_with("/bkupdata/") => {
-            if !authenticated(req, shared) {
-                return no_session(conn).map(|_| false);
+        ("DELETE", Route::Session(id)) => {
+            let mut sessions = lock(&shared.sessions);
+            let before = sessions.len();
+            sessions.retain(|_, s| !s.id.eq_ignore_ascii_case(id));
+            let removed = before != sessions.len();
+            drop(sessions);
+            if removed {
+                respond_json(
+                    conn,
+                    200,
+                    &[],
+                    &json!({"error": {"code": "iLO.0.10.ExtendedInfo", "message": "See @Message.ExtendedInfo for more information.", "@Message.ExtendedInfo": [{"MessageId": "Base.1.12.Success"}]}}),
+                )
+            } else {
+                respond_json(conn, 404, &[], &ilo_error("Base.1.12.ResourceMissingAtURI"))
             }
-            backup_file(conn, req, shared)
         }
-        ("POST", "/cgi-bin/uploadrestorefile") => upload(conn, req, shared),
-        (_, "/redfish/v1" | "/redfish/v1/managers" | "/redfish/v1/managers/1" | "/redfish/v1/systems" | "/redfish/v1/systems/1")
-        | (_, SESSIONS | "/redfish/v1/managers/1/backuprestoreservice" | "/cgi-bin/uploadrestorefile") => method_not_allowed(conn),
-        _ => respond_json(conn, 404, &[], &ilo_error("Base.1.12.ResourceMissingAtURI")),
+        (_, Route::Session(id)) => {
+            let sessions = lock(&shared.sessions);
+            let found = sessions
+                .values()
+                .find(|s| s.id.eq_ignore_ascii_case(id))
+                .map(|s| session_resource(cfg, &s.id, &s.user));
+            drop(sessions);
+            match found {
+                Some(v) => get(conn, &v),
+                None => respond_json(conn, 404, &[], &ilo_error("Base.1.12.ResourceMissingAtURI")),
+            }
+        }
+        (_, Route::AccountService) => get(conn, &account_service()),
+        (_, Route::Accounts) => get(
+            conn,
+            &collection(
+                "/redfish/v1/AccountService/Accounts/",
+                "#ManagerAccountCollection.ManagerAccountCollection",
+                "Accounts",
+                &["/redfish/v1/AccountService/Accounts/1/"],
+            ),
+        ),
+        (_, Route::Account) => get(conn, &account(cfg)),
+        (_, Route::Roles) => {
+            let members: Vec<String> = ROLES
+                .iter()
+                .map(|r| format!("/redfish/v1/AccountService/Roles/{r}/"))
+                .collect();
+            let refs: Vec<&str> = members.iter().map(String::as_str).collect();
+            get(
+                conn,
+                &collection(
+                    "/redfish/v1/AccountService/Roles/",
+                    "#RoleCollection.RoleCollection",
+                    "Roles",
+                    &refs,
+                ),
+            )
+        }
+        (_, Route::Role(name)) => get(conn, &role(name)),
+        (_, Route::JsonSchemas) => get(
+            conn,
+            &collection(
+                "/redfish/v1/JsonSchemas/",
+                "#JsonSchemaFileCollection.JsonSchemaFileCollection",
+                "JSON Schemas",
+                &[],
+            ),
+        ),
+        (_, Route::Registries) => get(
+            conn,
+            &collection(
+                "/redfish/v1/Registries/",
+                "#MessageRegistryFileCollection.MessageRegistryFileCollection",
+                "Registries",
+                &[],
+            ),
+        ),
+        (_, Route::Managers) => {
+            let mut members = vec!["/redfish/v1/Managers/1/"];
+            if cfg.failing_first_manager.is_some() {
+                members.insert(0, "/redfish/v1/Managers/0/");
+            }
+            get(
+                conn,
+                &collection(
+                    "/redfish/v1/Managers/",
+                    "#ManagerCollection.ManagerCollection",
+                    "Managers",
+                    &members,
+                ),
+            )
+        }
+        (_, Route::FailingManager(status)) => {
+            respond_json(conn, status, &[], &ilo_error("Base.1.12.InternalError"))
+        }
+        (_, Route::Manager) => get(conn, &manager(cfg)),
+        (_, Route::Systems) => get(
+            conn,
+            &collection(
+                "/redfish/v1/Systems/",
+                "#ComputerSystemCollection.ComputerSystemCollection",
+                "Computer Systems",
+                &["/redfish/v1/Systems/1/"],
+            ),
+        ),
+        (_, Route::System) => get(
+            conn,
+            &json!({
+                "@odata.context": "/redfish/v1/$metadata#ComputerSystem.ComputerSystem",
+                "@odata.id": "/redfish/v1/Systems/1/",
+                "@odata.type": "#ComputerSystem.v1_17_0.ComputerSystem",
+                "Id": "1",
+                "Name": "Computer System",
+                "Manufacturer": "HPE",
+                "Model": "ProLiant DL380 Gen11",
+                "SerialNumber": cfg.serial,
+                "Links": {"ManagedBy": [{"@odata.id": "/redfish/v1/Managers/1/"}]}
+            }),
+        ),
+        (_, Route::BackupService) => backup_service(conn, shared),
+        ("POST", Route::BackupFile(name)) => backup_file_post(conn, req, shared, name),
+        (_, Route::BackupFile(name)) => backup_file(conn, req, shared, name),
+        (_, Route::Upload) => upload(conn, req, shared),
+        (_, Route::SessionsMembers | Route::NotFound) => {
+            respond_json(conn, 404, &[], &ilo_error("Base.1.12.ResourceMissingAtURI"))
+        }
     }
     .map(|_| false)
 }
 
-fn method_not_allowed(conn: &mut Conn) -> io::Result<()> {
-    respond_json(conn, 405, &[], &ilo_error("Base.1.12.OperationNotAllowed"))
+fn session_uri(cfg: &SimConfig, id: &str) -> String {
+    let base = cfg.sessions_uri.as_deref().unwrap_or(SESSIONS_URI);
+    format!("{}/{id}/", base.trim_end_matches('/'))
 }
 
-fn service_root() -> Value {
-    json!({
+fn service_root(cfg: &SimConfig) -> Value {
+    let generation = cfg.model.trim();
+    let version = cfg
+        .firmware
+        .rsplit(' ')
+        .next()
+        .unwrap_or("1.59")
+        .trim_start_matches('v');
+    let mut root = json!({
+        "@odata.context": "/redfish/v1/$metadata#ServiceRoot.ServiceRoot",
         "@odata.id": "/redfish/v1/",
         "@odata.type": "#ServiceRoot.v1_13_0.ServiceRoot",
         "Id": "RootService",
         "Name": "HPE RESTful Root Service",
+        "Product": "ProLiant DL380 Gen11",
         "RedfishVersion": "1.13.0",
+        "UUID": "a8e1d6b4-1c2f-5b3a-9d7e-6f0c4b2a1e93",
+        "Vendor": "HPE",
+        "AccountService": {"@odata.id": "/redfish/v1/AccountService/"},
+        "JsonSchemas": {"@odata.id": "/redfish/v1/JsonSchemas/"},
         "Managers": {"@odata.id": "/redfish/v1/Managers/"},
+        "Registries": {"@odata.id": "/redfish/v1/Registries/"},
         "Systems": {"@odata.id": "/redfish/v1/Systems/"},
-        "SessionService": {"@odata.id": "/redfish/v1/SessionService/"},
-        "Links": {"Sessions": {"@odata.id": "/redfish/v1/SessionService/Sessions/"}},
-        "Oem": {"Hpe": {"Manager": [{"ManagerType": "iLO 6"}]}}
+        "Oem": {"Hpe": {
+            "Manager": [{
+                "ManagerType": generation,
+                "ManagerFirmwareVersion": version,
+                "HostName": "ILO-SIMULATOR",
+                "Languages": [{"Language": "en", "TranslationName": "English", "Version": version}]
+            }],
+            "Moniker": {"PRODGEN": generation, "PRODNAM": "Integrated Lights-Out", "PRODTAG": "iLO"},
+            "Sessions": {"LoginHint": {"Hint": "POST to /Sessions to login"}}
+        }}
+    });
+    if let Some(sessions) = &cfg.sessions_uri {
+        root["SessionService"] = json!({"@odata.id": "/redfish/v1/SessionService/"});
+        root["Links"] = json!({"Sessions": {"@odata.id": sessions}});
+    }
+    root
+}
+
+fn odata_service(cfg: &SimConfig) -> Value {
+    let mut value = vec![
+        json!({"name": "Service", "kind": "Singleton", "url": "/redfish/v1/"}),
+        json!({"name": "AccountService", "kind": "Singleton", "url": "/redfish/v1/AccountService/"}),
+        json!({"name": "JsonSchemas", "kind": "Singleton", "url": "/redfish/v1/JsonSchemas/"}),
+        json!({"name": "Managers", "kind": "Singleton", "url": "/redfish/v1/Managers/"}),
+        json!({"name": "Registries", "kind": "Singleton", "url": "/redfish/v1/Registries/"}),
+        json!({"name": "Systems", "kind": "Singleton", "url": "/redfish/v1/Systems/"}),
+    ];
+    if let Some(s) = &cfg.sessions_uri {
+        value.push(json!({"name": "SessionService", "kind": "Singleton", "url": "/redfish/v1/SessionService/"}));
+        value.push(json!({"name": "Sessions", "kind": "Singleton", "url": s}));
+    }
+    json!({"@odata.context": "/redfish/v1/$metadata", "value": value})
+}
+
+/// The OData metadata document: the entity container and the DMTF schemas the
+/// resources use (by reference; the simulator serves no schema files itself).
+const METADATA: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<edmx:Edmx xmlns:edmx="http://docs.oasis-open.org/odata/ns/edmx" Version="4.0">
+  <edmx:Reference Uri="http://redfish.dmtf.org/schemas/v1/ServiceRoot_v1.xml">
+    <edmx:Include Namespace="ServiceRoot"/>
+    <edmx:Include Namespace="ServiceRoot.v1_13_0"/>
+  </edmx:Reference>
+  <edmx:Reference Uri="http://redfish.dmtf.org/schemas/v1/SessionService_v1.xml">
+    <edmx:Include Namespace="SessionService"/>
+    <edmx:Include Namespace="SessionService.v1_1_8"/>
+  </edmx:Reference>
+  <edmx:Reference Uri="http://redfish.dmtf.org/schemas/v1/SessionCollection_v1.xml">
+    <edmx:Include Namespace="SessionCollection"/>
+  </edmx:Reference>
+  <edmx:Reference Uri="http://redfish.dmtf.org/schemas/v1/Session_v1.xml">
+    <edmx:Include Namespace="Session"/>
+    <edmx:Include Namespace="Session.v1_0_0"/>
+  </edmx:Reference>
+  <edmx:Reference Uri="http://redfish.dmtf.org/schemas/v1/AccountService_v1.xml">
+    <edmx:Include Namespace="AccountService"/>
+    <edmx:Include Namespace="AccountService.v1_5_0"/>
+  </edmx:Reference>
+  <edmx:Reference Uri="http://redfish.dmtf.org/schemas/v1/ManagerAccountCollection_v1.xml">
+    <edmx:Include Namespace="ManagerAccountCollection"/>
+  </edmx:Reference>
+  <edmx:Reference Uri="http://redfish.dmtf.org/schemas/v1/ManagerAccount_v1.xml">
+    <edmx:Include Namespace="ManagerAccount"/>
+    <edmx:Include Namespace="ManagerAccount.v1_3_0"/>
+  </edmx:Reference>
+  <edmx:Reference Uri="http://redfish.dmtf.org/schemas/v1/RoleCollection_v1.xml">
+    <edmx:Include Namespace="RoleCollection"/>
+  </edmx:Reference>
+  <edmx:Reference Uri="http://redfish.dmtf.org/schemas/v1/Role_v1.xml">
+    <edmx:Include Namespace="Role"/>
+    <edmx:Include Namespace="Role.v1_2_1"/>
+  </edmx:Reference>
+  <edmx:Reference Uri="http://redfish.dmtf.org/schemas/v1/ManagerCollection_v1.xml">
+    <edmx:Include Namespace="ManagerCollection"/>
+  </edmx:Reference>
+  <edmx:Reference Uri="http://redfish.dmtf.org/schemas/v1/Manager_v1.xml">
+    <edmx:Include Namespace="Manager"/>
+    <edmx:Include Namespace="Manager.v1_5_1"/>
+  </edmx:Reference>
+  <edmx:Reference Uri="http://redfish.dmtf.org/schemas/v1/ComputerSystemCollection_v1.xml">
+    <edmx:Include Namespace="ComputerSystemCollection"/>
+  </edmx:Reference>
+  <edmx:Reference Uri="http://redfish.dmtf.org/schemas/v1/ComputerSystem_v1.xml">
+    <edmx:Include Namespace="ComputerSystem"/>
+    <edmx:Include Namespace="ComputerSystem.v1_17_0"/>
+  </edmx:Reference>
+  <edmx:Reference Uri="http://redfish.dmtf.org/schemas/v1/JsonSchemaFileCollection_v1.xml">
+    <edmx:Include Namespace="JsonSchemaFileCollection"/>
+  </edmx:Reference>
+  <edmx:Reference Uri="http://redfish.dmtf.org/schemas/v1/MessageRegistryFileCollection_v1.xml">
+    <edmx:Include Namespace="MessageRegistryFileCollection"/>
+  </edmx:Reference>
+  <edmx:DataServices>
+    <Schema xmlns="http://docs.oasis-open.org/odata/ns/edm" Namespace="Service">
+      <EntityContainer Name="Service" Extends="ServiceRoot.v1_13_0.ServiceContainer"/>
+    </Schema>
+  </edmx:DataServices>
+</edmx:Edmx>
+"#;
+
+fn state(shared: &Shared) -> Value {
+    let open = {
+        let mut s = lock(&shared.sessions);
+        purge_expired(&mut s);
+        s.len()
+    };
+    let restores: Vec<Value> = lock(&shared.restored)
+        .iter()
+        .map(|r| {
+            use sha2::Digest as _;
+            json!({
+                "bytes": r.file.len(),
+                "sha256": hex::encode(sha2::Sha256::digest(&r.file)),
+                "withPassword": r.with_password,
+            })
+        })
+        .collect();
+    json!({
+        "openSessions": open,
+        "sessionsCreated": shared.created.load(Ordering::SeqCst),
+        "backupsBuilt": shared.built.load(Ordering::SeqCst),
+        "restores": restores,
+        "requests": *lock(&shared.log),
     })
 }
 
-fn collection(id: &str, member: &str) -> Value {
-    json!({"@odata.id": id, "Members@odata.count": 1, "Members": [{"@odata.id": member}]})
+fn collection(id: &str, odata_type: &str, name: &str, members: &[&str]) -> Value {
+    let members: Vec<Value> = members.iter().map(|m| json!({"@odata.id": m})).collect();
+    let short = odata_type.trim_start_matches('#');
+    let short = short.split('.').next().unwrap_or(short);
+    json!({
+        "@odata.context": format!("/redfish/v1/$metadata#{short}.{short}"),
+        "@odata.id": id,
+        "@odata.type": odata_type,
+        "Name": name,
+        "Members@odata.count": members.len(),
+        "Members": members
+    })
+}
+
+fn session_service(cfg: &SimConfig) -> Value {
+    json!({
+        "@odata.context": "/redfish/v1/$metadata#SessionService.SessionService",
+        "@odata.id": "/redfish/v1/SessionService/",
+        "@odata.type": "#SessionService.v1_1_8.SessionService",
+        "Id": "SessionService",
+        "Name": "Session Service",
+        "ServiceEnabled": true,
+        "SessionTimeout": SESSION_IDLE_TIMEOUT.as_secs(),
+        "Sessions": {"@odata.id": cfg.sessions_uri.as_deref().unwrap_or(SESSIONS_URI)}
+    })
+}
+
+fn account_service() -> Value {
+    json!({
+        "@odata.context": "/redfish/v1/$metadata#AccountService.AccountService",
+        "@odata.id": "/redfish/v1/AccountService/",
+        "@odata.type": "#AccountService.v1_5_0.AccountService",
+        "Id": "AccountService",
+        "Name": "Account Service",
+        "ServiceEnabled": true,
+        "MinPasswordLength": 8,
+        "Accounts": {"@odata.id": "/redfish/v1/AccountService/Accounts/"},
+        "Roles": {"@odata.id": "/redfish/v1/AccountService/Roles/"}
+    })
+}
+
+fn account(cfg: &SimConfig) -> Value {
+    json!({
+        "@odata.context": "/redfish/v1/$metadata#ManagerAccount.ManagerAccount",
+        "@odata.id": "/redfish/v1/AccountService/Accounts/1/",
+        "@odata.type": "#ManagerAccount.v1_3_0.ManagerAccount",
+        "Id": "1",
+        "Name": "User Account",
+        "UserName": cfg.user,
+        "RoleId": "Administrator",
+        "Enabled": true,
+        "Locked": false,
+        "Password": null,
+        "Links": {"Role": {"@odata.id": "/redfish/v1/AccountService/Roles/Administrator/"}}
+    })
+}
+
+fn role(name: &str) -> Value {
+    let privileges: &[&str] = match name {
+        "Administrator" => &[
+            "Login",
+            "ConfigureManager",
+            "ConfigureUsers",
+            "ConfigureSelf",
+            "ConfigureComponents",
+        ],
+        "Operator" => &["Login", "ConfigureSelf", "ConfigureComponents"],
+        _ => &["Login", "ConfigureSelf"],
+    };
+    json!({
+        "@odata.context": "/redfish/v1/$metadata#Role.Role",
+        "@odata.id": format!("/redfish/v1/AccountService/Roles/{name}/"),
+        "@odata.type": "#Role.v1_2_1.Role",
+        "Id": name,
+        "Name": format!("{name} Role"),
+        "RoleId": name,
+        "IsPredefined": true,
+        "AssignedPrivileges": privileges
+    })
 }
 
 fn manager(cfg: &SimConfig) -> Value {
     json!({
+        "@odata.context": "/redfish/v1/$metadata#Manager.Manager",
         "@odata.id": "/redfish/v1/Managers/1/",
         "@odata.type": "#Manager.v1_5_1.Manager",
         "Id": "1",
+        "Name": "Manager",
         "ManagerType": "BMC",
         "Model": cfg.model,
         "FirmwareVersion": cfg.firmware,
@@ -836,9 +1484,10 @@ fn manager(cfg: &SimConfig) -> Value {
     })
 }
 
-fn session_resource(id: &str, user: &str) -> Value {
+fn session_resource(cfg: &SimConfig, id: &str, user: &str) -> Value {
     json!({
-        "@odata.id": format!("/redfish/v1/SessionService/Sessions/{id}/"),
+        "@odata.context": "/redfish/v1/$metadata#Session.Session",
+        "@odata.id": session_uri(cfg, id),
         "@odata.type": "#Session.v1_0_0.Session",
         "Description": "Manager User Session",
         "Id": id,
@@ -849,12 +1498,7 @@ fn session_resource(id: &str, user: &str) -> Value {
 
 fn login(conn: &mut Conn, req: &Request, shared: &Shared) -> io::Result<()> {
     if take_transient(shared) {
-        return respond_json(
-            conn,
-            503,
-            &[],
-            &ilo_error("Base.1.12.ServiceTemporarilyUnavailable"),
-        );
+        return unavailable(conn);
     }
     let Ok(body) = serde_json::from_slice::<Value>(&req.body) else {
         return respond_json(conn, 400, &[], &ilo_error("Base.1.12.MalformedJSON"));
@@ -890,14 +1534,19 @@ fn login(conn: &mut Conn, req: &Request, shared: &Shared) -> io::Result<()> {
     );
     drop(sessions);
     shared.created.fetch_add(1, Ordering::SeqCst);
-    let path = format!("/redfish/v1/SessionService/Sessions/{id}/");
+    let path = session_uri(&shared.cfg, &id);
     let location = if shared.cfg.absolute_location {
-        let scheme = if shared.tls.is_some() {
-            "https"
+        // Like iLO: the default port is left out of the URL.
+        let (scheme, default_port) = if shared.tls.is_some() {
+            ("https", 443)
         } else {
-            "http"
+            ("http", 80)
         };
-        format!("{scheme}://127.0.0.1:{}{path}", shared.port)
+        if shared.port == default_port {
+            format!("{scheme}://127.0.0.1{path}")
+        } else {
+            format!("{scheme}://127.0.0.1:{}{path}", shared.port)
+        }
     } else {
         path
     };
@@ -905,7 +1554,7 @@ fn login(conn: &mut Conn, req: &Request, shared: &Shared) -> io::Result<()> {
         conn,
         201,
         &[("X-Auth-Token", token), ("Location", location)],
-        &session_resource(&id, user),
+        &session_resource(&shared.cfg, &id, user),
     )
 }
 
@@ -915,12 +1564,7 @@ fn backup_service(conn: &mut Conn, shared: &Shared) -> io::Result<()> {
         return respond_json(conn, 500, &[], &ilo_error("Base.1.12.InternalError"));
     }
     if take_transient(shared) {
-        return respond_json(
-            conn,
-            503,
-            &[],
-            &ilo_error("Base.1.12.ServiceTemporarilyUnavailable"),
-        );
+        return unavailable(conn);
     }
     if fault == Fault::MalformedJson {
         let body =
@@ -933,6 +1577,7 @@ fn backup_service(conn: &mut Conn, shared: &Shared) -> io::Result<()> {
         );
     }
     // iLO creates the file when the service is read and names it after serial and time.
+    shared.built.fetch_add(1, Ordering::SeqCst);
     let stamp = crate::clock::now()
         .format(time::macros::format_description!(
             "[year][month][day]_[hour][minute]"
@@ -943,7 +1588,7 @@ fn backup_service(conn: &mut Conn, shared: &Shared) -> io::Result<()> {
     respond_json(
         conn,
         200,
-        &[],
+        &[("Allow", "GET, HEAD".into())],
         &json!({
             "@odata.context": "/redfish/v1/$metadata#HpeiLOBackupRestoreService.HpeiLOBackupRestoreService",
             "@odata.id": "/redfish/v1/Managers/1/BackupRestoreService/",
@@ -958,13 +1603,70 @@ fn backup_service(conn: &mut Conn, shared: &Shared) -> io::Result<()> {
     )
 }
 
-/// Serves the `.bak`, or the configured fault. Returns whether to cut the connection.
-fn backup_file(conn: &mut Conn, req: &Request, shared: &Shared) -> io::Result<()> {
-    let name = req.route.trim_start_matches("/bkupdata/");
+/// `POST <BackupFileLocation>` as `multipart/form-data` with a `sessionKey` field and an
+/// optional `password` (at most 32 characters): how HPE's iLOrest downloads a backup.
+fn backup_file_post(conn: &mut Conn, req: &Request, shared: &Shared, name: &str) -> io::Result<()> {
+    let Some(boundary) = req.header("content-type").and_then(multipart_boundary) else {
+        return respond_json(conn, 400, &[], &ilo_error("Base.1.12.UnsupportedMediaType"));
+    };
+    let Some(parts) = parse_multipart(&req.body, &boundary) else {
+        return respond_json(conn, 400, &[], &ilo_error("Base.1.12.MalformedJSON"));
+    };
+    let field = |n: &str| {
+        parts
+            .iter()
+            .find(|p| p.name == n)
+            .and_then(|p| std::str::from_utf8(p.data).ok())
+    };
+    if !field("sessionKey").is_some_and(|k| live_token(shared, k)) {
+        return no_session(conn);
+    }
+    let password = field("password").filter(|p| !p.is_empty());
+    if password.is_some_and(|p| p.chars().count() > MAX_FILE_PASSWORD_CHARS) {
+        return respond_json(
+            conn,
+            400,
+            &[],
+            &ilo_error("Base.1.12.PropertyValueFormatError"),
+        );
+    }
+    serve_backup(conn, req, shared, name, password)
+}
+
+/// `GET <BackupFileLocation>` (session token or Basic already checked).
+fn backup_file(conn: &mut Conn, req: &Request, shared: &Shared, name: &str) -> io::Result<()> {
+    serve_backup(conn, req, shared, name, None)
+}
+
+/// A backup protected by `password`, as the simulator serves it.
+fn protected_backup(data: &[u8], password: &str) -> Vec<u8> {
+    use sha2::Digest as _;
+    let mut out = PROTECTED_MAGIC.to_vec();
+    out.extend_from_slice(hex::encode(sha2::Sha256::digest(password.as_bytes())).as_bytes());
+    out.push(b'\n');
+    out.extend_from_slice(data);
+    out
+}
+
+/// Serves the `.bak`, or the configured fault.
+fn serve_backup(
+    conn: &mut Conn,
+    req: &Request,
+    shared: &Shared,
+    name: &str,
+    password: Option<&str>,
+) -> io::Result<()> {
     if !lock(&shared.backups).contains(name) {
         return respond_json(conn, 404, &[], &ilo_error("Base.1.12.ResourceMissingAtURI"));
     }
-    let data = &shared.cfg.backup_bytes;
+    let protected;
+    let data: &[u8] = match password {
+        Some(p) => {
+            protected = protected_backup(&shared.cfg.backup_bytes, p);
+            &protected
+        }
+        None => &shared.cfg.backup_bytes,
+    };
     let octet = |len: u64| -> Vec<(&str, String)> {
         vec![
             ("Content-Type", "application/octet-stream".into()),
@@ -1025,12 +1727,7 @@ fn backup_file(conn: &mut Conn, req: &Request, shared: &Shared) -> io::Result<()
             return respond(conn, 302, &[("Location", req.target.clone())], b"");
         }
         Fault::TransientErrors(_) if take_transient(shared) => {
-            return respond_json(
-                conn,
-                503,
-                &[],
-                &ilo_error("Base.1.12.ServiceTemporarilyUnavailable"),
-            );
+            return unavailable(conn);
         }
         _ => {}
     }
@@ -1044,19 +1741,17 @@ fn backup_file(conn: &mut Conn, req: &Request, shared: &Shared) -> io::Result<()
 }
 
 /// The restore endpoint: multipart with a `sessionKey` field equal to the `sessionKey`
-/// cookie and to a live session token, and a `file` part.
+/// cookie and to a live session token, an optional `password` and a `file` part. An
+/// empty file, or a password-protected one whose header is damaged, is refused with
+/// 400; a protected file with a wrong or missing password gets iLO's plain-text
+/// `invalid_restore_password`.
 fn upload(conn: &mut Conn, req: &Request, shared: &Shared) -> io::Result<()> {
     match current_fault(shared) {
         Fault::ServerError => {
             return respond_json(conn, 500, &[], &ilo_error("Base.1.12.InternalError"));
         }
         Fault::TransientErrors(_) if take_transient(shared) => {
-            return respond_json(
-                conn,
-                503,
-                &[],
-                &ilo_error("Base.1.12.ServiceTemporarilyUnavailable"),
-            );
+            return unavailable(conn);
         }
         _ => {}
     }
@@ -1072,16 +1767,14 @@ fn upload(conn: &mut Conn, req: &Request, shared: &Shared) -> io::Result<()> {
     let Some(parts) = parse_multipart(&req.body, &boundary) else {
         return respond_json(conn, 400, &[], &ilo_error("Base.1.12.MalformedJSON"));
     };
-    let field_key = parts
-        .iter()
-        .find(|p| p.name == "sessionKey")
-        .and_then(|p| std::str::from_utf8(p.data).ok());
-    let valid = match (cookie_key.as_deref(), field_key) {
-        (Some(c), Some(f)) if c == f => {
-            let mut sessions = lock(&shared.sessions);
-            purge_expired(&mut sessions);
-            sessions.contains_key(c)
-        }
+    let field = |n: &str| {
+        parts
+            .iter()
+            .find(|p| p.name == n)
+            .and_then(|p| std::str::from_utf8(p.data).ok())
+    };
+    let valid = match (cookie_key.as_deref(), field("sessionKey")) {
+        (Some(c), Some(f)) if c == f => live_token(shared, c),
         _ => false,
     };
     if !valid {
@@ -1093,7 +1786,39 @@ fn upload(conn: &mut Conn, req: &Request, shared: &Shared) -> io::Result<()> {
     else {
         return respond_json(conn, 400, &[], &ilo_error("Base.1.12.PropertyMissing"));
     };
-    lock(&shared.restored).push(file.data.to_vec());
+    let invalid_file = |conn: &mut Conn| {
+        respond_json(
+            conn,
+            400,
+            &[],
+            &ilo_error("Base.1.12.PropertyValueFormatError"),
+        )
+    };
+    if file.data.is_empty() {
+        return invalid_file(conn);
+    }
+    let password = field("password").filter(|p| !p.is_empty());
+    if let Some(rest) = file.data.strip_prefix(PROTECTED_MAGIC) {
+        let Some(tag) = rest.get(..64).filter(|_| rest.get(64) == Some(&b'\n')) else {
+            return invalid_file(conn);
+        };
+        let expected = password.map(|p| {
+            use sha2::Digest as _;
+            hex::encode(sha2::Sha256::digest(p.as_bytes()))
+        });
+        if expected.as_deref().map(str::as_bytes) != Some(tag) {
+            return respond(
+                conn,
+                400,
+                &[("Content-Type", "text/plain".into())],
+                INVALID_RESTORE_PASSWORD.as_bytes(),
+            );
+        }
+    }
+    lock(&shared.restored).push(Restored {
+        file: file.data.to_vec(),
+        with_password: password.is_some(),
+    });
     respond_json(
         conn,
         200,

@@ -152,12 +152,16 @@ pub fn simulator(ctx: &Ctx, a: SimulatorArgs) -> CliResult {
     };
     ctx.notice("BMC simulator for tests and demos (loopback only); stop it with Ctrl-C");
     let mut out = std::io::stdout();
-    run_foreground_to(cfg, a.port, &mut out).map_err(|e| {
+    let signal = run_foreground_to(cfg, a.port, &mut out).map_err(|e| {
         CliError::new(
             Kind::Io,
             format!("cannot run the BMC simulator on port {}: {e}", a.port),
         )
-    })
+    })?;
+    ctx.notice(&format!(
+        "BMC simulator stopped by {signal}; its certificate directory is removed"
+    ));
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
