@@ -1,6 +1,6 @@
 //! Issue #14: HPE's and DMTF's own Redfish software against `vault bmc-simulator`.
 //!
-//! The tools come from PyPI, installed by `.ci/install.d/40-python-redfish.sh` into
+//! The tools come from PyPI, installed by `.ci/install.d/50-python-redfish.sh` into
 //! `$VAULT_PY_REDFISH/{hpe,dmtf}` (default `/opt/vault-py-redfish`). With `CI=true` a
 //! missing tool fails the test; elsewhere the test says so and passes without running.
 //!
@@ -40,7 +40,7 @@ fn venv(kind: &str, program: &str) -> Option<PathBuf> {
         return Some(bin);
     }
     let msg = format!(
-        "{} is missing: run `bash .ci/install` (it runs .ci/install.d/40-python-redfish.sh)",
+        "{} is missing: run `bash .ci/install` (it runs .ci/install.d/50-python-redfish.sh)",
         bin.join(program).display()
     );
     if std::env::var("CI").is_ok_and(|v| v == "true") {
