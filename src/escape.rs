@@ -62,6 +62,38 @@ pub fn write_json<W: Write, T: serde::Serialize + ?Sized>(out: W, value: &T) -> 
     value.serialize(&mut ser).map_err(io::Error::other)
 }
 
+/// Writes `value` as compact JSON in pure ASCII: every non-ASCII character becomes a
+/// `\uXXXX` escape (a surrogate pair outside the BMP). For receivers that are not sure to
+/// treat bytes as UTF-8 (syslog); the parsed value is the same.
+pub fn to_ascii_json<T: serde::Serialize + ?Sized>(value: &T) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, AsciiFormatter);
+    value.serialize(&mut ser).map_err(io::Error::other)?;
+    Ok(out)
+}
+
+struct AsciiFormatter;
+
+impl serde_json::ser::Formatter for AsciiFormatter {
+    fn write_string_fragment<W: ?Sized + Write>(
+        &mut self,
+        w: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
+        for c in fragment.chars() {
+            if c.is_ascii() && !c.is_ascii_control() {
+                w.write_all(&[c as u8])?;
+            } else {
+                let mut units = [0u16; 2];
+                for u in c.encode_utf16(&mut units) {
+                    write!(w, "\\u{:04x}", u)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 macro_rules! delegate {
     ($($name:ident($($arg:ident: $ty:ty),*);)*) => {$(
         fn $name<W: ?Sized + Write>(&mut self, w: &mut W $(, $arg: $ty)*) -> io::Result<()> {
@@ -145,6 +177,16 @@ mod tests {
             !is_dangerous('\u{200d}'),
             "ZWJ joins emoji; it moves no text"
         );
+    }
+
+    #[test]
+    fn ascii_json_is_ascii_and_parses_back() {
+        let v = json!({"d": format!("{HOSTILE} Größe 日本 \u{1F512}"), "n": 1});
+        let bytes = to_ascii_json(&v).unwrap();
+        assert!(bytes.iter().all(|b| b.is_ascii() && !b.is_ascii_control()));
+        assert!(String::from_utf8_lossy(&bytes).contains("\\ud83d\\udd12"));
+        let back: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(back, v);
     }
 
     #[test]

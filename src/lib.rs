@@ -7,7 +7,8 @@
 //!    `hardening`, `escape` (control/bidi escaping of untrusted text)
 //! 1. `aead`, `fsutil` (atomic files, the temporary-file registry)
 //! 2. formats and the home: `envelope` (archive format), `home` (directory, lock, root
-//!    key), `audit` (the hash-chained log), `bmc` (Redfish client and simulator)
+//!    key), `audit` (the hash-chained log, syslog forwarding), `bmc` (Redfish client and
+//!    simulator), `metrics` (Prometheus textfile)
 //! 3. `keystore` (backup keys, key files)
 //! 4. `store` (the archives of a home: stage, commit, list, find)
 //! 5. `sweep` (keyless integrity and policy sweeps over archive files)
@@ -33,6 +34,7 @@ pub mod fuzzing;
 pub mod hardening;
 pub mod home;
 pub mod keystore;
+pub mod metrics;
 pub mod ops;
 pub mod scope;
 pub mod secret;

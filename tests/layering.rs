@@ -24,6 +24,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("home", 2),
     ("audit", 2),
     ("bmc", 2),
+    ("metrics", 2),
     // Domain modules over them.
     ("keystore", 3),
     ("store", 4),

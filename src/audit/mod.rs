@@ -17,6 +17,7 @@ mod error;
 mod lines;
 mod log;
 mod record;
+pub mod syslog;
 
 pub use error::AuditError;
 pub use log::{

@@ -1,0 +1,266 @@
+//! Audit forwarding against a real rsyslogd on loopback (Debian's rsyslog), started with a
+//! temporary configuration and stopped by its pid: every record arrives intact over UDP,
+//! TCP and a local socket, with the chain's seq and hash; a dead receiver costs nothing.
+mod tools;
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use vault::audit::syslog::{Forwarder, Target};
+use vault::audit::{AuditEvent, AuditLog, AuditRecord, Outcome};
+
+/// One rsyslogd with UDP, TCP and unix-socket inputs writing every message to `out`.
+pub struct Rsyslog {
+    child: Child,
+    pub udp: String,
+    pub tcp: String,
+    pub sock: PathBuf,
+    pub out: PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Rsyslog {
+    pub fn start(dir: &Path) -> Option<Rsyslog> {
+        let bin = tools::require("rsyslogd", ".ci/install.d/42-rsyslog.sh")?;
+        let work = dir.join("work");
+        std::fs::create_dir_all(&work).unwrap();
+        let (udp, tcp) = (free_udp_port(), free_port());
+        let sock = dir.join("log.sock");
+        let out = dir.join("received.log");
+        let conf = dir.join("rsyslog.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                r#"global(workDirectory="{work}" maxMessageSize="64k")
+module(load="imudp")
+module(load="imtcp")
+module(load="imuxsock" SysSock.Use="off")
+template(name="fields" type="string" string="%inputname%|%syslogfacility-text%|%syslogseverity-text%|%app-name%|%msgid%|%structured-data%|%msg%\n")
+ruleset(name="all") {{ action(type="omfile" file="{out}" template="fields") }}
+input(type="imudp" address="127.0.0.1" port="{udp}" ruleset="all")
+input(type="imtcp" address="127.0.0.1" port="{tcp}" ruleset="all")
+input(type="imuxsock" Socket="{sock}" useSpecialParser="off" parseHostname="on" ruleset="all")
+"#,
+                work = work.display(),
+                out = out.display(),
+                sock = sock.display(),
+            ),
+        )
+        .unwrap();
+        let child = Command::new(bin)
+            .args(["-n", "-f"])
+            .arg(&conf)
+            .arg("-i")
+            .arg(dir.join("rsyslogd.pid"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let r = Rsyslog {
+            child,
+            udp: format!("127.0.0.1:{udp}"),
+            tcp: format!("127.0.0.1:{tcp}"),
+            sock,
+            out,
+        };
+        // Ready when the TCP input accepts and the socket exists (bounded).
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while TcpStream::connect(&r.tcp).is_err() || !r.sock.exists() {
+            assert!(Instant::now() < deadline, "rsyslogd did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(r)
+    }
+
+    /// The lines received so far, waiting (bounded) until there are at least `n`.
+    pub fn wait_lines(&self, n: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+            let lines: Vec<String> = text.lines().map(str::to_string).collect();
+            if lines.len() >= n || Instant::now() > deadline {
+                return lines;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops rsyslogd (SIGTERM to its pid, then SIGKILL if it lingers) and reaps it.
+    pub fn stop(&mut self) {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        let pid = Pid::from_raw(self.child.id() as i32);
+        if self.child.try_wait().unwrap().is_none() {
+            let _ = kill(pid, Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while self.child.try_wait().unwrap().is_none() {
+                if Instant::now() > deadline {
+                    let _ = self.child.kill();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Drop for Rsyslog {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A received line: (input, facility, severity, app, msgid, structured data, record).
+struct Received {
+    input: String,
+    header: [String; 4],
+    sd: String,
+    record: AuditRecord,
+}
+
+fn parse(line: &str) -> Received {
+    let f: Vec<&str> = line.splitn(7, '|').collect();
+    assert_eq!(f.len(), 7, "{line}");
+    Received {
+        input: f[0].into(),
+        header: [f[1].into(), f[2].into(), f[3].into(), f[4].into()],
+        sd: f[5].into(),
+        record: serde_json::from_str(f[6].trim_start())
+            .unwrap_or_else(|e| panic!("not a record ({e}): {line}")),
+    }
+}
+
+fn append(log: &AuditLog, i: u64) -> AuditRecord {
+    let result = if i % 2 == 0 {
+        Outcome::Success
+    } else {
+        Outcome::Failure { kind: "bmc".into() }
+    };
+    log.append(
+        &AuditEvent::new("backup.pull", result)
+            .bmc_host(format!("ilo-{i}.example:443"))
+            // Non-ASCII and a control character: they must survive as they are.
+            .detail(format!("run {i}: Größe \u{1b}[2J ✓")),
+    )
+    .unwrap()
+}
+
+#[test]
+fn every_record_arrives_intact_over_udp_tcp_and_a_local_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(rs) = Rsyslog::start(dir.path()) else {
+        return;
+    };
+    let home = dir.path().join("home");
+    let log = AuditLog::open(&home);
+    let targets = [
+        Target::Udp(rs.udp.clone()),
+        Target::Tcp(rs.tcp.clone()),
+        Target::Unix(rs.sock.clone()),
+    ];
+    let fwd: Vec<Forwarder> = targets.iter().cloned().map(Forwarder::new).collect();
+    const N: u64 = 12;
+    let mut appended = Vec::new();
+    for i in 0..N {
+        let rec = append(&log, i);
+        for f in &fwd {
+            f.forward(&rec);
+        }
+        appended.push(rec);
+    }
+    for f in &fwd {
+        let st = f.status();
+        assert_eq!((st.sent, st.unsent), (N, 0), "{}: {st:?}", f.target());
+    }
+    drop(fwd); // closes the TCP connection
+    let lines = rs.wait_lines(3 * N as usize);
+    assert_eq!(lines.len(), 3 * N as usize, "{lines:#?}");
+    for input in ["imudp", "imtcp", "imuxsock"] {
+        let got: Vec<Received> = lines
+            .iter()
+            .map(|l| parse(l))
+            .filter(|r| r.input == input)
+            .collect();
+        assert_eq!(got.len(), N as usize, "{input}");
+        for (r, want) in got.iter().zip(&appended) {
+            assert_eq!(&r.record, want, "{input}: the record changed on the way");
+            assert_eq!(r.record.compute_hash(), want.hash);
+            let sev = if want.result == "success" {
+                "info"
+            } else {
+                "warning"
+            };
+            assert_eq!(
+                r.header,
+                ["authpriv", sev, "vault", "audit"].map(String::from)
+            );
+            assert_eq!(
+                r.sd,
+                format!(
+                    "[audit@32473 seq=\"{}\" hash=\"{}\" prevHash=\"{}\"]",
+                    want.seq, want.hash, want.prev_hash
+                )
+            );
+        }
+    }
+    // The receiver's last record is an anchor that the local log confirms.
+    let last = &appended.last().unwrap();
+    let report = log.verify().unwrap();
+    assert_eq!(
+        (report.records, report.last_hash.as_str()),
+        (last.seq, last.hash.as_str())
+    );
+}
+
+#[test]
+fn a_stopped_receiver_is_counted_and_never_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut rs) = Rsyslog::start(dir.path()) else {
+        return;
+    };
+    let log = AuditLog::open(&dir.path().join("home"));
+    let tcp = Forwarder::new(Target::Tcp(rs.tcp.clone()));
+    let unix = Forwarder::new(Target::Unix(rs.sock.clone()));
+    let first = append(&log, 0);
+    tcp.forward(&first);
+    unix.forward(&first);
+    assert_eq!(rs.wait_lines(2).len(), 2);
+    rs.stop();
+    std::fs::remove_file(&rs.sock).ok();
+    for i in 1..4 {
+        let rec = append(&log, i);
+        tcp.forward(&rec);
+        unix.forward(&rec);
+    }
+    for f in [&tcp, &unix] {
+        let st = f.status();
+        assert_eq!(st.sent, 1, "{}: {st:?}", f.target());
+        assert_eq!(st.unsent, 3, "{}: {st:?}", f.target());
+        assert_eq!(
+            (st.first_unsent_seq, st.last_unsent_seq),
+            (Some(2), Some(4))
+        );
+        assert!(st.error.is_some());
+    }
+    // The local log has everything.
+    assert_eq!(log.verify().unwrap().records, 4);
+}
