@@ -568,21 +568,14 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("vault.prom");
         write_pulls(&p, &[pull("a", fail("io"), 1)], Duration::ZERO, at(1)).unwrap();
-        let mut findings = BTreeMap::new();
-        findings.insert("key-missing", 2);
-        findings.insert("truncated", 0);
-        let summary = SweepSummary {
+        let sweep = SweepSample {
             files: 3,
             archives: 3,
             ok: 1,
-            with_findings: 2,
-            integrity_failures: 0,
-            verified: 0,
             skipped: 0,
-            findings,
-        };
-        let sweep = SweepSample {
-            summary: &summary,
+            verified: 0,
+            integrity_failures: 0,
+            findings: vec![("key-missing".into(), 2), ("truncated".into(), 0)],
             duration: Duration::from_secs(1),
             finished: at(9),
         };

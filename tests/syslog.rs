@@ -150,7 +150,7 @@ fn parse(line: &str) -> Received {
 }
 
 fn append(log: &AuditLog, i: u64) -> AuditRecord {
-    let result = if i % 2 == 0 {
+    let result = if i.is_multiple_of(2) {
         Outcome::Success
     } else {
         Outcome::Failure { kind: "bmc".into() }
