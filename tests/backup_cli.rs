@@ -168,34 +168,48 @@ fn flipped_bytes_fail_verify_and_extract_leaves_nothing() {
     let p = payload_offset(&orig);
     let t = v.path("t.vault");
     let out = v.path("plain.out");
-    // One byte in each region: preamble, header, salt, slot, commitment, each chunk, trailer.
+    // One byte in each region: preamble, header, salt, slot, commitment, each chunk,
+    // trailer; each with what the error must name.
     let positions = [
-        9,
-        20,
-        p - 260,
-        p - 200,
-        p + 5,
-        p + 32 + 100,
-        p + 32 + 16400 + 7,
-        p + 32 + 2 * 16400 + 3,
-        orig.len() - 60,
-        orig.len() - 1,
+        (9, "version"),
+        (20, "header"),
+        (p - 260, "commitment"),
+        (p - 200, "key slot 0"),
+        (p + 5, "commitment"),
+        (p + 32 + 100, "chunk 0"),
+        (p + 32 + 16400 + 7, "chunk 1"),
+        (p + 32 + 2 * 16400 + 3, "chunk 2"),
+        (orig.len() - 60, "trailer"),
+        (orig.len() - 1, "trailer"),
     ];
-    for &i in &positions {
+    for (i, region) in positions {
         let mut b = orig.clone();
         b[i] ^= 0x01;
         std::fs::write(&t, &b).unwrap();
-        let ver = v.run(&["backup", "verify", "--file", s(&t)]);
-        assert!(!ver.status.success(), "flip at {i} verified");
-        let ext = v.run(&["backup", "extract", "--file", s(&t), "--out", s(&out)]);
-        assert!(!ext.status.success(), "flip at {i} extracted");
+        // Integrity (exit 5) in one error line that names the file and the damaged
+        // region: a usage error, a panic or a crash fails this.
+        for args in [
+            vec!["backup", "verify", "--file", s(&t)],
+            vec!["backup", "extract", "--file", s(&t), "--out", s(&out)],
+        ] {
+            let err = v.fails(&args, 5);
+            assert_eq!(err.lines().count(), 1, "flip at {i}: {err}");
+            assert!(
+                err.contains(s(&t)) && err.contains(region) && !err.contains("panicked"),
+                "flip at {i}: vault {} must name {region:?}: {err}",
+                args[1]
+            );
+        }
         assert!(!out.exists(), "flip at {i}: plaintext left under --out");
         let leftovers: Vec<_> = std::fs::read_dir(v.dir.path())
             .unwrap()
             .filter_map(|e| e.ok())
             .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp"))
             .collect();
-        assert!(leftovers.is_empty(), "temporary files left behind");
+        assert!(
+            leftovers.is_empty(),
+            "flip at {i}: temporary files left behind"
+        );
     }
 }
 

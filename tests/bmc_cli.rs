@@ -237,12 +237,14 @@ fn every_fault_fails_cleanly_and_stores_nothing() {
     ];
     for (fault, expect) in faults {
         sim.set_fault(fault.clone());
+        let (sessions, fired) = (sim.sessions_created(), sim.faults_served());
         let out = h.run(
             &args,
             &["--timeout", "1", "--retries", "0", "--max-size", "1048576"],
         );
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(8), "{fault:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{fault:?}: one error line: {err}");
         assert!(
             err.contains(&host(&sim)),
             "{fault:?} must name the BMC: {err}"
@@ -253,6 +255,15 @@ fn every_fault_fails_cleanly_and_stores_nothing() {
         );
         assert!(out.stdout.is_empty(), "{fault:?}");
         assert_eq!(h.archive_files(), Vec::<String>::new(), "{fault:?}");
+        // The fault was reached, inside a session that was opened, and closed again.
+        assert!(
+            sim.faults_served() > fired,
+            "{fault:?} never fired: the pull failed before reaching it"
+        );
+        assert!(
+            sim.sessions_created() > sessions,
+            "{fault:?}: no session was opened, so none could leak"
+        );
         assert_eq!(sim.open_sessions(), 0, "{fault:?} leaked a session");
     }
     assert_eq!(h.listed(), 0);
@@ -260,6 +271,40 @@ fn every_fault_fails_cleanly_and_stores_nothing() {
     let out = h.run(&args, &["--timeout", "5"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(h.listed(), 1);
+}
+
+/// `--max-size` itself: an honest 2 MiB backup (below the 512 MiB default) is refused
+/// under `--max-size 1048576` with nothing stored and the session closed, and pulled
+/// without the flag.
+#[test]
+fn max_size_refuses_an_honest_backup_above_it() {
+    let sim = sim_with(|c| {
+        c.user = "admin".into();
+        c.backup_bytes = (0..2u32 << 20)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+            .collect();
+    });
+    let h = Home::new();
+    let args = h.pull_args(&sim);
+    let out = h.run(&args, &["--max-size", "1048576"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(8), "{err}");
+    assert!(err.contains("larger than the limit"), "{err}");
+    assert!(sim.sessions_created() > 0);
+    assert_eq!(sim.open_sessions(), 0, "session leaked");
+    assert_eq!(h.archive_files(), Vec::<String>::new());
+    assert_eq!(sim.faults_served(), 0, "no fault was configured");
+    let out = h.run(&args, &["--max-size", "4194304"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        json(&out)["size"],
+        2 << 20,
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = h.run(&args, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(h.listed(), 2);
 }
 
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {

@@ -4,6 +4,10 @@
 //! exactly one record per audited operation the workers ran (success or failure), so no
 //! append was lost or duplicated and no two processes forked the chain.
 //!
+//! Every kind of operation must have succeeded at least `VAULT_SOAK_MIN_PER_KIND` times
+//! (default 3) while others ran: past the time budget the workers run only the kinds
+//! still short of it, and the test fails if they cannot reach it within a hard limit.
+//!
 //! Default `cargo test`: 6 workers for 8 s. Full soak:
 //! `VAULT_SOAK_SECS=60 cargo test --release --test reliability_concurrency -- --nocapture`.
 mod common;
@@ -59,7 +63,37 @@ fn gone(stderr: &str) -> bool {
     stderr.contains("No such file") || stderr.contains("no archive with id")
 }
 
-fn worker(v: &Vault, n: usize, secs: u64, plain: &BTreeMap<String, String>, tally: &Mutex<Tally>) {
+/// Every kind the workers run, with the selector value that picks it.
+const KINDS: [(&str, u64); 9] = [
+    ("keys create", 0),
+    ("keys rotate", 2),
+    ("keys set-default", 3),
+    ("backup create", 4),
+    ("backup rewrap", 7),
+    ("backup verify", 8),
+    ("backup extract", 10),
+    ("backup delete", 11),
+    ("keys download", 12),
+];
+
+/// The kinds that have not yet succeeded `min` times.
+fn short_of(tally: &Mutex<Tally>, min: u64) -> Vec<u64> {
+    let t = tally.lock().unwrap();
+    KINDS
+        .iter()
+        .filter(|(k, _)| t.ops.get(k).map_or(0, |c| c.0) < min)
+        .map(|(_, sel)| *sel)
+        .collect()
+}
+
+fn worker(
+    v: &Vault,
+    n: usize,
+    secs: u64,
+    min: u64,
+    plain: &BTreeMap<String, String>,
+    tally: &Mutex<Tally>,
+) {
     let mut rng = n as u64 * 0x9E37_79B9 + 7;
     let mut next = move |m: u64| {
         rng ^= rng << 13;
@@ -68,6 +102,8 @@ fn worker(v: &Vault, n: usize, secs: u64, plain: &BTreeMap<String, String>, tall
         rng % m
     };
     let deadline = Instant::now() + Duration::from_secs(secs);
+    // Past the time budget, only the kinds still short of `min`, up to a hard limit.
+    let hard_limit = deadline + Duration::from_secs(60 + 3 * secs);
     let pw = v.path(&format!("pw-worker-{n}"));
     std::fs::write(&pw, PASSWORD).unwrap();
     std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
@@ -75,7 +111,17 @@ fn worker(v: &Vault, n: usize, secs: u64, plain: &BTreeMap<String, String>, tall
     let kf = v.path(&format!("key-{n}.vkey"));
     let input = v.path(&format!("in-{n}"));
     let mut seq = 0u64;
-    while Instant::now() < deadline {
+    loop {
+        let now = Instant::now();
+        let pick = if now < deadline {
+            next(13)
+        } else {
+            let short = short_of(tally, min);
+            if short.is_empty() || now > hard_limit {
+                break;
+            }
+            short[next(short.len() as u64) as usize]
+        };
         seq += 1;
         let scope = SCOPES[next(3) as usize];
         let ids = archive_ids(&v.home);
@@ -89,7 +135,7 @@ fn worker(v: &Vault, n: usize, secs: u64, plain: &BTreeMap<String, String>, tall
         };
         let mut args: Vec<String> = Vec::new();
         let mut push = |a: &[&str]| args.extend(a.iter().map(|s| s.to_string()));
-        let name: &'static str = match next(13) {
+        let name: &'static str = match pick {
             0 | 1 => {
                 push(&["keys", "create"]);
                 push(scope);
@@ -236,6 +282,7 @@ fn worker(v: &Vault, n: usize, secs: u64, plain: &BTreeMap<String, String>, tall
 fn concurrent_mixed_operations_leave_a_consistent_home() {
     let secs = env_u64("VAULT_SOAK_SECS", 8);
     let workers = env_u64("VAULT_SOAK_WORKERS", 6) as usize;
+    let min = env_u64("VAULT_SOAK_MIN_PER_KIND", 3);
     let v = Arc::new(Vault::new());
     for scope in SCOPES {
         let mut a = vec!["keys", "create"];
@@ -262,7 +309,7 @@ fn concurrent_mixed_operations_leave_a_consistent_home() {
     let handles: Vec<_> = (0..workers)
         .map(|n| {
             let (v, plain, tally) = (v.clone(), plain.clone(), tally.clone());
-            std::thread::spawn(move || worker(&v, n, secs, &plain, &tally))
+            std::thread::spawn(move || worker(&v, n, secs, min, &plain, &tally))
         })
         .collect();
     for h in handles {
@@ -318,4 +365,12 @@ fn concurrent_mixed_operations_leave_a_consistent_home() {
         t.anomalies.len()
     );
     assert!(t.anomalies.is_empty(), "{:#?}", t.anomalies);
+    for (kind, _) in KINDS {
+        let done = t.ops.get(kind).map_or(0, |c| c.0);
+        assert!(
+            done >= min,
+            "{kind}: only {done} successful operations (minimum {min}): {:?}",
+            t.ops
+        );
+    }
 }

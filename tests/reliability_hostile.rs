@@ -2,26 +2,37 @@
 //! a signal) and the vault process's peak memory stays under 64 MiB.
 //!
 //! Peak memory is measured per process without `unsafe` and without external tools: this
-//! test binary re-executes itself as a helper (`rss_helper`) whose only child is the
+//! test binary re-executes itself in its helper mode (`reliability_hostile rss-helper`,
+//! handled by `main` before any test runs; it is not a test) whose only child is the
 //! measured process, so the helper's `getrusage(RUSAGE_CHILDREN).ru_maxrss` is exactly
-//! that child's peak RSS. The BMC cases have no CLI yet (`vault backup pull` is being
-//! written); they run the library client against the simulator in a child process
-//! (`bmc_fault_child`, this binary again), measured the same way.
+//! that child's peak RSS. The binary has its own `main` (`harness = false`, tests run by
+//! `libtest-mimic` with the usual filters and flags). The BMC cases run `vault backup
+//! pull` against an in-process simulator with one fault injected, measured the same way.
 //!
 //! `--nocapture` prints one `hostile:` line per case with the peak observed.
 mod common;
 
-use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use vault::bmc::{Fault, SimConfig, SimHandle};
 
 const LIMIT_KIB: u64 = 64 * 1024;
+
+/// `--nocapture`: print the per-case lines (libtest-mimic does not capture output).
+static VERBOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+macro_rules! report {
+    ($($t:tt)*) => {
+        if VERBOSE.load(std::sync::atomic::Ordering::Relaxed) {
+            println!($($t)*);
+        }
+    };
+}
 
 struct Measured {
     code: Option<i32>,
@@ -41,7 +52,7 @@ fn measured(program: &Path, args: &[&str], env: &[(&str, &str)]) -> Measured {
         "dir": dir.path(),
     });
     let st = Command::new(std::env::current_exe().unwrap())
-        .args(["rss_helper", "--exact", "--test-threads=1", "-q"])
+        .arg(RSS_HELPER)
         .env("VAULT_RSS_SPEC", spec.to_string())
         .stdout(std::process::Stdio::null())
         .status()
@@ -60,12 +71,13 @@ fn measured(program: &Path, args: &[&str], env: &[(&str, &str)]) -> Measured {
     }
 }
 
-/// Not a test of its own: the helper process of [`measured`] (a no-op in a normal run).
-#[test]
+/// The first argument that starts this binary as the helper process of [`measured`].
+const RSS_HELPER: &str = "rss-helper";
+
+/// The helper process of [`measured`]: runs the program of `VAULT_RSS_SPEC` as its only
+/// child and writes its exit status and peak RSS next to its output.
 fn rss_helper() {
-    let Ok(spec) = std::env::var("VAULT_RSS_SPEC") else {
-        return;
-    };
+    let spec = std::env::var("VAULT_RSS_SPEC").expect("rss-helper needs VAULT_RSS_SPEC");
     let spec: Value = serde_json::from_str(&spec).unwrap();
     let dir = PathBuf::from(spec["dir"].as_str().unwrap());
     let mut cmd = Command::new(spec["program"].as_str().unwrap());
@@ -121,7 +133,7 @@ fn refused(case: &str, v: &Vault, args: &[&str], expect: &[&str]) -> u64 {
         "{what}: peak RSS {} KiB",
         m.peak_kib
     );
-    println!(
+    report!(
         "hostile: {case:<36} {:>6} KiB  vault {}  -> {line}",
         m.peak_kib,
         args[..2].join(" ")
@@ -173,7 +185,7 @@ fn archive_refused(case: &str, v: &Vault, bytes: &[u8], expect: &[&str], inspect
             m.stdout
         );
         assert!(m.peak_kib < LIMIT_KIB);
-        println!(
+        report!(
             "hostile: {case:<36} {:>6} KiB  vault inspect  -> lengthConsistent false + warning",
             m.peak_kib
         );
@@ -205,7 +217,6 @@ fn with_trailer_size(a: &[u8], size: u64) -> Vec<u8> {
     b
 }
 
-#[test]
 fn archive_header_length_4gib() {
     let v = Vault::new();
     let mut a = archive(&v);
@@ -219,7 +230,6 @@ fn archive_header_length_4gib() {
     );
 }
 
-#[test]
 fn archive_header_nested_json() {
     let v = Vault::new();
     let a = archive(&v);
@@ -242,7 +252,6 @@ fn archive_header_nested_json() {
     );
 }
 
-#[test]
 fn archive_header_non_utf8() {
     let v = Vault::new();
     let a = archive(&v);
@@ -260,7 +269,6 @@ fn archive_header_non_utf8() {
     );
 }
 
-#[test]
 fn archive_trailer_claims_1pb() {
     let v = Vault::new();
     let a = archive(&v);
@@ -274,7 +282,6 @@ fn archive_trailer_claims_1pb() {
     );
 }
 
-#[test]
 fn archive_chunk_count_past_limit() {
     let v = Vault::new();
     let a = archive(&v);
@@ -343,7 +350,6 @@ fn keyfile_refused(case: &str, v: &Vault, bytes: &[u8], pw: &Path, expect: &[&st
     assert!(v.state() == before, "{case}: the key store changed");
 }
 
-#[test]
 fn keyfile_kdf_memory_4tib() {
     let v = Vault::new();
     let (kf, pw) = key_file(&v);
@@ -360,7 +366,6 @@ fn keyfile_kdf_memory_4tib() {
     );
 }
 
-#[test]
 fn keyfile_metadata_nested_json() {
     let v = Vault::new();
     let (kf, pw) = key_file(&v);
@@ -374,7 +379,6 @@ fn keyfile_metadata_nested_json() {
     );
 }
 
-#[test]
 fn keyfile_metadata_non_utf8() {
     let v = Vault::new();
     let (kf, pw) = key_file(&v);
@@ -392,122 +396,127 @@ fn keyfile_metadata_non_utf8() {
     );
 }
 
-// --- The BMC side (library level until `vault backup pull` exists) ---
+// --- The BMC side: `vault backup pull` against a simulator with one fault ---
 
-/// Child process for the BMC cases: the library client against the simulator with one
-/// fault injected; succeeds if the download is refused with the expected error.
-#[test]
-fn bmc_fault_child() {
-    use vault::bmc::{BmcError, BmcOptions, BmcSession, Fault, SimConfig, SimHandle};
-    let Ok(fault) = std::env::var("VAULT_BMC_FAULT") else {
-        return;
-    };
+fn bmc_case(case: &str, fault: Fault, expect: &str) {
     let cfg = SimConfig {
         backup_bytes: bytes(300 * 1024, 9),
         ..SimConfig::default()
     };
     let sim = SimHandle::start(cfg.clone()).unwrap();
-    let mut o = BmcOptions::new(
-        sim.base_url(),
-        cfg.user.clone(),
-        vault::secret::Password::new(cfg.password.clone()),
-    );
-    o.ca_cert = Some(sim.ca_cert_path().to_path_buf());
-    o.timeout = Duration::from_secs(2);
-    o.retries = 2;
-    // Above the 64 MiB bound: a client that buffered the body would exceed it.
-    o.max_backup_bytes = 96 << 20;
-    let mut s = BmcSession::connect(o).unwrap();
-    let svc = s.discover().unwrap();
-    sim.set_fault(match fault.as_str() {
-        "HugeContentLength" => Fault::HugeContentLength,
-        "EndlessBody" => Fault::EndlessBody,
-        "RedirectLoop" => Fault::RedirectLoop,
-        "SlowDrip" => Fault::SlowDrip,
-        f => panic!("unknown fault {f}"),
-    });
-    struct Count(u64);
-    impl Write for Count {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0 += b.len() as u64;
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut sink = Count(0);
-    let err = s.download_backup(&svc, &mut sink).unwrap_err();
-    drop(s);
-    let ok = match fault.as_str() {
-        "HugeContentLength" => {
-            matches!(
-                err,
-                BmcError::TooLarge {
-                    claimed: Some(_),
-                    ..
-                }
-            ) && sink.0 == 0
-        }
-        "EndlessBody" => {
-            matches!(err, BmcError::TooLarge { claimed: None, .. }) && sink.0 <= 96 << 20
-        }
-        "RedirectLoop" => matches!(err, BmcError::Redirect { .. }) && sink.0 == 0,
-        _ => matches!(err, BmcError::Timeout { .. }),
-    };
-    assert!(ok, "{fault}: unexpected {err:?} after {} bytes", sink.0);
-    assert_eq!(sim.open_sessions(), 0, "session leaked");
-    eprintln!("BMC-ERROR: {err} ({} bytes reached the sink)", sink.0);
+    sim.set_fault(fault.clone());
+    let v = Vault::new();
+    v.create_key(&[]);
+    let pw = v.path("bmc.pw");
+    std::fs::write(&pw, &cfg.password).unwrap();
+    std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let (url, ca) = (sim.base_url(), sim.ca_cert_path().display().to_string());
+    let args = [
+        "backup",
+        "pull",
+        "--bmc",
+        &url,
+        "--bmc-user",
+        &cfg.user,
+        "--bmc-password-file",
+        s(&pw),
+        "--ca-cert",
+        &ca,
+        "--timeout",
+        "2",
+        "--retries",
+        "2",
+        // Above the 64 MiB bound: a client that buffered the body would exceed it.
+        "--max-size",
+        "100663296",
+    ];
+    let before = v.state();
+    refused(case, &v, &args, &[expect]);
+    assert!(v.state() == before, "{case}: something was stored");
+    assert!(sim.faults_served() > 0, "{case}: the fault never fired");
+    assert!(sim.sessions_created() > 0, "{case}: no session was opened");
+    assert_eq!(sim.open_sessions(), 0, "{case}: session leaked");
 }
 
-fn bmc_case(case: &str, fault: &str) {
-    let exe = std::env::current_exe().unwrap();
-    let m = measured(
-        &exe,
-        &[
-            "bmc_fault_child",
-            "--exact",
-            "--test-threads=1",
-            "--nocapture",
-            "-q",
-        ],
-        &[("VAULT_BMC_FAULT", fault)],
-    );
-    assert_eq!(m.code, Some(0), "{case}: {}{}", m.stdout, m.stderr);
-    let line = m
-        .stderr
-        .lines()
-        .find(|l| l.starts_with("BMC-ERROR: "))
-        .unwrap_or_default()
-        .to_string();
-    assert!(!line.is_empty(), "{case}: {}", m.stderr);
-    assert!(
-        m.peak_kib < LIMIT_KIB,
-        "{case}: peak RSS {} KiB",
-        m.peak_kib
-    );
-    println!(
-        "hostile: {case:<36} {:>6} KiB  (library client + simulator) -> {line}",
-        m.peak_kib
-    );
-}
-
-#[test]
 fn bmc_content_length_10gb() {
-    bmc_case("bmc_content_length_10gb", "HugeContentLength");
+    bmc_case(
+        "bmc_content_length_10gb",
+        Fault::HugeContentLength,
+        "larger than the limit",
+    );
 }
 
-#[test]
 fn bmc_endless_body() {
-    bmc_case("bmc_endless_body", "EndlessBody");
+    bmc_case(
+        "bmc_endless_body",
+        Fault::EndlessBody,
+        "larger than the limit",
+    );
 }
 
-#[test]
 fn bmc_redirect_loop() {
-    bmc_case("bmc_redirect_loop", "RedirectLoop");
+    bmc_case("bmc_redirect_loop", Fault::RedirectLoop, "redirected");
 }
 
-#[test]
 fn bmc_slow_drip() {
-    bmc_case("bmc_slow_drip", "SlowDrip");
+    bmc_case("bmc_slow_drip", Fault::SlowDrip, "stalled");
+}
+
+/// The bound above means something only if the measurement sees the child: `dd` with a
+/// 100 MiB buffer must show at least that, and `vault --version` far less.
+fn measured_reports_the_child_not_the_helper() {
+    let big = measured(
+        Path::new("dd"),
+        &["if=/dev/zero", "of=/dev/null", "bs=100M", "count=1"],
+        &[],
+    );
+    assert_eq!(big.code, Some(0), "{}", big.stderr);
+    assert!(big.peak_kib > 100 * 1024, "dd peak {} KiB", big.peak_kib);
+    let small = measured(Path::new(BIN), &["--version"], &[]);
+    assert_eq!(small.code, Some(0), "{}", small.stderr);
+    assert!(
+        small.peak_kib > 0 && small.peak_kib < 32 * 1024,
+        "vault --version peak {} KiB",
+        small.peak_kib
+    );
+    report!(
+        "hostile: measurement check: dd bs=100M {} KiB, vault --version {} KiB",
+        big.peak_kib,
+        small.peak_kib
+    );
+}
+
+fn main() -> std::process::ExitCode {
+    if std::env::args().nth(1).as_deref() == Some(RSS_HELPER) {
+        rss_helper();
+        return std::process::ExitCode::SUCCESS;
+    }
+    let args = libtest_mimic::Arguments::from_args();
+    VERBOSE.store(args.nocapture, std::sync::atomic::Ordering::Relaxed);
+    let tests: [(&str, fn()); 13] = [
+        ("archive_header_length_4gib", archive_header_length_4gib),
+        ("archive_header_nested_json", archive_header_nested_json),
+        ("archive_header_non_utf8", archive_header_non_utf8),
+        ("archive_trailer_claims_1pb", archive_trailer_claims_1pb),
+        (
+            "archive_chunk_count_past_limit",
+            archive_chunk_count_past_limit,
+        ),
+        ("keyfile_kdf_memory_4tib", keyfile_kdf_memory_4tib),
+        ("keyfile_metadata_nested_json", keyfile_metadata_nested_json),
+        ("keyfile_metadata_non_utf8", keyfile_metadata_non_utf8),
+        ("bmc_content_length_10gb", bmc_content_length_10gb),
+        ("bmc_endless_body", bmc_endless_body),
+        ("bmc_redirect_loop", bmc_redirect_loop),
+        ("bmc_slow_drip", bmc_slow_drip),
+        (
+            "measured_reports_the_child_not_the_helper",
+            measured_reports_the_child_not_the_helper,
+        ),
+    ];
+    let trials = tests
+        .into_iter()
+        .map(|(name, f)| libtest_mimic::Trial::test(name, move || Ok(f())))
+        .collect();
+    libtest_mimic::run(&args, trials).exit_code()
 }

@@ -206,7 +206,15 @@ impl Scan {
     }
 }
 
-fn run_cmd(v: &Vault, args: &[&str], env: Option<&str>, log: &mut Vec<(String, Output)>) -> Output {
+/// Runs one step of the scan and checks it ended as planned (`expect`: its exit status),
+/// so a step that fails early cannot silently shrink what is scanned.
+fn run_cmd(
+    v: &Vault,
+    args: &[&str],
+    env: Option<&str>,
+    expect: i32,
+    log: &mut Vec<(String, Output)>,
+) -> Output {
     let mut c = v.cmd(args);
     if let Some(pw) = env {
         c.env("VAULT_KEY_PASSWORD", pw);
@@ -216,6 +224,12 @@ fn run_cmd(v: &Vault, args: &[&str], env: Option<&str>, log: &mut Vec<(String, O
         .stderr(Stdio::piped())
         .output()
         .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(expect),
+        "scan step vault {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     log.push((format!("{args:?}"), o.clone()));
     o
 }
@@ -268,15 +282,18 @@ fn no_secret_in_output_audit_or_files() {
     let kf2 = a.path("key2.vkey");
     let copy = a.path("copy.vault");
 
-    let r = |v: &Vault, args: &[&str], log: &mut Vec<(String, Output)>| run_cmd(v, args, None, log);
+    let r =
+        |v: &Vault, args: &[&str], log: &mut Vec<(String, Output)>| run_cmd(v, args, None, 0, log);
     let sys = r(&a, &["keys", "create", "--description", "scan"], &mut log);
     let sys: serde_json::Value = serde_json::from_slice(&sys.stdout).unwrap();
     let sys = sys["id"].as_str().unwrap().to_string();
-    r(
+    let dom = r(
         &a,
         &["keys", "create", "--scope", "domain", "--domain", "d1"],
         &mut log,
     );
+    let dom: serde_json::Value = serde_json::from_slice(&dom.stdout).unwrap();
+    let dom = dom["id"].as_str().unwrap().to_string();
     r(&a, &["keys", "list"], &mut log);
     r(&a, &["--output", "table", "keys", "list"], &mut log);
     r(&a, &["keys", "get", "--id", &sys], &mut log);
@@ -323,7 +340,7 @@ fn no_secret_in_output_audit_or_files() {
     r(&a, &dl, &mut log);
     let mut dl2 = vec!["keys", "download", "--id", &sys, "--file", s(&kf2)];
     dl2.extend(FAST_KDF);
-    run_cmd(&a, &dl2, Some(ENV_PW), &mut log);
+    run_cmd(&a, &dl2, Some(ENV_PW), 0, &mut log);
     r(&a, &["keys", "inspect", "--file", s(&kf1)], &mut log);
     // Material of every key before some are retired or deleted.
     let mut scan = Scan {
@@ -352,9 +369,17 @@ fn no_secret_in_output_audit_or_files() {
         &["backup", "rewrap", "--id", &arch, "--reencrypt"],
         &mut log,
     );
-    r(&a, &["keys", "set-default", "--id", &sys], &mut log);
+    r(&a, &["keys", "set-default", "--id", &dom], &mut log);
+    // The retired key cannot be made the default: a refusal that names it.
+    run_cmd(
+        &a,
+        &["keys", "set-default", "--id", &sys],
+        None,
+        7,
+        &mut log,
+    );
     // Import elsewhere: password from a file, from the environment, and wrong ones.
-    r(
+    run_cmd(
         &b,
         &[
             "keys",
@@ -364,12 +389,15 @@ fn no_secret_in_output_audit_or_files() {
             "--password-file",
             s(&wrong),
         ],
+        None,
+        4,
         &mut log,
     );
     run_cmd(
         &b,
         &["keys", "upload", "--file", s(&kf2)],
         Some(WRONG_PW),
+        4,
         &mut log,
     );
     r(
@@ -388,6 +416,7 @@ fn no_secret_in_output_audit_or_files() {
         &b,
         &["keys", "upload", "--file", s(&kf2)],
         Some(ENV_PW),
+        0,
         &mut log,
     );
     r(&b, &["backup", "upload", "--file", s(&copy)], &mut log);
@@ -399,9 +428,11 @@ fn no_secret_in_output_audit_or_files() {
     );
     // Failure paths: a key that is missing, a tampered archive, a loose password file.
     let c = Vault::new();
-    r(
+    run_cmd(
         &c,
         &["backup", "extract", "--file", s(&copy), "--out", s(&out_c)],
+        None,
+        3,
         &mut log,
     );
     let mut tampered = std::fs::read(&copy).unwrap();
@@ -409,14 +440,22 @@ fn no_secret_in_output_audit_or_files() {
     tampered[n - 200] ^= 1;
     let bad = a.path("tampered.vault");
     std::fs::write(&bad, &tampered).unwrap();
-    r(&b, &["backup", "verify", "--file", s(&bad)], &mut log);
-    r(
+    run_cmd(
+        &b,
+        &["backup", "verify", "--file", s(&bad)],
+        None,
+        5,
+        &mut log,
+    );
+    run_cmd(
         &b,
         &["backup", "extract", "--file", s(&bad), "--out", s(&out_c)],
+        None,
+        5,
         &mut log,
     );
     chmod(&pw, 0o644);
-    r(
+    run_cmd(
         &b,
         &[
             "keys",
@@ -426,6 +465,8 @@ fn no_secret_in_output_audit_or_files() {
             "--password-file",
             s(&pw),
         ],
+        None,
+        9,
         &mut log,
     );
     chmod(&pw, 0o600);
@@ -446,26 +487,32 @@ fn no_secret_in_output_audit_or_files() {
         scan.scan(&format!("stdout of {args}"), &o.stdout, None);
         scan.scan(&format!("stderr of {args}"), &o.stderr, None);
     }
-    // Every file written: both homes except root.key (the key store's root secret
-    // itself), and the scratch directory except the inputs; the intended --out plaintexts
-    // are scanned for everything but the plaintext.
+    // Every file written: the scratch directories of all three homes, walked (the homes
+    // are inside them), except root.key (the key store's root secret itself) and the
+    // inputs that hold a secret by design (the password files, the plaintext); the
+    // intended --out plaintexts are scanned for everything but the plaintext.
+    let inputs = [&pw, &wrong, &plain];
     let mut files = Vec::new();
-    files_under(&a.home, &mut files);
-    files_under(&b.home, &mut files);
-    for f in [&kf1, &kf2, &copy, &out_a, &out_b] {
-        files.push(f.to_path_buf());
+    for v in [&a, &b, &c] {
+        files_under(v.dir.path(), &mut files);
     }
+    for f in [&kf1, &kf2, &copy, &out_a, &out_b, &a.home.join("audit.log")] {
+        assert!(files.contains(f), "{} was not written", f.display());
+    }
+    let mut scanned_files = 0;
     for f in files {
-        if f.file_name().unwrap() == "root.key" {
+        if f.file_name().unwrap() == "root.key" || inputs.contains(&&f) {
             continue;
         }
         let data = std::fs::read(&f).unwrap();
         let skip = [&out_a, &out_b].contains(&&f).then_some("plaintext");
         scan.scan(&f.display().to_string(), &data, skip);
+        scanned_files += 1;
     }
     assert!(!out_c.exists());
     println!(
-        "secret scan: {} commands run, {} secrets x {} forms, {} bytes scanned, {} hits",
+        "secret scan: {} commands run, {scanned_files} files, {} secrets x {} forms, \
+         {} bytes scanned, {} hits",
         scan.commands,
         scan.secrets.len(),
         scan.secrets[0].1.len(),
@@ -483,11 +530,11 @@ fn core_dumps_are_off_while_keys_are_in_memory() {
         .args(["--core=unlimited", "--", "sh", "-c", "ulimit -c"])
         .output();
     let Ok(probe) = probe else {
-        println!("SKIPPED: prlimit (util-linux) not installed");
+        cannot_run("prlimit (util-linux) not installed");
         return;
     };
     if String::from_utf8_lossy(&probe.stdout).trim() != "unlimited" {
-        println!("SKIPPED: cannot raise RLIMIT_CORE here: {probe:?}");
+        cannot_run(&format!("cannot raise RLIMIT_CORE here: {probe:?}"));
         return;
     }
     let donor = Vault::new();
@@ -529,17 +576,32 @@ fn core_dumps_are_off_while_keys_are_in_memory() {
         .spawn()
         .unwrap();
     let pid = child.id();
-    // Wait (bounded) until it sleeps on the lock: password read, key file parsed.
+    // Wait (bounded) until it sleeps on the lock: password read, key file parsed. The
+    // kernel says so in the task's wait channel, or as a blocked waiter ("->") in
+    // /proc/locks where wchan is hidden.
     let start = Instant::now();
     let mut blocked = false;
     while start.elapsed() < Duration::from_secs(20) {
         let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
-        if wchan.contains("lock") {
+        let waiter = std::fs::read_to_string("/proc/locks")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains("->") && l.split_whitespace().any(|w| w == pid.to_string()));
+        if wchan.contains("lock") || waiter {
             blocked = true;
             break;
         }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "vault exited before blocking on the home lock"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
+    assert!(
+        blocked,
+        "vault (pid {pid}) never blocked on the home lock: its limits would not be read \
+         while the key file and password are in memory"
+    );
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
     let core = limits
         .lines()
@@ -547,7 +609,10 @@ fn core_dumps_are_off_while_keys_are_in_memory() {
         .unwrap()
         .to_string();
     drop(lock);
-    assert!(child.wait().unwrap().success());
+    assert!(
+        child.wait().unwrap().success(),
+        "the upload failed once unblocked"
+    );
     println!("blocked on the home lock: {blocked}; {core}");
     let fields: Vec<&str> = core.split_whitespace().collect();
     assert_eq!(&fields[4..6], ["0", "0"], "{core}");

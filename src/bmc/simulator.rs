@@ -201,6 +201,8 @@ struct Shared {
     sessions: Mutex<HashMap<String, SimSession>>,
     created: AtomicUsize,
     requests: AtomicUsize,
+    /// Answers in which the configured fault acted (see [`SimHandle::faults_served`]).
+    faults_served: AtomicUsize,
     restored: Mutex<Vec<Restored>>,
     /// Lower-cased names of the `.bak` files created by service GETs.
     backups: Mutex<HashSet<String>>,
@@ -285,6 +287,7 @@ impl SimHandle {
             sessions: Mutex::new(HashMap::new()),
             created: AtomicUsize::new(0),
             requests: AtomicUsize::new(0),
+            faults_served: AtomicUsize::new(0),
             restored: Mutex::new(Vec::new()),
             backups: Mutex::new(HashSet::new()),
             built: AtomicUsize::new(0),
@@ -368,6 +371,12 @@ impl SimHandle {
         };
         self.shared.transient_left.store(n, Ordering::SeqCst);
         *lock(&self.shared.fault) = f;
+    }
+
+    /// Answers so far in which the configured fault acted (an error, a delay, a cut, a
+    /// bad body), so a test can tell a fault that fired from one that was never reached.
+    pub fn faults_served(&self) -> usize {
+        self.shared.faults_served.load(Ordering::SeqCst)
     }
 
     /// Complete requests received so far.
@@ -916,10 +925,18 @@ fn authenticated(req: &Request, shared: &Shared) -> bool {
 
 /// Consumes one transient failure if any are left.
 fn take_transient(shared: &Shared) -> bool {
-    shared
+    let taken = shared
         .transient_left
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        .is_ok()
+        .is_ok();
+    if taken {
+        fault_fired(shared);
+    }
+    taken
+}
+
+fn fault_fired(shared: &Shared) {
+    shared.faults_served.fetch_add(1, Ordering::SeqCst);
 }
 
 fn current_fault(shared: &Shared) -> Fault {
@@ -1560,6 +1577,9 @@ fn login(conn: &mut Conn, req: &Request, shared: &Shared) -> io::Result<()> {
 
 fn backup_service(conn: &mut Conn, shared: &Shared) -> io::Result<()> {
     let fault = current_fault(shared);
+    if matches!(fault, Fault::ServerError | Fault::MalformedJson) {
+        fault_fired(shared);
+    }
     if fault == Fault::ServerError {
         return respond_json(conn, 500, &[], &ilo_error("Base.1.12.InternalError"));
     }
@@ -1673,7 +1693,14 @@ fn serve_backup(
             ("Content-Length", len.to_string()),
         ]
     };
-    match current_fault(shared) {
+    let fault = current_fault(shared);
+    if !matches!(
+        fault,
+        Fault::None | Fault::MalformedJson | Fault::TransientErrors(_)
+    ) {
+        fault_fired(shared);
+    }
+    match fault {
         Fault::ServerError => {
             return respond_json(conn, 500, &[], &ilo_error("Base.1.12.InternalError"));
         }
@@ -1748,6 +1775,7 @@ fn serve_backup(
 fn upload(conn: &mut Conn, req: &Request, shared: &Shared) -> io::Result<()> {
     match current_fault(shared) {
         Fault::ServerError => {
+            fault_fired(shared);
             return respond_json(conn, 500, &[], &ilo_error("Base.1.12.InternalError"));
         }
         Fault::TransientErrors(_) if take_transient(shared) => {

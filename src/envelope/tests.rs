@@ -846,14 +846,51 @@ fn header_edit_with_valid_json_fails() {
     assert!(matches!(err, EnvelopeError::WrongKey { .. }), "{err}");
 }
 
+/// Every form a key could take in a message: hex (both cases), base64, and the decimal
+/// list a derived `Debug` of `[u8; 32]` prints.
+fn key_forms(key: &[u8; 32]) -> Vec<String> {
+    use base64::Engine;
+    let list = |sep: &str| key.iter().map(u8::to_string).collect::<Vec<_>>().join(sep);
+    vec![
+        hex::encode(key),
+        hex::encode_upper(key),
+        base64::engine::general_purpose::STANDARD.encode(key),
+        list(", "),
+        list(","),
+    ]
+}
+
 #[test]
 fn errors_never_show_key_bytes() {
-    let s = seal_len(10);
-    let ring = Keyring::new(&[(s.key_id, &Key32::random())]);
-    let err = open_bytes(&s.bytes, &ring).unwrap_err();
-    let shown = format!("{err} {err:?}");
-    let key_hex = hex::encode(s.key.expose());
-    assert!(!shown.contains(&key_hex));
+    let s = seal_len(40_000);
+    // The keys `open` is given: a wrong one, then the right one on damaged archives
+    // (where it unwraps the data key before the damage is found).
+    let wrong = Key32::random();
+    let mut cases = vec![(
+        "wrong key",
+        *wrong.expose(),
+        open_bytes(&s.bytes, &Keyring::new(&[(s.key_id, &wrong)])).unwrap_err(),
+    )];
+    let p = s.payload_offset();
+    for (what, at) in [
+        ("damaged commitment", p + 3),
+        ("damaged chunk", p + 32 + 100),
+        ("damaged trailer", s.bytes.len() - 5),
+    ] {
+        let mut b = s.bytes.clone();
+        b[at] ^= 1;
+        cases.push((
+            what,
+            *s.key.expose(),
+            open_bytes(&b, &s.ring()).unwrap_err(),
+        ));
+    }
+    for (what, key, err) in cases {
+        let shown = format!("{err} {err:?} {:?}", err.to_string());
+        for form in key_forms(&key) {
+            assert!(!shown.contains(&form), "{what}: the key shows in {shown}");
+        }
+    }
 }
 
 fn sample_archive() -> &'static (Vec<u8>, Uuid, [u8; 32]) {

@@ -150,3 +150,20 @@ pub fn bytes(n: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// Whether this run is CI (`CI=true`), where nothing may be skipped.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// A test cannot run here (`why`: a missing tool, no root). Under `CI=true` that is a
+/// failure (`.ci/install.d/` installs what the suite needs and CI runs as root); on a
+/// developer machine it says so on stderr (visible with `--nocapture`) and the caller
+/// returns.
+pub fn cannot_run(why: &str) {
+    assert!(
+        !in_ci(),
+        "CI=true and this test cannot run: {why} (see .ci/install.d/)"
+    );
+    eprintln!("SKIPPED (not CI): {why}");
+}
