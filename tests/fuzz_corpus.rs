@@ -128,39 +128,122 @@ fn mutate(seed: &[u8], edits: &[(Index, u8)], cut: Option<Index>) -> Vec<u8> {
 }
 
 // A stable-toolchain stand-in for the fuzzers in every `cargo test`: random bytes and
-// mutated valid seeds through the same entry functions and oracles. The key-file target
-// stays cheap because a mutated key file fails its checksum before any Argon2 run.
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(128))]
+// mutated valid seeds through the same entry functions and oracles, with its own cases
+// for each target (`PROPTEST_CASES` raises them all).
+macro_rules! per_target {
+    ($($module:ident => $t:expr),* $(,)?) => {$(
+        mod $module {
+            use super::*;
+            proptest! {
+                #![proptest_config(ProptestConfig::with_cases(
+                    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(128)
+                ))]
 
-    #[test]
-    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..1024), t in 0..TARGETS.len()) {
-        let (name, entry) = TARGETS[t];
-        // Random bytes are never a valid archive, key file or audit record.
-        if name != "redfish_json" && name != "audit_log" && name != "archive_header" {
-            prop_assert!(!entry(&bytes), "{name} accepted random bytes");
-        } else {
-            entry(&bytes);
+                #[test]
+                fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..1024)) {
+                    let (name, entry) = TARGETS[$t];
+                    // Random bytes are never a valid archive or key file.
+                    if name == "archive_open" || name == "keyfile" {
+                        prop_assert!(!entry(&bytes), "{name} accepted random bytes");
+                    } else {
+                        entry(&bytes);
+                    }
+                }
+
+                #[test]
+                fn mutated_seeds_never_panic(
+                    pick in any::<Index>(),
+                    edits in proptest::collection::vec((any::<Index>(), any::<u8>()), 1..8),
+                    cut in proptest::option::of(any::<Index>()),
+                ) {
+                    let (name, entry) = TARGETS[$t];
+                    let seeds = valid_seeds(name);
+                    let seed = &seeds[pick.index(seeds.len())];
+                    let b = mutate(seed, &edits, cut);
+                    let accepted = entry(&b);
+                    if name == "archive_open" || name == "keyfile" {
+                        // Authenticated formats: any change is refused. (For key files
+                        // this is the outer checksum; `keyfile_forgeries_reach_open_and_fail`
+                        // gets past it.)
+                        prop_assert!(!accepted || b == *seed, "{name} accepted a modified seed");
+                    }
+                }
+            }
+        }
+    )*};
+}
+
+per_target! {
+    archive_header_cases => 0,
+    archive_open_cases => 1,
+    keyfile_cases => 2,
+    audit_log_cases => 3,
+    redfish_json_cases => 4,
+}
+
+/// Key-file mutations with the outer SHA-256 recomputed (a forger's edit): each one that
+/// still parses is opened with the right password and must be refused. Half the edits hit
+/// the binary part (check value, nonce, wrapped key), which always parses, so most cases
+/// reach `open` (counted and asserted). `VAULT_FUZZ_KEYFILE_CASES` (default 48) sets how
+/// many; each open is one Argon2id run at the floor cost.
+#[test]
+fn keyfile_forgeries_reach_open_and_fail() {
+    use sha2::{Digest, Sha256};
+    use vault::keystore::keyfile;
+    use vault::secret::Password;
+    let n: usize = std::env::var("VAULT_FUZZ_KEYFILE_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(48);
+    let seeds = valid_seeds("keyfile");
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move |m: usize| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % m as u64) as usize
+    };
+    let (mut opened, mut parse_refused) = (0, 0);
+    for case in 0..n {
+        let seed = &seeds[next(seeds.len())];
+        let meta_len = u32::from_be_bytes(seed[10..14].try_into().unwrap()) as usize;
+        let body = seed.len() - 32;
+        let mut b = seed.clone();
+        for _ in 0..1 + next(3) {
+            let i = if case % 2 == 0 {
+                14 + meta_len + next(body - 14 - meta_len)
+            } else {
+                14 + next(meta_len)
+            };
+            b[i] ^= 1 + next(255) as u8;
+        }
+        let sum = Sha256::digest(&b[..body]);
+        b[body..].copy_from_slice(&sum);
+        if b == *seed {
+            continue;
+        }
+        match keyfile::parse(&b) {
+            Err(_) => parse_refused += 1,
+            Ok(parsed) => {
+                let p = parsed.meta.kdf.params;
+                if p.memory_kib > 64 * 1024 || p.iterations > 4 || p.parallelism > 4 {
+                    // A mutated cost too high to run here: refused by nothing we can
+                    // afford to run, so not counted.
+                    continue;
+                }
+                let r = parsed.open(&Password::new(vault::fuzzing::FUZZ_PASSWORD.to_string()));
+                assert!(r.is_err(), "case {case}: forged key file opened");
+                opened += 1;
+            }
         }
     }
-
-    #[test]
-    fn mutated_seeds_never_panic(
-        t in 0..TARGETS.len(),
-        pick in any::<Index>(),
-        edits in proptest::collection::vec((any::<Index>(), any::<u8>()), 1..8),
-        cut in proptest::option::of(any::<Index>()),
-    ) {
-        let (name, entry) = TARGETS[t];
-        let seeds = valid_seeds(name);
-        let seed = &seeds[pick.index(seeds.len())];
-        let b = mutate(seed, &edits, cut);
-        let accepted = entry(&b);
-        if name == "archive_open" || name == "keyfile" {
-            // Authenticated formats: any change is refused.
-            prop_assert!(!accepted || b == *seed, "{name} accepted a modified seed");
-        }
-    }
+    println!(
+        "key-file forgeries: {n} cases, {opened} opened and refused, {parse_refused} refused by parse"
+    );
+    assert!(
+        opened >= n / 3,
+        "only {opened} of {n} forgeries reached open: the test would not see a broken unwrap"
+    );
 }
 
 /// Writes the seed corpus. Run by hand after a format change; commit the result.

@@ -2,6 +2,7 @@
 mod common;
 
 use common::*;
+use serde_json::Value;
 
 #[test]
 fn create_list_get_set_default_and_domain_defaults() {
@@ -294,7 +295,9 @@ fn bad_uploads_fail_clearly_and_leave_the_home_unchanged() {
     assert!(err.contains("wrong password"), "{err}");
     assert_eq!(before, dst.state());
 
-    // Any single flipped byte: corrupted or tampered, never "wrong password".
+    // Any single flipped byte (outer checksum left as it was): corrupted or tampered,
+    // never "wrong password". This is the unkeyed SHA-256 at work; forgeries that
+    // recompute it are `forged_key_files_with_a_recomputed_checksum_are_refused`.
     let t = dst.path("tampered.key");
     for i in 0..bytes.len() {
         let mut b = bytes.clone();
@@ -601,4 +604,122 @@ fn usage_errors_say_what_to_do() {
     assert!(err.contains("invalid domain id"), "{err}");
     let err = v.fails(&["keys", "get", "--id", "0000"], 3);
     assert!(err.contains("vault keys list"), "{err}");
+}
+
+/// Rebuilds a key file with `edit` applied to its metadata JSON and/or the binary part
+/// after it (check value, nonce, wrapped key), and the outer SHA-256 recomputed: what a
+/// forger who knows the format produces.
+fn forge(bytes: &[u8], edit_meta: impl Fn(&mut Value), tail_flip: Option<usize>) -> Vec<u8> {
+    use sha2::Digest;
+    let m = u32::from_be_bytes(bytes[10..14].try_into().unwrap()) as usize;
+    let mut meta: Value = serde_json::from_slice(&bytes[14..14 + m]).unwrap();
+    edit_meta(&mut meta);
+    let meta = serde_json::to_vec(&meta).unwrap();
+    let mut b = bytes[..10].to_vec();
+    b.extend_from_slice(&(meta.len() as u32).to_be_bytes());
+    b.extend_from_slice(&meta);
+    let mut tail = bytes[14 + m..bytes.len() - 32].to_vec();
+    if let Some(i) = tail_flip {
+        tail[i] ^= 0x01;
+    }
+    b.extend_from_slice(&tail);
+    let sum = sha2::Sha256::digest(&b);
+    b.extend_from_slice(&sum);
+    b
+}
+
+/// SECURITY.md, key files: no edit is ever accepted, even with the outer checksum
+/// recomputed. Edits of what the GCM tag covers (id, scope, dates, state, nonce, wrapped
+/// key) are reported as tampering (exit 5); edits of the KDF inputs (salt, cost) or of the
+/// check value change what the password derives, so they read as a wrong password (exit
+/// 4): a limit SECURITY.md states.
+#[test]
+fn forged_key_files_with_a_recomputed_checksum_are_refused() {
+    let src = Vault::new();
+    let (_, file, pw) = exported(&src, &[]);
+    let bytes = std::fs::read(&file).unwrap();
+    let dst = Vault::new();
+    dst.create_key(&[]);
+    let before = dst.state();
+    let set = |k: &'static str, v: Value| move |m: &mut Value| m[k] = v.clone();
+    let kdf = |k: &'static str, v: Value| move |m: &mut Value| m["kdf"][k] = v.clone();
+    let salt = |m: &mut Value| {
+        let s = m["kdf"]["salt"].as_str().unwrap().to_string();
+        let first = if s.starts_with('A') { "B" } else { "A" };
+        m["kdf"]["salt"] = Value::from(format!("{first}{}", &s[1..]));
+    };
+    let none = |_: &mut Value| {};
+    type Edit = Box<dyn Fn(&mut Value)>;
+    // (what, metadata edit, byte flipped after the metadata, exit, message)
+    let cases: Vec<(&str, Edit, Option<usize>, i32, &str)> = vec![
+        (
+            "key id",
+            Box::new(set("keyid", Value::from(uuid::Uuid::new_v4().to_string()))),
+            None,
+            5,
+            "tampered",
+        ),
+        (
+            "createdAt",
+            Box::new(set("createdAt", Value::from("2020-01-01T00:00:00Z"))),
+            None,
+            5,
+            "tampered",
+        ),
+        (
+            "state",
+            Box::new(set("state", Value::from("retired"))),
+            None,
+            5,
+            "tampered",
+        ),
+        ("nonce", Box::new(none), Some(16 + 3), 5, "tampered"),
+        (
+            "wrapped key",
+            Box::new(none),
+            Some(16 + 12 + 20),
+            5,
+            "tampered",
+        ),
+        ("KDF salt", Box::new(salt), None, 4, "wrong password"),
+        (
+            "KDF iterations",
+            Box::new(kdf("iterations", Value::from(3))),
+            None,
+            4,
+            "wrong password",
+        ),
+        (
+            "KDF memory",
+            Box::new(kdf("memoryKib", Value::from(19_457))),
+            None,
+            4,
+            "wrong password",
+        ),
+        (
+            "KDF parallelism",
+            Box::new(kdf("parallelism", Value::from(2))),
+            None,
+            4,
+            "wrong password",
+        ),
+        ("check value", Box::new(none), Some(5), 4, "wrong password"),
+    ];
+    let t = dst.path("forged.key");
+    for (what, edit, flip, code, message) in cases {
+        let forged = forge(&bytes, edit, flip);
+        assert_ne!(forged, bytes, "{what}: nothing was changed");
+        std::fs::write(&t, &forged).unwrap();
+        // The forgery passes the checksum: inspect (no password) shows it.
+        dst.ok(&["keys", "inspect", "--file", s(&t)]);
+        let err = dst.fails(
+            &["keys", "upload", "--file", s(&t), "--password-file", s(&pw)],
+            code,
+        );
+        assert!(err.contains(message), "{what}: {err}");
+        assert_eq!(before, dst.state(), "{what}: the home changed");
+    }
+    // The untouched file, rebuilt the same way, still imports: the forge is faithful.
+    std::fs::write(&t, forge(&bytes, none, None)).unwrap();
+    dst.ok(&["keys", "upload", "--file", s(&t), "--password-file", s(&pw)]);
 }

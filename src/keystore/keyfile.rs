@@ -325,16 +325,70 @@ mod tests {
         assert!(matches!(err, KeyFileError::WrongPassword), "{err}");
     }
 
+    /// What the unkeyed outer SHA-256 catches: any flipped byte, before any password
+    /// is asked for. Forgeries that recompute it are
+    /// `tampered_metadata_with_recomputed_checksum_fails_unwrap` below and
+    /// `tests/keys_cli.rs::forged_key_files_with_a_recomputed_checksum_are_refused`.
     #[test]
-    fn every_flipped_byte_is_corruption_not_wrong_password() {
+    fn every_flipped_byte_fails_the_outer_checksum() {
         let bytes = sample(&Key32::random());
         for i in 0..bytes.len() {
             let mut b = bytes.clone();
             b[i] ^= 0x01;
             match parse(&b) {
-                Err(KeyFileError::Corrupted(_) | KeyFileError::NotAKeyFile) => {}
+                Err(KeyFileError::Corrupted("checksum mismatch")) => {}
+                Err(KeyFileError::NotAKeyFile) if i < 8 => {}
+                Err(KeyFileError::Corrupted(_) | KeyFileError::Truncated(_))
+                    if (10..14).contains(&i) => {}
                 Err(e) => panic!("byte {i}: unexpected {e}"),
                 Ok(_) => panic!("byte {i}: flipped file accepted"),
+            }
+        }
+    }
+
+    /// With the checksum recomputed: edits the GCM tag covers are tampering; edits of the
+    /// KDF inputs or the check value read as a wrong password (SECURITY.md says so).
+    #[test]
+    fn forged_fields_with_recomputed_checksum_are_refused() {
+        let bytes = sample(&Key32::random());
+        let m = u32::from_be_bytes(bytes[10..14].try_into().unwrap()) as usize;
+        let reseal = |mut b: Vec<u8>| {
+            let n = b.len();
+            let sum = Sha256::digest(&b[..n - 32]);
+            b[n - 32..].copy_from_slice(&sum);
+            b
+        };
+        let text = String::from_utf8_lossy(&bytes[..14 + m]).into_owned();
+        let at = |needle: &str| text.find(needle).unwrap() + needle.len();
+        let (salt, created) = (at("\"salt\":\"") + 2, at("\"createdAt\":\"") + 3);
+        let other = |x: u8, a: u8, b: u8| if x == a { b } else { a };
+        // (what, offset, replacement byte, reads as a wrong password)
+        let cases = [
+            ("salt", salt, other(bytes[salt], b'A', b'B'), true),
+            ("iterations", at("\"iterations\":"), b'3', true),
+            ("check value", 14 + m + 3, bytes[14 + m + 3] ^ 1, true),
+            ("nonce", 14 + m + 17, bytes[14 + m + 17] ^ 1, false),
+            ("wrapped key", 14 + m + 37, bytes[14 + m + 37] ^ 1, false),
+            (
+                "createdAt",
+                created,
+                other(bytes[created], b'1', b'2'),
+                false,
+            ),
+        ];
+        for (what, i, new, wrong_password) in cases {
+            let mut b = bytes.clone();
+            assert_ne!(b[i], new, "{what}");
+            b[i] = new;
+            let err = parse(&reseal(b))
+                .unwrap_or_else(|e| panic!("{what}: forged file must parse, got {e}"))
+                .open(&Password::new("hunter22-long".into()))
+                .err()
+                .unwrap_or_else(|| panic!("{what}: forged file opened"));
+            if wrong_password {
+                assert!(matches!(err, KeyFileError::WrongPassword), "{what}: {err}");
+            } else {
+                assert!(matches!(err, KeyFileError::Corrupted(_)), "{what}: {err}");
             }
         }
     }
