@@ -36,6 +36,7 @@ pub mod home;
 pub mod keystore;
 pub mod metrics;
 pub mod ops;
+pub mod remote;
 pub mod scope;
 pub mod secret;
 pub mod store;

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::event;
 use super::records::List;
-use super::{CliError, CliResult, Ctx, ScopeArgs, progress, pull};
+use super::{CliError, CliResult, Ctx, ScopeArgs, progress, pull, remote};
 use crate::audit::AuditEvent;
 use crate::envelope::{self, ArchiveHeader, Inspection, SlotInfo};
 use crate::errors::{Classify, Kind};
@@ -26,11 +26,18 @@ pub enum BackupCmd {
     Pull(Box<pull::PullArgs>),
     /// Push an archive back to the BMC it came from (verified completely first).
     Restore(Box<pull::RestoreArgs>),
-    /// List the archives in this home.
+    /// List the archives in this home (or, keylessly, on a remote).
     List {
         #[command(flatten)]
         scope: ScopeArgs,
+        /// List this remote instead (keyless: ranged reads of each header and trailer).
+        #[arg(long, value_name = "NAME")]
+        remote: Option<String>,
     },
+    /// Copy archives to a remote S3 store, optionally under Object Lock.
+    Push(remote::PushArgs),
+    /// Bring an archive back from a remote into this home, verified end to end.
+    Fetch(remote::FetchArgs),
     /// Show one archive's metadata.
     Get {
         #[arg(long, value_name = "ID")]
@@ -132,7 +139,12 @@ pub fn run(ctx: &Ctx, cmd: BackupCmd) -> CliResult {
         BackupCmd::Create(a) => create(ctx, a),
         BackupCmd::Pull(a) => pull::pull(ctx, *a),
         BackupCmd::Restore(a) => pull::restore(ctx, *a),
-        BackupCmd::List { scope } => {
+        BackupCmd::Push(a) => remote::push(ctx, a),
+        BackupCmd::Fetch(a) => remote::fetch(ctx, a),
+        BackupCmd::List {
+            remote: Some(name), ..
+        } => remote::list(ctx, &name),
+        BackupCmd::List { scope, .. } => {
             let home = ctx.home()?;
             let filter = match (scope.scope, &scope.domain) {
                 (None, None) => None,

@@ -14,6 +14,7 @@ mod password;
 mod progress;
 mod pull;
 pub mod records;
+mod remote;
 mod shell;
 
 use std::io::Write;
@@ -92,6 +93,9 @@ enum Command {
     /// The tamper-evident operations log, and integrity sweeps over archives.
     #[command(subcommand)]
     Audit(audit::AuditCmd),
+    /// Off-box archive stores on S3 (AWS S3, Ceph RGW, other S3-compatible stores).
+    #[command(subcommand)]
+    Remote(remote::RemoteCmd),
     /// Run the whole cycle against a built-in BMC simulator in a temporary home.
     Demo(demo::DemoArgs),
     /// Serve the iLO-like BMC simulator on loopback (for trying vault out and for tests).
@@ -213,6 +217,7 @@ fn run(ctx: &Ctx, cmd: Command) -> CliResult {
         Command::Backup(c) => backup::run(ctx, c),
         Command::Inspect(a) => backup::inspect(ctx, &a),
         Command::Audit(c) => audit::run(ctx, c),
+        Command::Remote(c) => remote::run(ctx, c),
         Command::Demo(a) => demo::run(ctx, a),
         Command::BmcSimulator(a) => demo::simulator(ctx, a),
         Command::Completions(a) => shell::completions(ctx, &a),

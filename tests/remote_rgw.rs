@@ -1,0 +1,387 @@
+//! The remote (S3) archive stores against a real Ceph RADOS Gateway on loopback.
+//!
+//! Each test starts its own single-node cluster (`tests/support/rgw.sh`, Debian 12's
+//! ceph packages, installed by `.ci/install.d/40-ceph.sh`) in a temporary directory and
+//! stops it by pid when done; the tests of this file run one at a time. Without ceph the
+//! tests are skipped, except under CI=true, where that is a failure.
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
+
+use common::{Vault, bytes, s};
+use serde_json::Value;
+use vault::remote::{CredentialEnv, LockMode, Remote, RemoteConfig, s3::PutOptions};
+
+const ACCESS_KEY: &str = "vaulttestaccesskey";
+const SECRET_KEY: &str = "vaulttestsecretkey0123456789abcdefghij";
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// A running cluster; stopped (by the pids in its directory) on drop.
+struct Rgw {
+    dir: tempfile::TempDir,
+    endpoint: String,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl Rgw {
+    fn start() -> Option<Rgw> {
+        let serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = tempfile::tempdir().unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/rgw.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg("start")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        if out.status.code() == Some(3) {
+            let why = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "ceph is required under CI=true (run .ci/install): {why}"
+            );
+            eprintln!("skipping: {why}");
+            return None;
+        }
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "rgw.sh start failed: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let endpoint = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("endpoint="))
+            .expect("an endpoint line")
+            .to_string();
+        assert!(endpoint.starts_with("http://127.0.0.1:"), "{endpoint}");
+        Some(Rgw {
+            dir,
+            endpoint,
+            _serial: serial,
+        })
+    }
+
+    /// `vault` with the S3 credentials in its environment.
+    fn vault(&self, v: &Vault, args: &[&str]) -> std::process::Output {
+        v.cmd(args)
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, v: &Vault, args: &[&str]) -> (Value, String) {
+        let out = self.vault(v, args);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "vault {args:?} failed: {err}");
+        let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "vault {args:?}: not JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        });
+        (json, err)
+    }
+
+    fn fails(&self, v: &Vault, args: &[&str], code: i32) -> String {
+        let out = self.vault(v, args);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(code), "vault {args:?}: {err}");
+        err
+    }
+
+    /// `vault remote add NAME` for `s3://BUCKET/PREFIX` on this gateway.
+    fn add(&self, v: &Vault, name: &str, url: &str, extra: &[&str]) {
+        let mut args = vec![
+            "remote",
+            "add",
+            name,
+            "--url",
+            url,
+            "--endpoint",
+            &self.endpoint,
+        ];
+        args.extend_from_slice(extra);
+        self.ok(v, &args);
+    }
+
+    /// A client of our own, as a user of the bucket would have (for direct S3 calls).
+    fn direct(&self, url: &str) -> Remote {
+        let cfg = RemoteConfig {
+            name: "direct".into(),
+            url: url.into(),
+            endpoint: Some(self.endpoint.clone()),
+            region: "us-east-1".into(),
+            path_style: true,
+            ca_cert: None,
+            profile: None,
+            credentials_file: None,
+        };
+        let env = CredentialEnv {
+            access_key_id: Some(ACCESS_KEY.to_string().into()),
+            secret_access_key: Some(SECRET_KEY.to_string().into()),
+            ..Default::default()
+        };
+        Remote::connect(cfg, &env, std::time::Duration::from_secs(30)).unwrap()
+    }
+}
+
+impl Drop for Rgw {
+    fn drop(&mut self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/rgw.sh");
+        let _ = Command::new("bash")
+            .arg(&script)
+            .arg("stop")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// A home with a default system key and archives sealed from `sizes` bytes each.
+fn home_with_archives(sizes: &[usize]) -> (Vault, Vec<String>) {
+    let v = Vault::new();
+    v.create_key(&["--scope", "system", "--default"]);
+    let ids = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| {
+            let f = v.path(&format!("in-{i}"));
+            std::fs::write(&f, bytes(n, i as u64 + 1)).unwrap();
+            v.ok(&["backup", "create", "--file", s(&f)])["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    (v, ids)
+}
+
+fn resources(v: &Value) -> &Vec<Value> {
+    v["resources"].as_array().unwrap()
+}
+
+/// Requests and object bytes from the notice `vault backup list --remote` prints.
+fn list_stats(stderr: &str) -> (u64, u64) {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("listed "))
+        .unwrap_or_else(|| panic!("no stats line in {stderr}"));
+    let nums: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    (nums[1], nums[2])
+}
+
+#[test]
+fn push_list_keyless_fetch_and_restore_on_a_new_machine() {
+    let Some(rgw) = Rgw::start() else { return };
+    // 200 KB goes up in one PUT, 12 MB by a multipart upload (8 MiB parts).
+    let (v, ids) = home_with_archives(&[1000, 200_000, 12_000_000]);
+    rgw.add(&v, "rgw", "s3://vault-test/site-a", &["--create-bucket"]);
+    let (pushed, _) = rgw.ok(&v, &["backup", "push", "--all", "--remote", "rgw"]);
+    let pushed = resources(&pushed);
+    assert_eq!(pushed.len(), 3);
+    let parts: Vec<u64> = pushed
+        .iter()
+        .map(|p| p["parts"].as_u64().unwrap())
+        .collect();
+    assert!(
+        parts.contains(&2),
+        "the 12 MB archive went up in 2 parts: {parts:?}"
+    );
+    assert!(pushed.iter().all(|p| p["uploaded"] == true));
+    // Pushing again sends nothing: the same bytes are already there.
+    let (again, _) = rgw.ok(&v, &["backup", "push", "--all", "--remote", "rgw"]);
+    assert!(resources(&again).iter().all(|p| p["uploaded"] == false));
+
+    // Keyless listing from a home that holds no key at all.
+    let stranger = Vault::new();
+    rgw.add(&stranger, "rgw", "s3://vault-test/site-a", &[]);
+    let (listed, err) = rgw.ok(&stranger, &["backup", "list", "--remote", "rgw"]);
+    let listed = resources(&listed);
+    assert_eq!(listed.len(), 3);
+    let mut got: Vec<&str> = listed.iter().map(|a| a["id"].as_str().unwrap()).collect();
+    got.sort();
+    let mut want: Vec<&str> = ids.iter().map(String::as_str).collect();
+    want.sort();
+    assert_eq!(got, want);
+    let big = listed.iter().find(|a| a["size"] == 12_000_000).unwrap();
+    assert!(big["objectSize"].as_u64().unwrap() > 12_000_000);
+    // O(header): one LIST, then per archive two ranged reads (a 4 KiB header block and
+    // the 80-byte trailer), or one when the whole archive fits in the first block (the
+    // 1 KB one): the 200 KB and the 12 MB archive cost the same.
+    let (requests, bytes_read) = list_stats(&err);
+    assert_eq!(requests, 1 + 1 + 2 * 2, "{err}");
+    assert!(bytes_read <= 4096 + 2 * (4096 + 80), "{err}");
+
+    // Restore on a new machine: the key comes by download/upload, the archive from S3.
+    let pw = v.password_file(common::PASSWORD);
+    let key_file = v.path("system.key");
+    let key_id = v.ok(&["keys", "list"])["resources"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    v.ok(&[
+        "keys",
+        "download",
+        "--id",
+        &key_id,
+        "--file",
+        s(&key_file),
+        "--password-file",
+        s(&pw),
+    ]);
+    let fresh = Vault::new();
+    let pw2 = fresh.password_file(common::PASSWORD);
+    fresh.ok(&[
+        "keys",
+        "upload",
+        "--file",
+        s(&key_file),
+        "--password-file",
+        s(&pw2),
+    ]);
+    rgw.add(&fresh, "rgw", "s3://vault-test/site-a", &[]);
+    let big_id = big["id"].as_str().unwrap();
+    let (fetched, _) = rgw.ok(
+        &fresh,
+        &["backup", "fetch", "--remote", "rgw", "--id", &big_id[..8]],
+    );
+    assert_eq!(fetched["verified"], true);
+    assert_eq!(fetched["added"], true);
+    let out = fresh.path("restored");
+    fresh.ok(&["backup", "extract", "--id", big_id, "--out", s(&out)]);
+    let idx = ids.iter().position(|i| i == big_id).unwrap();
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        bytes(12_000_000, idx as u64 + 1)
+    );
+    // A second fetch changes nothing.
+    let (again, _) = rgw.ok(
+        &fresh,
+        &["backup", "fetch", "--remote", "rgw", "--id", big_id],
+    );
+    assert_eq!(again["added"], false);
+    // The fetch is audited.
+    let log = std::fs::read_to_string(fresh.home.join("audit.log")).unwrap();
+    assert!(log.contains("backup.fetch"), "{log}");
+}
+
+#[test]
+fn a_corrupted_object_is_caught_on_fetch_and_nothing_reaches_the_home() {
+    let Some(rgw) = Rgw::start() else { return };
+    let (v, ids) = home_with_archives(&[300_000]);
+    rgw.add(&v, "rgw", "s3://vault-corrupt/p", &["--create-bucket"]);
+    rgw.ok(&v, &["backup", "push", "--all", "--remote", "rgw"]);
+    let direct = rgw.direct("s3://vault-corrupt/p");
+    let id: uuid::Uuid = ids[0].parse().unwrap();
+    let key = direct.object_key(&id);
+    let original = std::fs::read(v.home.join(format!("archives/{id}.vault"))).unwrap();
+    let head = direct.client().head(&key).unwrap().unwrap();
+
+    // 1. Bytes flipped in the store, checksum metadata left as it was.
+    let mut flipped = original.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0x01;
+    direct
+        .client()
+        .put_object(
+            &key,
+            &flipped,
+            &PutOptions {
+                sha256_hex: head.sha256.clone(),
+                lock: None,
+            },
+        )
+        .unwrap();
+    let home2 = Vault::new();
+    home2.create_key(&["--scope", "system"]);
+    rgw.add(&home2, "rgw", "s3://vault-corrupt/p", &[]);
+    let err = rgw.fails(
+        &home2,
+        &["backup", "fetch", "--remote", "rgw", "--id", &ids[0]],
+        5,
+    );
+    assert!(err.contains("corrupted in the store"), "{err}");
+    // 2. Bytes flipped and the checksum recomputed (someone with write access): the
+    //    archive's own authentication catches it (here in the home that holds the key).
+    let (_, sha) = {
+        let t = v.path("flipped");
+        std::fs::write(&t, &flipped).unwrap();
+        vault::remote::sha256_file(&t).unwrap()
+    };
+    direct
+        .client()
+        .put_object(
+            &key,
+            &flipped,
+            &PutOptions {
+                sha256_hex: Some(sha),
+                lock: None,
+            },
+        )
+        .unwrap();
+    rgw.ok(&v, &["backup", "delete", "--id", &ids[0]]);
+    let err = rgw.fails(
+        &v,
+        &["backup", "fetch", "--remote", "rgw", "--id", &ids[0]],
+        5,
+    );
+    assert!(err.contains("s3://vault-corrupt/p/"), "{err}");
+    // Nothing was left in either home, not even a temporary file.
+    for h in [&v.home, &home2.home] {
+        let left: Vec<_> = std::fs::read_dir(h.join("archives"))
+            .map(|rd| rd.map(|e| e.unwrap().file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{left:?}");
+    }
+}
+
+#[test]
+fn a_compliance_locked_object_cannot_be_deleted_by_vault_or_s3() {
+    let Some(rgw) = Rgw::start() else { return };
+    let (v, ids) = home_with_archives(&[50_000]);
+    rgw.add(
+        &v,
+        "locked",
+        "s3://vault-locked/p",
+        &["--create-bucket", "--object-lock"],
+    );
+    let (pushed, _) = rgw.ok(
+        &v,
+        &[
+            "backup",
+            "push",
+            "--id",
+            &ids[0],
+            "--remote",
+            "locked",
+            "--retain",
+            "2d",
+            "--lock",
+            "compliance",
+        ],
+    );
+    let p = &resources(&pushed)[0];
+    assert_eq!(p["lockMode"], "compliance");
+    let direct = rgw.direct("s3://vault-locked/p");
+    let id: uuid::Uuid = ids[0].parse().unwrap();
+    let key = direct.object_key(&id);
+    let head = direct.client().head(&key).unwrap().unwrap();
+    assert_eq!(head.lock_mode, Some(LockMode::Compliance), "{head:?}");
+    assert!(head.retain_until.is_some());
+    // A direct delete of the version is refused by the store itself.
+    let err = direct
+        .client()
+        .delete(&key, head.version_id.as_deref())
+        .unwrap_err();
+    assert!(err.to_string().contains("AccessDenied"), "{err}");
+    // Still there, still whole.
+    let again = direct.client().head(&key).unwrap().unwrap();
+    assert_eq!(again.sha256, head.sha256);
+}
