@@ -28,6 +28,7 @@ const LAYERS: &[(&str, u8)] = &[
     // Domain modules over them.
     ("keystore", 3),
     ("store", 4),
+    ("remote", 4),
     ("sweep", 5),
     // The operations layer, then the command line and the fuzzing entry points.
     ("ops", 6),

@@ -1,21 +1,22 @@
 //! `vault remote add|list` and the remote side of `vault backup`: push, fetch and
-//! `list --remote` (keyless). Credentials come from the environment or a credentials
-//! file, read here and handed to the library; nothing about them is printed.
+//! `list --remote` (keyless). Each arm resolves its arguments, calls one operation of
+//! [`crate::ops::remote`] and prints one record. S3 credentials are read from the
+//! environment here (the library reads none) and never printed.
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use super::backup::{backup_json, key_lookup};
-use super::keys::{event, list_json};
+use super::backup::backup_json;
+use super::records::List;
 use super::{CliError, CliResult, Ctx};
-use crate::audit::AuditEvent;
+use crate::envelope;
 use crate::errors::Kind;
-use crate::fsutil::AtomicFile;
-use crate::keystore::{Home, KeyStore};
-use crate::remote::{self, CredentialEnv, LockMode, Remote, RemoteArchive, RemoteConfig};
-use crate::store::ArchiveStore;
+use crate::ops::remote::{self as ops_remote, NewRemote, PushOptions, Selection};
+use crate::remote::{CredentialEnv, LockMode, PushOutcome, Remote, RemoteArchive, RemoteConfig};
 
 #[derive(Subcommand)]
 pub enum RemoteCmd {
@@ -40,7 +41,7 @@ pub struct AddArgs {
     #[arg(long, value_name = "R", default_value = "us-east-1")]
     region: String,
     /// Address the bucket in the path (http://host/bucket/key), as Ceph RGW and most
-    /// private stores want. Default: on with --endpoint, off for AWS.
+    /// private stores want. Default: true with --endpoint, false for AWS.
     #[arg(long, value_name = "BOOL")]
     path_style: Option<bool>,
     /// Trust this CA (PEM) for the endpoint's certificate instead of the system roots.
@@ -56,9 +57,37 @@ pub struct AddArgs {
     #[arg(long)]
     create_bucket: bool,
     /// With --create-bucket: enable S3 Object Lock on it (needed for --retain/--lock;
-    /// it also turns versioning on, and cannot be added to a bucket later on most stores).
+    /// it also turns versioning on, and most stores cannot add it to a bucket later).
     #[arg(long, requires = "create_bucket")]
     object_lock: bool,
+}
+
+impl AddArgs {
+    fn resolve(self) -> CliResult<NewRemote> {
+        let ca_cert = match self.ca_cert {
+            Some(p) => Some(std::fs::canonicalize(&p).map_err(|e| {
+                CliError::new(
+                    Kind::Usage,
+                    format!("cannot use --ca-cert {}: {e}", p.display()),
+                )
+            })?),
+            None => None,
+        };
+        Ok(NewRemote {
+            config: RemoteConfig {
+                name: self.name,
+                url: self.url,
+                path_style: self.path_style.unwrap_or(self.endpoint.is_some()),
+                endpoint: self.endpoint,
+                region: self.region,
+                ca_cert,
+                profile: self.profile,
+                credentials_file: self.credentials_file,
+            },
+            create_bucket: self.create_bucket,
+            object_lock: self.object_lock,
+        })
+    }
 }
 
 #[derive(Args)]
@@ -77,12 +106,31 @@ pub struct PushArgs {
     /// The remote to push to.
     #[arg(long, value_name = "NAME")]
     remote: String,
-    /// Object Lock retention, in days (e.g. 90d or 90); needs a bucket with Object Lock.
+    /// Object Lock retention in days (90d or 90); the bucket needs Object Lock.
     #[arg(long, value_name = "DAYS", value_parser = parse_days)]
     retain: Option<u32>,
-    /// Object Lock mode for --retain.
+    /// Object Lock mode for --retain (default governance).
     #[arg(long, value_enum, requires = "retain")]
     lock: Option<LockArg>,
+}
+
+impl PushArgs {
+    fn resolve(&self) -> PushOptions {
+        PushOptions {
+            selection: match &self.id {
+                Some(id) if !self.all => Selection::One(id.clone()),
+                _ => Selection::All,
+            },
+            lock: self.retain.map(|days| {
+                (
+                    self.lock
+                        .map(LockMode::from)
+                        .unwrap_or(LockMode::Governance),
+                    days,
+                )
+            }),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -110,7 +158,7 @@ impl From<LockArg> for LockMode {
     }
 }
 
-/// `90d`, `90` (days); at most 100 years.
+/// `90d` or `90` (days), 1 to 36500.
 pub fn parse_days(s: &str) -> Result<u32, String> {
     let n = s.strip_suffix('d').unwrap_or(s);
     match n.parse::<u32>() {
@@ -121,7 +169,7 @@ pub fn parse_days(s: &str) -> Result<u32, String> {
     }
 }
 
-/// The S3 credentials the environment offers (read here: the library reads no env).
+/// The S3 credentials the environment offers.
 pub fn credential_env() -> CredentialEnv {
     let secret = |k: &str| {
         std::env::var(k)
@@ -139,214 +187,187 @@ pub fn credential_env() -> CredentialEnv {
     }
 }
 
-/// Opens the named remote of the home.
-pub fn connect(home: &Home, name: &str) -> CliResult<Remote> {
-    let cfg = remote::config::find(home.dir(), name)?;
-    Ok(Remote::connect(
-        cfg,
-        &credential_env(),
-        remote::DEFAULT_TIMEOUT,
-    )?)
+/// `remote add` / `remote list`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoteRecord<'a> {
+    pub name: &'a str,
+    pub url: &'a str,
+    pub endpoint: String,
+    pub region: &'a str,
+    pub path_style: bool,
+    pub ca_cert: Option<String>,
+    pub profile: Option<&'a str>,
+    pub credentials_file: Option<String>,
+}
+
+impl<'a> From<&'a RemoteConfig> for RemoteRecord<'a> {
+    fn from(r: &'a RemoteConfig) -> Self {
+        RemoteRecord {
+            name: &r.name,
+            url: &r.url,
+            endpoint: r.endpoint_url().map(|u| u.to_string()).unwrap_or_default(),
+            region: &r.region,
+            path_style: r.path_style,
+            ca_cert: r.ca_cert.as_ref().map(|p| p.display().to_string()),
+            profile: r.profile.as_deref(),
+            credentials_file: r.credentials_file.as_ref().map(|p| p.display().to_string()),
+        }
+    }
+}
+
+/// One archive of `backup push`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pushed<'a> {
+    pub id: Uuid,
+    pub remote: &'a str,
+    pub object: String,
+    pub size: u64,
+    pub sha256: &'a str,
+    /// False when the identical object was already on the remote.
+    pub uploaded: bool,
+    pub parts: usize,
+    pub version_id: Option<&'a str>,
+    pub lock_mode: Option<&'static str>,
+    pub retain_until: Option<&'a str>,
+}
+
+impl<'a> Pushed<'a> {
+    fn new(remote: &'a Remote, p: &'a PushOutcome) -> Self {
+        Pushed {
+            id: p.id,
+            remote: &remote.config.name,
+            object: format!("s3://{}/{}", remote.url.bucket, p.key),
+            size: p.size,
+            sha256: &p.sha256,
+            uploaded: p.uploaded,
+            parts: p.parts,
+            version_id: p.version_id.as_deref(),
+            lock_mode: p.lock.as_ref().map(|(m, _)| m.name()),
+            retain_until: p.lock.as_ref().map(|(_, d)| d.as_str()),
+        }
+    }
+}
+
+/// `backup fetch`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FetchedRecord<'a> {
+    pub id: Uuid,
+    pub remote: &'a str,
+    pub verified: bool,
+    pub added: bool,
+    pub backup_key_id: Uuid,
+    pub size: u64,
+    pub checksum: String,
+}
+
+/// One archive of `backup list --remote`: the keyless archive view plus the object's.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoteArchiveRecord<'a> {
+    #[serde(flatten)]
+    pub archive: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub object: String,
+    pub object_size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_sha256: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<&'a str>,
+    /// Known when the store reports Object Lock with a GET (Ceph RGW only on HEAD).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock_mode: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retain_until: Option<&'a str>,
+}
+
+impl<'a> RemoteArchiveRecord<'a> {
+    pub fn new(remote: &Remote, a: &'a RemoteArchive) -> Self {
+        let (archive, error) = match &a.inspection {
+            Ok(i) => (backup_json(i), None),
+            Err(e) => (Value::Object(Default::default()), Some(e.to_string())),
+        };
+        let head = a.head.as_ref();
+        RemoteArchiveRecord {
+            archive,
+            error,
+            object: format!("s3://{}/{}", remote.url.bucket, a.key),
+            object_size: a.size,
+            object_sha256: head.and_then(|h| h.sha256.as_deref()),
+            version_id: head.and_then(|h| h.version_id.as_deref()),
+            lock_mode: head.and_then(|h| h.lock_mode).map(LockMode::name),
+            retain_until: head.and_then(|h| h.retain_until.as_deref()),
+        }
+    }
 }
 
 pub fn run(ctx: &Ctx, cmd: RemoteCmd) -> CliResult {
     match cmd {
-        RemoteCmd::Add(a) => add(ctx, a),
+        RemoteCmd::Add(a) => {
+            let new = a.resolve()?;
+            let cfg = ops_remote::add(&ctx.ops()?, &new, &credential_env())?;
+            ctx.print(&RemoteRecord::from(&cfg))
+        }
         RemoteCmd::List => {
-            let home = ctx.home()?;
-            let items = remote::config::load(home.dir())?
-                .iter()
-                .map(remote_json)
-                .collect();
-            ctx.print(&list_json(items))
+            let all = ops_remote::list(&ctx.ops()?)?;
+            ctx.print(&List::of(all.iter().map(RemoteRecord::from).collect()))
         }
     }
-}
-
-fn remote_json(r: &RemoteConfig) -> Value {
-    json!({
-        "name": r.name,
-        "url": r.url,
-        "endpoint": r.endpoint_url().map(|u| u.to_string()).unwrap_or_default(),
-        "region": r.region,
-        "pathStyle": r.path_style,
-        "caCert": r.ca_cert.as_ref().map(|p| p.display().to_string()),
-        "profile": r.profile,
-        "credentialsFile": r.credentials_file.as_ref().map(|p| p.display().to_string()),
-    })
-}
-
-fn add(ctx: &Ctx, a: AddArgs) -> CliResult {
-    let home = ctx.home()?;
-    let ca_cert = match a.ca_cert {
-        Some(p) => Some(std::fs::canonicalize(&p).map_err(|e| {
-            CliError::new(
-                Kind::Usage,
-                format!("cannot use --ca-cert {}: {e}", p.display()),
-            )
-        })?),
-        None => None,
-    };
-    let cfg = RemoteConfig {
-        name: a.name,
-        url: a.url,
-        path_style: a.path_style.unwrap_or(a.endpoint.is_some()),
-        endpoint: a.endpoint,
-        region: a.region,
-        ca_cert,
-        profile: a.profile,
-        credentials_file: a.credentials_file,
-    };
-    let r = (|| -> CliResult {
-        let _lock = home.lock()?;
-        if a.create_bucket {
-            let remote = Remote::connect(cfg.clone(), &credential_env(), remote::DEFAULT_TIMEOUT)?;
-            remote.client().create_bucket(a.object_lock)?;
-        }
-        Ok(remote::config::add(home.dir(), cfg.clone())?)
-    })();
-    ctx.audit(
-        AuditEvent {
-            detail: Some(format!("remote {} {}", cfg.name, cfg.url)),
-            ..event("remote.add")
-        },
-        &r,
-    );
-    r?;
-    ctx.print(&remote_json(&cfg))
 }
 
 pub fn push(ctx: &Ctx, a: PushArgs) -> CliResult {
-    let home = ctx.home()?;
-    let remote = connect(&home, &a.remote)?;
-    let store = ArchiveStore::new(&home);
-    let ids: Vec<(uuid::Uuid, PathBuf)> = if a.all {
-        store
-            .list()?
-            .into_iter()
-            .filter_map(|s| s.inspection.ok().map(|i| (i.header.id, s.path)))
-            .collect()
-    } else {
-        vec![store.find(a.id.as_deref().unwrap_or_default())?]
-    };
-    let lock = match (a.retain, a.lock) {
-        (Some(days), mode) => Some((
-            mode.map(LockMode::from).unwrap_or(LockMode::Governance),
-            remote::retain_until(days),
-        )),
-        (None, _) => None,
-    };
-    let mut items = Vec::new();
-    let mut first_err = None;
-    for (id, path) in ids {
-        let r = remote
-            .push_file(&path, &id, lock.clone())
-            .map_err(CliError::from);
-        ctx.audit(
-            AuditEvent {
-                archive_id: Some(id.to_string()),
-                detail: Some(format!(
-                    "{} s3://{}/{}",
-                    a.remote,
-                    remote.url.bucket,
-                    remote.object_key(&id)
-                )),
-                ..event("backup.push")
-            },
-            &r,
-        );
-        match r {
-            Ok(p) => items.push(json!({
-                "id": p.id,
-                "remote": a.remote,
-                "object": format!("s3://{}/{}", remote.url.bucket, p.key),
-                "size": p.size,
-                "sha256": p.sha256,
-                "uploaded": p.uploaded,
-                "parts": p.parts,
-                "versionId": p.version_id,
-                "lockMode": p.lock.as_ref().map(|(m, _)| m.name()),
-                "retainUntil": p.lock.as_ref().map(|(_, d)| d.clone()),
-            })),
-            Err(e) => {
-                ctx.notice(&format!("error: archive {id}: {}", e.message));
-                first_err.get_or_insert(e);
-            }
-        }
+    let opts = a.resolve();
+    let ops = ctx.ops()?;
+    let remote = ops_remote::connect(&ops, &a.remote, &credential_env())?;
+    let report = ops_remote::push(&ops, &remote, &opts)?;
+    ctx.print(&List::of(
+        report
+            .pushed
+            .iter()
+            .map(|p| Pushed::new(&remote, p))
+            .collect(),
+    ))?;
+    for (id, e) in &report.failed {
+        ctx.notice(&format!("error: archive {id} was not pushed: {e}"));
     }
-    ctx.print(&list_json(items))?;
-    match first_err {
-        Some(e) => Err(e),
+    match report.failed.into_iter().next() {
+        Some((_, e)) => Err(e.into()),
         None => Ok(()),
     }
 }
 
 pub fn fetch(ctx: &Ctx, a: FetchArgs) -> CliResult {
-    let home = ctx.home()?;
-    let remote = connect(&home, &a.remote)?;
-    let r = fetch_one(&home, &remote, &a.id);
-    ctx.audit(
-        AuditEvent {
-            archive_id: r.as_ref().ok().map(|(s, _)| s.header.id.to_string()),
-            key_id: r.as_ref().ok().map(|(s, _)| s.key_id.to_string()),
-            detail: Some(format!("{} {}", a.remote, a.id)),
-            ..event("backup.fetch")
-        },
-        &r,
-    );
-    let (s, added) = r?;
-    if !added {
+    let ops = ctx.ops()?;
+    let remote = ops_remote::connect(&ops, &a.remote, &credential_env())?;
+    let f = ops_remote::fetch(&ops, &remote, &a.id)?;
+    let s = &f.summary;
+    if !f.added {
         ctx.notice(&format!(
             "archive {} is already in this home; nothing changed",
             s.header.id
         ));
     }
-    ctx.print(&json!({
-        "id": s.header.id,
-        "remote": a.remote,
-        "verified": true,
-        "added": added,
-        "backupKeyId": s.key_id,
-        "size": s.plaintext_size,
-        "checksum": crate::envelope::hex_digest(&s.sha256),
-    }))
-}
-
-/// Fetches archive `id` from `remote` into the home, verified; returns whether it was new.
-pub fn fetch_one(
-    home: &Home,
-    remote: &Remote,
-    id: &str,
-) -> CliResult<(crate::envelope::OpenSummary, bool)> {
-    let (id, key) = remote.find(id)?;
-    let store = ArchiveStore::new(home);
-    let dest = store.path_of(&id);
-    let ks = KeyStore::new(home);
-    let lookup = key_lookup(&ks);
-    let mut tmp = AtomicFile::create(&dest, 0o600)
-        .map_err(|e| CliError::new(Kind::Io, format!("cannot write in {}: {e}", dest.display())))?;
-    let summary = remote.fetch_into(&id, &key, &mut tmp, &lookup)?;
-    let _lock = home.lock()?;
-    if dest.exists() {
-        drop(tmp);
-        return Ok((summary, false));
-    }
-    tmp.commit_new()
-        .map_err(|e| CliError::new(Kind::Io, format!("cannot write {}: {e}", dest.display())))?;
-    Ok((summary, true))
+    ctx.print(&FetchedRecord {
+        id: s.header.id,
+        remote: &a.remote,
+        verified: true,
+        added: f.added,
+        backup_key_id: s.key_id,
+        size: s.plaintext_size,
+        checksum: envelope::hex_digest(&s.sha256),
+    })
 }
 
 /// `vault backup list --remote NAME`: keyless, by ranged reads of header and trailer.
 pub fn list(ctx: &Ctx, name: &str) -> CliResult {
-    let home = ctx.home()?;
-    let remote = connect(&home, name)?;
-    let archives = remote.list()?;
+    let ops = ctx.ops()?;
+    let remote = ops_remote::connect(&ops, name, &credential_env())?;
+    let archives = ops_remote::list_archives(&remote)?;
     let stats = remote.client().stats();
     let n = archives.len() as u64;
-    let items: Vec<Value> = archives
-        .iter()
-        .map(|a| remote_archive_json(&remote, a))
-        .collect();
     if n > 0 {
         ctx.notice(&format!(
             "listed {n} archives with {} requests and {} bytes of object data ({:.1} requests and {} bytes per archive)",
@@ -356,26 +377,10 @@ pub fn list(ctx: &Ctx, name: &str) -> CliResult {
             stats.bytes_received() / n,
         ));
     }
-    ctx.print(&list_json(items))
-}
-
-pub fn remote_archive_json(remote: &Remote, a: &RemoteArchive) -> Value {
-    let mut v = match &a.inspection {
-        Ok(i) => backup_json(i),
-        Err(e) => json!({"error": e.to_string()}),
-    };
-    v["object"] = json!(format!("s3://{}/{}", remote.url.bucket, a.key));
-    v["objectSize"] = json!(a.size);
-    if let Some(h) = &a.head {
-        // Some stores (Ceph RGW) report Object Lock on HEAD only, not on a GET.
-        if let Some(m) = h.lock_mode {
-            v["lockMode"] = json!(m.name());
-        }
-        if let Some(d) = &h.retain_until {
-            v["retainUntil"] = json!(d);
-        }
-        v["versionId"] = json!(h.version_id);
-        v["objectSha256"] = json!(h.sha256);
-    }
-    v
+    ctx.print(&List::of(
+        archives
+            .iter()
+            .map(|a| RemoteArchiveRecord::new(&remote, a))
+            .collect(),
+    ))
 }

@@ -15,6 +15,7 @@ use crate::home::HomeError;
 use crate::keystore::KeyError;
 use crate::keystore::kdf::KdfError;
 use crate::keystore::keyfile::KeyFileError;
+use crate::remote::RemoteError;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +32,9 @@ pub enum OpsError {
     Audit(#[from] AuditError),
     #[error(transparent)]
     Password(#[from] PasswordError),
+    /// Boxed: S3 errors carry bucket, object and response details.
+    #[error(transparent)]
+    Remote(Box<RemoteError>),
     /// A key file that did not parse or open.
     #[error("{}: {source}", path.display())]
     KeyFile { path: PathBuf, source: KeyFileError },
@@ -59,6 +63,12 @@ pub enum OpsError {
     },
 }
 
+impl From<RemoteError> for OpsError {
+    fn from(e: RemoteError) -> Self {
+        OpsError::Remote(Box::new(e))
+    }
+}
+
 impl Classify for OpsError {
     fn kind(&self) -> Kind {
         match self {
@@ -68,6 +78,7 @@ impl Classify for OpsError {
             OpsError::Bmc(e) => e.kind(),
             OpsError::Audit(e) => e.kind(),
             OpsError::Password(e) => e.kind(),
+            OpsError::Remote(e) => e.kind(),
             OpsError::KeyFile { source, .. } => source.kind(),
             OpsError::KeyFileTooLarge(_) | OpsError::KdfParams(_) => Kind::Usage,
             OpsError::File { source, .. } => Classify::kind(source),

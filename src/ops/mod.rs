@@ -15,6 +15,7 @@ pub mod error;
 pub mod keys;
 pub mod password;
 pub mod progress;
+pub mod remote;
 
 use std::path::Path;
 

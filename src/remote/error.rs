@@ -11,7 +11,7 @@ pub enum RemoteError {
     #[error("{0}")]
     Usage(String),
     #[error(
-        "no remote named '{0}' in this home; add one with 'vault remote add NAME --url s3://BUCKET/PREFIX' or see 'vault remote list'"
+        "no remote named '{0}' in this home; add it first (remote add NAME --url s3://BUCKET/PREFIX)"
     )]
     UnknownRemote(String),
     #[error("a remote named '{0}' already exists in this home; pick another name")]

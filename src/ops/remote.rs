@@ -1,0 +1,184 @@
+//! Remote (S3) operations: add and list remotes, push archives off the box, fetch them
+//! back (verified end to end before they are listed), and list a remote keylessly.
+//!
+//! Invariant: a fetched archive enters the home only after its bytes match the SHA-256
+//! stored with the object, its header names the id asked for, and it authenticates under
+//! a key of this home; every push, fetch and remote added is audited (success and
+//! failure, naming the archive id or remote asked for).
+use std::path::PathBuf;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use super::{Context, OpsError, Subject};
+use crate::envelope::OpenSummary;
+use crate::fsutil::AtomicFile;
+use crate::keystore::KeyStore;
+use crate::remote::{
+    self, CredentialEnv, LockMode, PushOutcome, Remote, RemoteArchive, RemoteConfig,
+};
+use crate::store::ArchiveStore;
+
+/// A remote to add, and whether to create its bucket.
+#[derive(Debug, Clone)]
+pub struct NewRemote {
+    pub config: RemoteConfig,
+    pub create_bucket: bool,
+    /// With `create_bucket`: enable Object Lock (and so versioning) on the new bucket.
+    pub object_lock: bool,
+}
+
+/// Which archives of the home to push.
+#[derive(Debug, Clone)]
+pub enum Selection {
+    One(String),
+    All,
+}
+
+#[derive(Debug, Clone)]
+pub struct PushOptions {
+    pub selection: Selection,
+    /// Object Lock mode and retention in days.
+    pub lock: Option<(LockMode, u32)>,
+}
+
+/// Result of `push`: what went up (or was already there), and what failed.
+pub struct PushReport {
+    pub pushed: Vec<PushOutcome>,
+    pub failed: Vec<(Uuid, OpsError)>,
+}
+
+/// Result of `fetch`.
+pub struct Fetched {
+    pub summary: OpenSummary,
+    /// False when the identical archive was already in the home.
+    pub added: bool,
+}
+
+/// The per-request timeout used for remotes.
+pub const TIMEOUT: Duration = remote::DEFAULT_TIMEOUT;
+
+pub fn add(
+    ctx: &Context,
+    new: &NewRemote,
+    creds: &CredentialEnv,
+) -> Result<RemoteConfig, OpsError> {
+    let subject = Subject {
+        detail: Some(format!("remote {} {}", new.config.name, new.config.url)),
+        ..Subject::default()
+    };
+    ctx.audited("remote.add", subject, |_| {
+        let _lock = ctx.home().lock()?;
+        if new.create_bucket {
+            let r = Remote::connect(new.config.clone(), creds, TIMEOUT)?;
+            r.client().create_bucket(new.object_lock)?;
+        }
+        remote::config::add(ctx.home().dir(), new.config.clone())?;
+        Ok(new.config.clone())
+    })
+}
+
+pub fn list(ctx: &Context) -> Result<Vec<RemoteConfig>, OpsError> {
+    Ok(remote::config::load(ctx.home().dir())?)
+}
+
+/// Connects to the remote `name` of the home (no request is made yet).
+pub fn connect(ctx: &Context, name: &str, creds: &CredentialEnv) -> Result<Remote, OpsError> {
+    let cfg = remote::config::find(ctx.home().dir(), name)?;
+    Ok(Remote::connect(cfg, creds, TIMEOUT)?)
+}
+
+pub fn push(ctx: &Context, remote: &Remote, opts: &PushOptions) -> Result<PushReport, OpsError> {
+    let store = ArchiveStore::new(ctx.home());
+    let targets: Vec<(Uuid, PathBuf)> = match &opts.selection {
+        Selection::All => store
+            .list()?
+            .into_iter()
+            .filter_map(|s| s.inspection.ok().map(|i| (i.header.id, s.path)))
+            .collect(),
+        Selection::One(id) => vec![store.find(id)?],
+    };
+    let lock = opts
+        .lock
+        .map(|(mode, days)| (mode, remote::retain_until(days)));
+    let mut report = PushReport {
+        pushed: Vec::new(),
+        failed: Vec::new(),
+    };
+    for (id, path) in targets {
+        let r = push_one(ctx, remote, &id, &path, lock.clone());
+        match r {
+            Ok(p) => report.pushed.push(p),
+            Err(e) => report.failed.push((id, e)),
+        }
+    }
+    Ok(report)
+}
+
+/// Pushes one archive file of the home (audited as `backup.push`).
+pub fn push_one(
+    ctx: &Context,
+    remote: &Remote,
+    id: &Uuid,
+    path: &std::path::Path,
+    lock: Option<(LockMode, String)>,
+) -> Result<PushOutcome, OpsError> {
+    let subject = Subject {
+        archive_id: Some(id.to_string()),
+        detail: Some(format!(
+            "{} s3://{}/{}",
+            remote.config.name,
+            remote.url.bucket,
+            remote.object_key(id)
+        )),
+        ..Subject::default()
+    };
+    ctx.audited("backup.push", subject, |_| {
+        Ok(remote.push_file(path, id, lock)?)
+    })
+}
+
+/// Fetches archive `id` (or an unambiguous prefix) from `remote` into the home.
+pub fn fetch(ctx: &Context, remote: &Remote, id: &str) -> Result<Fetched, OpsError> {
+    let subject = Subject {
+        archive_id: Some(id.to_string()),
+        detail: Some(format!("from {}", remote.config.name)),
+        ..Subject::default()
+    };
+    ctx.audited("backup.fetch", subject, |s| {
+        let (id, key) = remote.find(id)?;
+        s.archive_id = Some(id.to_string());
+        let store = ArchiveStore::new(ctx.home());
+        let dest = store.path_of(&id);
+        let ks = KeyStore::new(ctx.home());
+        let lookup = |k: &Uuid| ks.material(k, false).ok().map(|(_, key)| key);
+        let mut tmp = AtomicFile::create(&dest, 0o600).map_err(|e| OpsError::Write {
+            what: "the fetched archive",
+            path: dest.clone(),
+            source: e,
+        })?;
+        let summary = remote.fetch_into(&id, &key, &mut tmp, &lookup)?;
+        s.key_id = Some(summary.key_id.to_string());
+        let _lock = ctx.home().lock()?;
+        if dest.exists() {
+            return Ok(Fetched {
+                summary,
+                added: false,
+            });
+        }
+        tmp.commit_new().map_err(|e| OpsError::Write {
+            what: "the fetched archive",
+            path: dest.clone(),
+            source: e,
+        })?;
+        Ok(Fetched {
+            summary,
+            added: true,
+        })
+    })
+}
+
+/// Every archive on the remote, inspected without any key by ranged reads.
+pub fn list_archives(remote: &Remote) -> Result<Vec<RemoteArchive>, OpsError> {
+    Ok(remote.list()?)
+}
