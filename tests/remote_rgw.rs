@@ -1,7 +1,7 @@
 //! The remote (S3) archive stores against a real Ceph RADOS Gateway on loopback.
 //!
 //! Each test starts its own single-node cluster (`tests/support/rgw.sh`, Debian 12's
-//! ceph packages, installed by `.ci/install.d/40-ceph.sh`) in a temporary directory and
+//! ceph packages, installed by `.ci/install.d/45-ceph.sh`) in a temporary directory and
 //! stops it by pid when done; the tests of this file run one at a time. Without ceph the
 //! tests are skipped, except under CI=true, where that is a failure.
 mod common;
