@@ -203,6 +203,8 @@ fn parent_dir(p: &Path) -> &Path {
 }
 
 /// Creates `dir` (and parents) with mode 0700 if missing; tightens an existing one we own.
+/// The directory must be owned by the effective user and every directory above it must
+/// pass [`check_path_not_writable_by_others`] (StrictModes).
 pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
     if !dir.exists() {
         fs::DirBuilder::new()
@@ -210,28 +212,135 @@ pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
             .mode(0o700)
             .create(dir)?;
     }
-    let meta = fs::metadata(dir)?;
+    let meta = fs::symlink_metadata(dir)?;
+    if meta.file_type().is_symlink() {
+        // A symlinked home is followed, but what it points to is what gets checked.
+        return ensure_private_dir(&fs::canonicalize(dir)?);
+    }
+    check_owner(dir, &meta)?;
     if meta.permissions().mode() & 0o077 != 0 {
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    }
+    check_path_not_writable_by_others(dir)
+}
+
+/// The effective user id of this process.
+pub fn effective_uid() -> u32 {
+    nix::unistd::geteuid().as_raw()
+}
+
+/// Refuses `path` unless it is owned by the effective user.
+fn check_owner(path: &Path, meta: &fs::Metadata) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let me = effective_uid();
+    if meta.uid() != me {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is owned by uid {}, not by the user running vault (uid {me}); another user \
+                 could have planted or replaced it: check it, then 'chown {me} {}'",
+                path.display(),
+                meta.uid(),
+                path.display()
+            ),
+        ));
     }
     Ok(())
 }
 
-/// Opens a file that holds a secret, refusing it if group or others may read it.
+/// StrictModes along a path (OpenSSH's rule): every existing directory from the root down
+/// to `path` (inclusive) must be owned by the effective user or by root, and not writable
+/// by group or others, unless it is sticky (like /tmp, where others cannot rename or
+/// delete what is ours). Otherwise another user could swap a directory in the path and
+/// plant a home, a root key or a password file of their own.
+pub fn check_path_not_writable_by_others(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let abs = fs::canonicalize(path)?;
+    let me = effective_uid();
+    for dir in abs.ancestors() {
+        let meta = fs::metadata(dir)?;
+        if !meta.is_dir() {
+            continue;
+        }
+        let mode = meta.mode();
+        let sticky = mode & 0o1000 != 0;
+        if meta.uid() != me && meta.uid() != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "directory {} on the path to {} is owned by uid {}, neither you (uid {me}) nor root; \
+                     move the vault home (or the file) somewhere only you control",
+                    dir.display(),
+                    path.display(),
+                    meta.uid()
+                ),
+            ));
+        }
+        if mode & 0o022 != 0 && !sticky {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "directory {} on the path to {} is writable by group or others (mode {:o}); \
+                     run 'chmod go-w {}'",
+                    dir.display(),
+                    path.display(),
+                    mode & 0o7777,
+                    dir.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Opens a file that holds a secret (root key, key store, password or PIN file).
+///
+/// Refused when it is a symbolic link (opened with `O_NOFOLLOW`, so the check and the
+/// open are one step), not a regular file, not owned by the effective user, readable or
+/// writable by group or others, or when a directory above it is writable by others.
 pub fn open_secret_file(path: &Path) -> io::Result<File> {
-    let f = OpenOptions::new().read(true).open(path)?;
-    let mode = f.metadata()?.permissions().mode();
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags((nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NOCTTY).bits())
+        .open(path)
+        .map_err(|e| {
+            // ELOOP is what O_NOFOLLOW answers for a symbolic link.
+            if e.raw_os_error() == Some(nix::errno::Errno::ELOOP as i32) {
+                io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!(
+                        "{} is a symbolic link; secret files are never read through one: \
+                         replace it with the file itself",
+                        path.display()
+                    ),
+                )
+            } else {
+                e
+            }
+        })?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a regular file", path.display()),
+        ));
+    }
+    check_owner(path, &meta)?;
+    let mode = meta.mode();
     if mode & 0o077 != 0 {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
             format!(
-                "{} is readable by group or others (mode {:o}); run 'chmod 600 {}'",
+                "{} is readable or writable by group or others (mode {:o}); run 'chmod 600 {}'",
                 path.display(),
                 mode & 0o777,
                 path.display()
             ),
         ));
     }
+    let parent = parent_dir(path);
+    check_path_not_writable_by_others(parent)?;
     Ok(f)
 }
 
@@ -351,5 +460,51 @@ mod tests {
         assert!(err.to_string().contains("chmod 600"));
         fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
         assert!(open_secret_file(&p).is_ok());
+    }
+
+    /// Issue 13.7: files planted by another user, symlinks and writable parents.
+    #[test]
+    fn secret_files_are_checked_like_strict_modes() {
+        use std::os::unix::fs::chown;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("pw");
+        fs::write(&p, "x").unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(open_secret_file(&p).is_ok());
+
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&p, &link).unwrap();
+        let err = open_secret_file(&link).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o602)).unwrap();
+        assert!(
+            open_secret_file(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("chmod 600")
+        );
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+
+        let sub = dir.path().join("open");
+        fs::create_dir(&sub).unwrap();
+        fs::set_permissions(&sub, fs::Permissions::from_mode(0o777)).unwrap();
+        let q = sub.join("pw");
+        fs::write(&q, "x").unwrap();
+        fs::set_permissions(&q, fs::Permissions::from_mode(0o600)).unwrap();
+        let err = open_secret_file(&q).unwrap_err();
+        assert!(err.to_string().contains("chmod go-w"), "{err}");
+
+        if effective_uid() == 0 {
+            // Only root can give a file away; as root this is the attack of issue 13.7.
+            chown(&p, Some(4242), None).unwrap();
+            let err = open_secret_file(&p).unwrap_err();
+            assert!(err.to_string().contains("owned by uid 4242"), "{err}");
+            let home = dir.path().join("home");
+            fs::create_dir(&home).unwrap();
+            chown(&home, Some(4242), None).unwrap();
+            let err = ensure_private_dir(&home).unwrap_err();
+            assert!(err.to_string().contains("owned by uid 4242"), "{err}");
+        }
     }
 }

@@ -5,10 +5,11 @@
 //!
 //! 0. primitives: `errors` (exit-code kinds), `secret`, `clock`, `account`, `scope`,
 //!    `hardening`, `escape` (control/bidi escaping of untrusted text)
-//! 1. `aead`, `fsutil` (atomic files, the temporary-file registry)
+//! 1. `aead`, `fsutil` (atomic files, the temporary-file registry), `kdf` (bounded Argon2id)
 //! 2. formats and the home: `envelope` (archive format), `home` (directory, lock, root
-//!    key), `audit` (the hash-chained log, syslog forwarding), `bmc` (Redfish client and
-//!    simulator), `metrics` (Prometheus textfile)
+//!    key and its protection: file, passphrase, PKCS#11 token), `audit` (the hash-chained
+//!    log, syslog forwarding), `bmc` (Redfish client and simulator), `metrics`
+//!    (Prometheus textfile)
 //! 3. `keystore` (backup keys, key files)
 //! 4. `store` (the archives of a home: stage, commit, list, find)
 //! 5. `sweep` (keyless integrity and policy sweeps over archive files)
@@ -33,6 +34,7 @@ pub mod fsutil;
 pub mod fuzzing;
 pub mod hardening;
 pub mod home;
+pub mod kdf;
 pub mod keystore;
 pub mod metrics;
 pub mod ops;

@@ -498,9 +498,38 @@ fn sweep_of_1000_archives_and_junk_reports_each_file() {
     assert_eq!(code, Some(0), "{}", rep["summary"]);
     assert_eq!(rep["summary"]["ok"], 500);
     let old = t.path().join("old");
+    // A key created in 2021: keys.json authenticates createdAt, so it comes in through
+    // a key file that says so (as a key escrowed years ago would).
     let h = Home::open(&home).unwrap();
     let ks = KeyStore::new(&h);
-    let info = ks.default_key(Scope::System, None).unwrap().unwrap();
+    let old_key = vault::secret::Key32::random();
+    let pw = vault::secret::Password::new("an escrow password".into());
+    let file = vault::keystore::keyfile::export(
+        &old_key,
+        &vault::keystore::keyfile::ExportMeta {
+            id: Uuid::new_v4(),
+            scope: Scope::System,
+            domain_id: None,
+            created_at: "2021-01-01T00:00:00Z".into(),
+            state: vault::keystore::KeyState::Active,
+            description: String::new(),
+        },
+        &pw,
+        vault::keystore::kdf::KdfParams {
+            memory_kib: vault::keystore::kdf::MIN_MEMORY_KIB,
+            iterations: 2,
+            parallelism: 1,
+        },
+    )
+    .unwrap();
+    let lock = h.lock().unwrap();
+    let vault::keystore::Imported::New(info) = ks
+        .import(&lock, &file, Scope::System, &pw, "auditor")
+        .unwrap()
+    else {
+        panic!("a new key")
+    };
+    drop(lock);
     let (_, key) = ks.material(&info.id, true).unwrap();
     let mut header = ArchiveHeader::new(Scope::System, None, "auditor", "", None);
     header.created_at = "2020-01-01T00:00:00Z".into();
@@ -508,15 +537,6 @@ fn sweep_of_1000_archives_and_junk_reports_each_file() {
     envelope::seal(&header, info.id, &key, &b"x"[..], &mut out).unwrap();
     fs::create_dir_all(&old).unwrap();
     fs::write(old.join("2020.vault"), out).unwrap();
-    // Back-date the active key: keys.json authenticates id/scope/domain, not createdAt.
-    let keys_json = fs::read_to_string(home.join("keys.json")).unwrap();
-    let mut kv: Value = serde_json::from_str(&keys_json).unwrap();
-    for k in kv["keys"].as_array_mut().unwrap() {
-        if k["id"] == info.id.to_string() {
-            k["createdAt"] = "2021-01-01T00:00:00Z".into();
-        }
-    }
-    fs::write(home.join("keys.json"), serde_json::to_vec(&kv).unwrap()).unwrap();
     let (code, rep) = sweep(
         &home,
         &[

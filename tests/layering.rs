@@ -19,6 +19,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("escape", 0),
     ("aead", 1),
     ("fsutil", 1),
+    ("kdf", 1),
     // Formats and the home: bytes, files and the root key.
     ("envelope", 2),
     ("home", 2),

@@ -34,9 +34,11 @@ fn no_flag_takes_a_password() {
                 .map(str::to_string)
                 .unwrap_or_else(|| arg.get_id().to_string())
                 .to_ascii_lowercase();
+            // `--pkcs11-token LABEL` names a PKCS#11 token by its (public) label.
             let secretish = ["pass", "secret", "token", "pin", "credential", "material"]
                 .iter()
-                .any(|w| name.contains(w));
+                .any(|w| name.contains(w))
+                && name != "pkcs11-token";
             if secretish && arg.get_action().takes_values() {
                 assert!(
                     name.ends_with("-file") || name.ends_with("_file"),

@@ -305,7 +305,7 @@ fn archives(ctx: &Ctx, a: &ArchivesArgs) -> CliResult {
     let report = match (&home, a.verify) {
         (Some(h), true) => {
             let ks = KeyStore::new(h);
-            let material = key_lookup(&ks);
+            let material = key_lookup(&ks)?;
             let keys = SweepKeys {
                 status: &status,
                 material: Some(&material),

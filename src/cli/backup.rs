@@ -364,16 +364,19 @@ fn target_path(home: &Home, t: &Target) -> CliResult<PathBuf> {
     }
 }
 
-/// Looks up keys of this home for opening archives (retired keys included).
-pub fn key_lookup(ks: &KeyStore<'_>) -> impl Fn(&Uuid) -> Option<Key32> {
-    move |id| ks.material(id, false).ok().map(|(_, k)| k)
+/// Looks up keys of this home for opening archives (retired keys included). The root
+/// key is unlocked first, so a wrong PIN, a missing token or passphrase, or an edited
+/// key entry is reported as such, not as "key not in this home".
+pub fn key_lookup<'a>(ks: &'a KeyStore<'_>) -> CliResult<impl Fn(&Uuid) -> Option<Key32> + 'a> {
+    ks.unlock()?;
+    Ok(move |id: &Uuid| ks.material(id, false).ok().map(|(_, k)| k))
 }
 
 pub fn verify_path(home: &Home, path: &Path) -> CliResult<envelope::OpenSummary> {
     let ks = KeyStore::new(home);
     let f = store::open_archive(path).map_err(|e| file_err(path, e))?;
     let len = f.metadata().ok().map(|m| m.len());
-    let lookup = key_lookup(&ks);
+    let lookup = key_lookup(&ks)?;
     let input = progress::reader(
         BufReader::with_capacity(envelope::READ_BUFFER, f),
         len,
@@ -385,7 +388,7 @@ pub fn verify_path(home: &Home, path: &Path) -> CliResult<envelope::OpenSummary>
 fn extract(home: &Home, path: &Path, out: &Path) -> CliResult<envelope::OpenSummary> {
     let ks = KeyStore::new(home);
     let f = store::open_archive(path).map_err(|e| file_err(path, e))?;
-    let lookup = key_lookup(&ks);
+    let lookup = key_lookup(&ks)?;
     let dest = AtomicFile::create(out, 0o600).map_err(|e| file_err(out, e))?;
     // Plaintext goes to a temporary file that is renamed only after the whole archive
     // authenticated; on any error it is dropped, leaving nothing under `out`.
@@ -540,7 +543,7 @@ fn rewrap(ctx: &Ctx, a: RewrapArgs) -> CliResult {
         Some(id) => vec![st.find(id)?.1],
         None => st.list()?.into_iter().map(|s| s.path).collect(),
     };
-    let lookup = key_lookup(&ks);
+    let lookup = key_lookup(&ks)?;
     let mut done = Vec::new();
     let mut failed = Vec::new();
     for path in targets {

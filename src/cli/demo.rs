@@ -274,11 +274,13 @@ fn cycle(ctx: &Ctx, root: &Path, steps: &mut Steps) -> Vec<(String, Value)> {
     let account = ctx.account.clone();
     let ctx_a = Ctx {
         home_dir: root.join("home-a"),
+        root_password_file: None,
         format: ctx.format,
         account: account.clone(),
     };
     let ctx_b = Ctx {
         home_dir: root.join("home-b"),
+        root_password_file: None,
         format: ctx.format,
         account: account.clone(),
     };
@@ -436,7 +438,7 @@ fn cycle(ctx: &Ctx, root: &Path, steps: &mut Steps) -> Vec<(String, Value)> {
         steps.run("rewrap the archive onto the new key (header only)", || {
             let before = std::fs::read(&path_a).map_err(|e| super::backup::file_err(&path_a, e))?;
             let (_, material) = ks_a.material(&key2.id, true)?;
-            let lookup = key_lookup(&ks_a);
+            let lookup = key_lookup(&ks_a)?;
             let s = envelope::rewrap_file(&path_a, &lookup, key2.id, &material)
                 .map_err(archive_err(&path_a))?;
             let after = std::fs::read(&path_a).map_err(|e| super::backup::file_err(&path_a, e))?;
@@ -501,7 +503,7 @@ fn cycle(ctx: &Ctx, root: &Path, steps: &mut Steps) -> Vec<(String, Value)> {
     steps.run("extract in home B and compare with the BMC's bytes", || {
         let out = root.join("extracted.bak");
         let ks_b = KeyStore::new(&home_b);
-        let lookup = key_lookup(&ks_b);
+        let lookup = key_lookup(&ks_b)?;
         let f = std::fs::File::open(&path_b).map_err(|e| super::backup::file_err(&path_b, e))?;
         let mut dest =
             AtomicFile::create(&out, 0o600).map_err(|e| super::backup::file_err(&out, e))?;

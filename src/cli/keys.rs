@@ -9,7 +9,7 @@ use super::password::PasswordArg;
 use super::records::{Deleted, KeyExported, KeyFileRecord, List, Rotated};
 use super::{CliResult, Ctx};
 use crate::keystore::Imported;
-use crate::keystore::kdf::KdfParams;
+use crate::keystore::kdf::{ImportLimit, KdfParams};
 use crate::ops::keys::{self, KeyFilter, NewKey};
 use crate::scope::Scope;
 
@@ -65,6 +65,10 @@ pub struct CreateArgs {
     default: bool,
     #[arg(long, value_name = "TEXT", default_value = "")]
     description: String,
+    /// Wrap the key directly by the home's PKCS#11 token (system keys only): its
+    /// archives open only where that token is, and it cannot be downloaded.
+    #[arg(long)]
+    tied_to_hsm: bool,
 }
 
 impl CreateArgs {
@@ -75,6 +79,7 @@ impl CreateArgs {
             domain,
             make_default: self.default,
             description: self.description,
+            tied_to_hsm: self.tied_to_hsm,
         })
     }
 }
@@ -132,13 +137,21 @@ pub struct UploadArgs {
     /// Read the password from this file (mode 0600) instead of VAULT_KEY_PASSWORD or a prompt.
     #[arg(long, value_name = "P")]
     password_file: Option<PathBuf>,
+    /// Accept a key file whose Argon2id cost is above the import ceiling
+    /// (m = 256 MiB, t = 8), up to the absolute one (m = 2 GiB, t = 10).
+    #[arg(long)]
+    allow_costly_kdf: bool,
 }
 
 pub fn run(ctx: &Ctx, cmd: KeysCmd) -> CliResult {
     match cmd {
         KeysCmd::Create(a) => create(ctx, a),
         KeysCmd::List { scope } => list(ctx, &scope),
-        KeysCmd::Get { id } => ctx.print(&keys::get(&ctx.ops()?, &id)?),
+        KeysCmd::Get { id } => {
+            let ops = ctx.ops()?;
+            let k = keys::get(&ops, &id)?;
+            ctx.print(&KeyView::of(&ops, k)?)
+        }
         KeysCmd::SetDefault { id } => ctx.print(&keys::set_default(&ctx.ops()?, &id)?),
         KeysCmd::Rotate { scope } => rotate(ctx, &scope),
         KeysCmd::Delete { id, force } => delete(ctx, &id, force),
@@ -161,7 +174,30 @@ fn list(ctx: &Ctx, scope: &ScopeArgs) -> CliResult {
         scope: scope.scope.map(Scope::from),
         domain: scope.domain.clone(),
     };
-    ctx.print(&List::of(keys::list(&ctx.ops()?, &filter)?))
+    let ops = ctx.ops()?;
+    let views = keys::list(&ops, &filter)?
+        .into_iter()
+        .map(|k| KeyView::of(&ops, k))
+        .collect::<CliResult<Vec<_>>>()?;
+    ctx.print(&List::of(views))
+}
+
+/// A key as `keys list/get` print it, with what it depends on (`dependsOn`: `file`,
+/// `passphrase`, `pkcs11:<token>` for the home's root, `hsm:<token>` for a tied key):
+/// what is lost if that passphrase or token is.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct KeyView {
+    #[serde(flatten)]
+    key: crate::keystore::KeyInfo,
+    depends_on: String,
+}
+
+impl KeyView {
+    fn of(ops: &crate::ops::Context, key: crate::keystore::KeyInfo) -> CliResult<KeyView> {
+        let depends_on = keys::dependency(ops, &key)?;
+        Ok(KeyView { key, depends_on })
+    }
 }
 
 fn rotate(ctx: &Ctx, scope: &ScopeArgs) -> CliResult {
@@ -204,7 +240,14 @@ fn upload(ctx: &Ctx, a: &UploadArgs) -> CliResult {
         prompt: "Password of the key file",
         new: false,
     };
-    match keys::import(&ctx.ops()?, &a.file, a.scope.into(), &|| password.get())? {
+    let limit = if a.allow_costly_kdf {
+        ImportLimit::Costly
+    } else {
+        ImportLimit::Default
+    };
+    match keys::import(&ctx.ops()?, &a.file, a.scope.into(), limit, &|| {
+        password.get()
+    })? {
         Imported::New(k) => ctx.print(&k),
         Imported::AlreadyPresent(k) => {
             ctx.notice(&format!(

@@ -8,6 +8,7 @@ pub mod args;
 mod audit;
 mod backup;
 mod demo;
+mod home;
 mod keys;
 pub mod output;
 mod password;
@@ -76,12 +77,19 @@ pub struct Cli {
     /// Output format on stdout.
     #[arg(long, global = true, value_enum, default_value_t = Format::Json)]
     output: Format,
+    /// The root key's passphrase (mode passphrase), from this file (mode 0600) instead
+    /// of VAULT_ROOT_PASSWORD or a prompt.
+    #[arg(long, global = true, value_name = "F")]
+    root_password_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// The vault home's root key: how it is protected, and its rotation.
+    #[command(subcommand)]
+    Home(home::HomeCmd),
     /// Create, rotate, export and import backup keys.
     #[command(subcommand)]
     Keys(keys::KeysCmd),
@@ -109,6 +117,7 @@ enum Command {
 /// Everything a command needs: where the home is, how to print, who is acting.
 pub struct Ctx {
     home_dir: PathBuf,
+    root_password_file: Option<PathBuf>,
     pub format: Format,
     pub account: String,
 }
@@ -116,7 +125,14 @@ pub struct Ctx {
 impl Ctx {
     /// Opens (creating on first use) the vault home.
     pub fn home(&self) -> CliResult<Home> {
-        Ok(Home::open(&self.home_dir)?)
+        Ok(Home::open(&self.home_dir)?.with_unlocker(Box::new(self.unlocker())))
+    }
+
+    /// Where the root passphrase and token PINs come from.
+    pub fn unlocker(&self) -> home::CliUnlocker {
+        home::CliUnlocker {
+            root_password_file: self.root_password_file.clone(),
+        }
     }
 
     pub fn home_dir(&self) -> &Path {
@@ -125,7 +141,7 @@ impl Ctx {
 
     /// Opens the home for the operations layer; its warnings go to stderr.
     pub fn ops(&self) -> CliResult<ops::Context> {
-        Ok(ops::Context::open(&self.home_dir, self.account.clone())?
+        Ok(ops::Context::with_home(self.home()?, self.account.clone())
             .with_reporter(Box::new(Notices)))
     }
 
@@ -198,6 +214,7 @@ pub fn main() -> ExitCode {
     let hi = args::HiArgs::resolve(cli.home.clone(), cli.output);
     let ctx = Ctx {
         home_dir: hi.home_dir,
+        root_password_file: cli.root_password_file.clone(),
         format: hi.format,
         account: hi.account,
     };
@@ -213,6 +230,7 @@ pub fn main() -> ExitCode {
 
 fn run(ctx: &Ctx, cmd: Command) -> CliResult {
     match cmd {
+        Command::Home(c) => home::run(ctx, c),
         Command::Keys(c) => keys::run(ctx, c),
         Command::Backup(c) => backup::run(ctx, c),
         Command::Inspect(a) => backup::inspect(ctx, &a),
@@ -228,5 +246,8 @@ fn run(ctx: &Ctx, cmd: Command) -> CliResult {
 fn disable_core_dumps() {
     if !crate::hardening::disable_core_dumps() {
         eprintln!("vault: warning: could not disable core dumps (RLIMIT_CORE)");
+    }
+    if !crate::hardening::make_non_dumpable() {
+        eprintln!("vault: warning: could not make the process non-dumpable (PR_SET_DUMPABLE)");
     }
 }

@@ -793,7 +793,7 @@ pub fn restore_one(
     progress: &ProgressBar,
 ) -> CliResult<Restored> {
     let ks = KeyStore::new(home);
-    let lookup = key_lookup(&ks);
+    let lookup = key_lookup(&ks)?;
     // One open file for both passes, so the bytes sent are those that were verified
     // (short of someone rewriting the file in place, which pass 2 detects as tampering).
     let mut f = crate::store::open_archive(path).map_err(|e| file_err(path, e))?;

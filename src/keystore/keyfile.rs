@@ -79,6 +79,7 @@ impl Classify for KeyFileError {
             KeyFileError::Truncated(_) | KeyFileError::Corrupted(_) => Kind::Integrity,
             KeyFileError::WrongPassword => Kind::Auth,
             KeyFileError::Kdf(KdfError::TooCostly { .. }) => Kind::Unsupported,
+            KeyFileError::Kdf(KdfError::CostlyImport { .. }) => Kind::Refused,
             KeyFileError::Kdf(KdfError::TooWeak { .. }) => Kind::Usage,
             KeyFileError::Kdf(KdfError::Argon2(_)) => Kind::Internal,
         }
@@ -226,6 +227,15 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedKeyFile, KeyFileError> {
         return Err(KeyFileError::Corrupted("unknown KDF"));
     }
     meta.kdf.params.check()?;
+    let salt = B64
+        .decode(&meta.kdf.salt)
+        .map_err(|_| KeyFileError::Corrupted("salt is not base64"))?;
+    // Issue 13.11: 8-byte salts were accepted; RFC 9106 asks for 16.
+    if salt.len() < kdf::SALT_LEN || salt.len() > kdf::MAX_SALT_LEN {
+        return Err(KeyFileError::Corrupted(
+            "salt length out of bounds (16 to 64 bytes)",
+        ));
+    }
     let mut rest = &bytes[aad_len..];
     let check = take::<CHECK_LEN>(&mut rest);
     let nonce = take::<NONCE_LEN>(&mut rest);
@@ -251,7 +261,7 @@ impl ParsedKeyFile {
         let salt = B64
             .decode(&self.meta.kdf.salt)
             .map_err(|_| KeyFileError::Corrupted("salt is not base64"))?;
-        if salt.len() < 8 || salt.len() > 64 {
+        if salt.len() < kdf::SALT_LEN || salt.len() > kdf::MAX_SALT_LEN {
             return Err(KeyFileError::Corrupted("salt length out of bounds"));
         }
         let (check, wrap_key) = derive_keys(password, &salt, &self.meta.kdf.params)?;
@@ -467,6 +477,20 @@ mod tests {
             matches!(err, KeyFileError::Kdf(KdfError::TooCostly { .. })),
             "{err}"
         );
+    }
+
+    /// Issue 13.11: a salt shorter than 16 bytes is refused before any password is asked.
+    #[test]
+    fn short_salt_is_refused_at_parse() {
+        let bytes = sample(&Key32::random());
+        for n in [0usize, 8, 15] {
+            let mut meta: serde_json::Value =
+                serde_json::from_slice(&bytes[PREFIX_LEN..PREFIX_LEN + meta_len(&bytes)]).unwrap();
+            meta["kdf"]["salt"] = serde_json::json!(B64.encode(vec![7u8; n]));
+            let b = rebuild(&bytes, &serde_json::to_vec(&meta).unwrap());
+            let err = parse(&b).err().expect("short salt accepted");
+            assert!(err.to_string().contains("salt length"), "{n}: {err}");
+        }
     }
 
     fn meta_len(b: &[u8]) -> usize {

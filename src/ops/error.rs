@@ -25,6 +25,8 @@ pub enum OpsError {
     #[error(transparent)]
     Key(#[from] KeyError),
     #[error(transparent)]
+    Root(#[from] crate::home::root::RootError),
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Bmc(#[from] BmcError),
@@ -73,6 +75,7 @@ impl Classify for OpsError {
     fn kind(&self) -> Kind {
         match self {
             OpsError::Home(e) => e.kind(),
+            OpsError::Root(e) => e.kind(),
             OpsError::Key(e) | OpsError::Import { source: e, .. } => e.kind(),
             OpsError::Store(e) => e.kind(),
             OpsError::Bmc(e) => e.kind(),

@@ -7,7 +7,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::{Context, OpsError, PasswordSource, Subject};
-use crate::keystore::kdf::KdfParams;
+use crate::keystore::kdf::{ImportLimit, KdfParams};
 use crate::keystore::keyfile::{self, ParsedKeyFile};
 use crate::keystore::{Imported, KeyInfo, KeyStore, Rotation};
 use crate::scope::Scope;
@@ -27,6 +27,8 @@ pub struct NewKey {
     pub domain: Option<String>,
     pub make_default: bool,
     pub description: String,
+    /// Wrapped by the PKCS#11 token's key, never by the root key (system keys only).
+    pub tied_to_hsm: bool,
 }
 
 /// A deleted key, and the archives of this home that were still sealed under it (only
@@ -46,14 +48,25 @@ pub struct Exported {
 pub fn create(ctx: &Context, new: &NewKey) -> Result<KeyInfo, OpsError> {
     ctx.audited("keys.create", Subject::default(), |s| {
         let lock = ctx.home().lock()?;
-        let k = KeyStore::new(ctx.home()).create(
-            &lock,
-            new.scope,
-            new.domain.clone(),
-            new.make_default,
-            &new.description,
-            ctx.account(),
-        )?;
+        let ks = KeyStore::new(ctx.home());
+        let k = if new.tied_to_hsm {
+            ks.create_tied(
+                &lock,
+                new.scope,
+                new.make_default,
+                &new.description,
+                ctx.account(),
+            )?
+        } else {
+            ks.create(
+                &lock,
+                new.scope,
+                new.domain.clone(),
+                new.make_default,
+                &new.description,
+                ctx.account(),
+            )?
+        };
         s.key_id = Some(k.id.to_string());
         Ok(k)
     })
@@ -61,6 +74,12 @@ pub fn create(ctx: &Context, new: &NewKey) -> Result<KeyInfo, OpsError> {
 
 pub fn list(ctx: &Context, filter: &KeyFilter) -> Result<Vec<KeyInfo>, OpsError> {
     Ok(KeyStore::new(ctx.home()).list(filter.scope, filter.domain.as_deref())?)
+}
+
+/// What `key` depends on: the home's root (`file`, `passphrase`, `pkcs11:<token>`) or,
+/// for a key tied to the HSM, the token itself (`hsm:<token>`).
+pub fn dependency(ctx: &Context, key: &KeyInfo) -> Result<String, OpsError> {
+    Ok(KeyStore::new(ctx.home()).dependency(key)?)
 }
 
 /// One key by full id or unambiguous prefix.
@@ -121,6 +140,12 @@ pub fn export(
         let key = ks.find(id)?;
         s.key_id = Some(key.id.to_string());
         params.check().map_err(OpsError::KdfParams)?;
+        if params.check_import(ImportLimit::Default).is_err() {
+            ctx.warn(&format!(
+                "{} is above the default import ceiling: 'vault keys upload' of this file will need --allow-costly-kdf",
+                params.describe()
+            ));
+        }
         let pw = password()?;
         let (_, bytes) = ks.export(&key.id, &pw, params)?;
         crate::fsutil::write_atomic(file, &bytes, 0o600).map_err(|source| OpsError::Write {
@@ -147,22 +172,37 @@ pub fn inspect_file(file: &Path) -> Result<ParsedKeyFile, OpsError> {
 
 /// Imports the key file `file` as a key of `scope` (which must be the file's), asking
 /// `password` only once the file's structure and KDF bounds were checked.
+/// The file's KDF cost is checked against `limit` and said (through the reporter)
+/// before any memory is allocated for it.
 pub fn import(
     ctx: &Context,
     file: &Path,
     scope: Scope,
+    limit: ImportLimit,
     password: PasswordSource<'_>,
 ) -> Result<Imported, OpsError> {
     ctx.audited("keys.upload", Subject::default(), |s| {
         let bytes = read_key_file(file)?;
-        keyfile::parse(&bytes).map_err(|source| OpsError::KeyFile {
+        let key_file_err = |source| OpsError::KeyFile {
             path: file.to_path_buf(),
             source,
-        })?;
+        };
+        let parsed = keyfile::parse(&bytes).map_err(key_file_err)?;
+        s.key_id = Some(parsed.meta.keyid.to_string());
+        let params = parsed.meta.kdf.params;
+        params
+            .check_import(limit)
+            .map_err(|e| key_file_err(e.into()))?;
+        ctx.warn(&format!(
+            "{}: opening costs {} (about {} MiB of memory)",
+            file.display(),
+            params.describe(),
+            params.memory_kib / 1024
+        ));
         let pw = password()?;
         let lock = ctx.home().lock()?;
         let imported = KeyStore::new(ctx.home())
-            .import(&lock, &bytes, scope, &pw, ctx.account())
+            .import_with(&lock, &bytes, scope, &pw, ctx.account(), limit)
             .map_err(|source| OpsError::Import {
                 path: file.to_path_buf(),
                 source,

@@ -12,6 +12,7 @@
 //! archive id, BMC host) even when it was not found. A caller cannot forget the record,
 //! because it cannot reach the change without going through the operation.
 pub mod error;
+pub mod home;
 pub mod keys;
 pub mod password;
 pub mod progress;
@@ -55,6 +56,15 @@ impl Context {
             account: account.into(),
             reporter: Box::new(Silent),
         })
+    }
+
+    /// Uses an already opened home (e.g. one given an unlocker for its root key).
+    pub fn with_home(home: Home, account: impl Into<String>) -> Self {
+        Context {
+            home,
+            account: account.into(),
+            reporter: Box::new(Silent),
+        }
     }
 
     /// Sends the warnings of operations (not their byte progress) to `reporter`.

@@ -74,8 +74,19 @@ impl Vault {
             Some(code),
             "vault {args:?}: stderr {err}"
         );
+        // Notices ("vault: …", e.g. the KDF cost said before a key file is opened) may
+        // come first; the error itself is one line, the last.
+        let lines: Vec<&str> = err.lines().collect();
         assert!(
-            err.starts_with("vault: error: "),
+            lines
+                .last()
+                .is_some_and(|l| l.starts_with("vault: error: "))
+                && lines.iter().all(|l| l.starts_with("vault: "))
+                && lines
+                    .iter()
+                    .filter(|l| l.starts_with("vault: error: "))
+                    .count()
+                    == 1,
             "one clear error line expected, got {err:?}"
         );
         err

@@ -17,7 +17,25 @@ pub const MAX_MEMORY_KIB: u32 = 2 * 1024 * 1024;
 pub const MAX_ITERATIONS: u32 = 10;
 pub const MAX_PARALLELISM: u32 = 16;
 
+/// Import ceiling without `--allow-costly-kdf`: a key file asking for more is refused
+/// before Argon2 allocates anything (issue 13.6: a 400-byte file asking for m = 2 GiB,
+/// t = 10 pinned 2 GiB for seconds before "wrong password" could be said). Four times
+/// the default memory, a little over twice its passes.
+pub const IMPORT_MAX_MEMORY_KIB: u32 = 256 * 1024;
+pub const IMPORT_MAX_ITERATIONS: u32 = 8;
+
+/// Salt length written, and the least accepted (RFC 9106 recommends 16 bytes).
 pub const SALT_LEN: usize = 16;
+pub const MAX_SALT_LEN: usize = 64;
+
+/// How much KDF cost an import accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportLimit {
+    /// Up to `IMPORT_MAX_*`.
+    Default,
+    /// Up to the absolute ceiling `MAX_*` (`--allow-costly-kdf`).
+    Costly,
+}
 
 /// Argon2id cost parameters, as stored in key files (`kdf` object).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +78,16 @@ pub enum KdfError {
         iterations: u32,
         parallelism: u32,
     },
+    #[error(
+        "the key file asks for Argon2id m={memory_kib} KiB, t={iterations}, p={parallelism}, above \
+         what an import accepts by default (m={IMPORT_MAX_MEMORY_KIB} KiB, t={IMPORT_MAX_ITERATIONS}); \
+         nothing was allocated. If you trust the file, pass --allow-costly-kdf"
+    )]
+    CostlyImport {
+        memory_kib: u32,
+        iterations: u32,
+        parallelism: u32,
+    },
     #[error("Argon2id rejected its inputs: {0}")]
     Argon2(String),
 }
@@ -84,6 +112,34 @@ impl KdfParams {
             });
         }
         Ok(())
+    }
+}
+
+impl KdfParams {
+    /// The import policy: [`KdfParams::check`], then the lower ceiling unless `limit`
+    /// is [`ImportLimit::Costly`].
+    pub fn check_import(&self, limit: ImportLimit) -> Result<(), KdfError> {
+        self.check()?;
+        if limit == ImportLimit::Default
+            && (self.memory_kib > IMPORT_MAX_MEMORY_KIB || self.iterations > IMPORT_MAX_ITERATIONS)
+        {
+            return Err(KdfError::CostlyImport {
+                memory_kib: self.memory_kib,
+                iterations: self.iterations,
+                parallelism: self.parallelism,
+            });
+        }
+        Ok(())
+    }
+
+    /// "m=64 MiB, t=3, p=4": what a user is told before the KDF runs.
+    pub fn describe(&self) -> String {
+        format!(
+            "Argon2id m={} MiB, t={}, p={}",
+            self.memory_kib / 1024,
+            self.iterations,
+            self.parallelism
+        )
     }
 }
 
@@ -197,6 +253,38 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    /// Issue 13.6: the lower import ceiling, and the flag above it.
+    #[test]
+    fn import_ceiling_is_lower_than_the_absolute_one() {
+        let hostile = KdfParams {
+            memory_kib: MAX_MEMORY_KIB,
+            iterations: MAX_ITERATIONS,
+            parallelism: 4,
+        };
+        assert!(hostile.check().is_ok());
+        assert!(matches!(
+            hostile.check_import(ImportLimit::Default),
+            Err(KdfError::CostlyImport { .. })
+        ));
+        assert!(hostile.check_import(ImportLimit::Costly).is_ok());
+        let at = KdfParams {
+            memory_kib: IMPORT_MAX_MEMORY_KIB,
+            iterations: IMPORT_MAX_ITERATIONS,
+            parallelism: 4,
+        };
+        assert!(at.check_import(ImportLimit::Default).is_ok());
+        assert!(
+            KdfParams::default()
+                .check_import(ImportLimit::Default)
+                .is_ok()
+        );
+        let over_t = KdfParams {
+            iterations: IMPORT_MAX_ITERATIONS + 1,
+            ..at
+        };
+        assert!(over_t.check_import(ImportLimit::Default).is_err());
     }
 
     #[test]
