@@ -3,16 +3,28 @@
 //! Invariant: nothing is ever written in place under its final name. Writers go to a
 //! temporary file in the destination directory (same file system, so `rename` is atomic),
 //! which is fsynced, renamed over the final name, and the directory fsynced. A crash or
-//! error at any instant leaves either the old file or the new one, never a torn one; the
-//! temporary (named `.tmp-<pid>-*`) is removed on drop; stale ones left by a killed
-//! process are ignored by readers and, in the vault home, removed by the next holder of
-//! the home lock — but only once the process named in them is gone, because some writers
-//! (parallel BMC pulls) stage archives without holding the lock.
+//! error at any instant leaves either the old file or the new one, never a torn one.
+//!
+//! The lifecycle of temporaries belongs to [`AtomicFile`]:
+//! - [`AtomicFile::create_unnamed`] (for plaintext: `backup extract`) opens the file with
+//!   `O_TMPFILE` where the file system allows it: it has no name until the commit links
+//!   it in (`linkat`), so no kill, not even SIGKILL, can leave it behind.
+//! - Otherwise the temporary is named `.tmp-<pid>-*` and is entered in one process-wide
+//!   registry until it is committed or dropped. The process's one handler for SIGINT,
+//!   SIGTERM and SIGHUP (installed at start-up by the CLI) calls
+//!   [`remove_live_temps`] before exiting, since `exit` skips destructors.
+//! - What a SIGKILL leaves is removed by the next writer in that directory
+//!   ([`remove_stale_temps`], run by `create_unnamed` and by the holder of the home lock),
+//!   but only once the process named in it is gone: other writers (parallel BMC pulls)
+//!   stage archives without holding the lock. Readers skip `.tmp-*` names.
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::{Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 
 /// Prefix of every temporary file; readers skip names that start with it.
@@ -31,6 +43,72 @@ pub fn temp_owner_alive(name: &str) -> bool {
     }
 }
 
+/// Named temporaries of this process that are not committed or dropped yet.
+static LIVE_TEMPS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn live_temps() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    LIVE_TEMPS.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn register(p: &Path) {
+    live_temps().push(p.to_path_buf());
+}
+
+fn unregister(p: &Path) {
+    live_temps().retain(|x| x != p);
+}
+
+/// Removes every named temporary this process is still writing; returns how many. For
+/// the signal handler, which exits without running destructors. Writers whose file is
+/// removed under them fail at their commit, which is the point: nothing partial stays.
+pub fn remove_live_temps() -> usize {
+    let paths = std::mem::take(&mut *live_temps());
+    paths.iter().filter(|p| fs::remove_file(p).is_ok()).count()
+}
+
+/// Removes the `.tmp-<pid>-*` files of `dir` whose writer is gone (left by a killed
+/// process); returns how many. Never touches a live process's temporaries.
+pub fn remove_stale_temps(dir: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with(TEMP_PREFIX)
+                && !temp_owner_alive(&name)
+                && e.file_type().is_ok_and(|t| t.is_file())
+        })
+        .filter(|e| fs::remove_file(e.path()).is_ok())
+        .count()
+}
+
+/// The temporary behind an [`AtomicFile`].
+enum Temp {
+    /// A `.tmp-<pid>-*` file, registered in [`LIVE_TEMPS`] while it exists.
+    Named(tempfile::NamedTempFile),
+    /// An `O_TMPFILE` file: no directory entry until the commit links it.
+    Unnamed { file: File, proc_path: PathBuf },
+}
+
+impl Temp {
+    fn file(&self) -> &File {
+        match self {
+            Temp::Named(t) => t.as_file(),
+            Temp::Unnamed { file, .. } => file,
+        }
+    }
+
+    fn file_mut(&mut self) -> &mut File {
+        match self {
+            Temp::Named(t) => t.as_file_mut(),
+            Temp::Unnamed { file, .. } => file,
+        }
+    }
+}
+
 /// A file being written that appears under `dest` only when `commit` succeeds.
 ///
 /// Large files are flushed as they are written: at [`FIRST_FLUSH`] bytes, then at gaps
@@ -38,7 +116,7 @@ pub fn temp_owner_alive(name: &str) -> bool {
 /// written so far, so that the disk works while the caller computes and the final fsync
 /// in `commit` has only the tail left to wait for.
 pub struct AtomicFile {
-    tmp: Option<tempfile::NamedTempFile>,
+    tmp: Option<Temp>,
     dest: PathBuf,
     written: u64,
     next_flush: u64,
@@ -87,7 +165,8 @@ impl Flusher {
 }
 
 impl AtomicFile {
-    /// Starts writing `dest` with permissions `mode` (e.g. 0o600 for secrets).
+    /// Starts writing `dest` with permissions `mode` (e.g. 0o600 for secrets), in a named
+    /// temporary `.tmp-<pid>-*` of the same directory.
     pub fn create(dest: &Path, mode: u32) -> io::Result<Self> {
         let dir = parent_dir(dest);
         let prefix = format!("{TEMP_PREFIX}{}-", std::process::id());
@@ -95,40 +174,115 @@ impl AtomicFile {
             .prefix(&prefix)
             .permissions(fs::Permissions::from_mode(mode))
             .tempfile_in(dir)?;
-        Ok(AtomicFile {
+        register(tmp.path());
+        Ok(Self::with(Temp::Named(tmp), dest))
+    }
+
+    /// Like [`create`](Self::create), but where the file system allows it the temporary
+    /// has no name at all until the commit (`O_TMPFILE`), so nothing can be left behind.
+    /// For files whose content must never linger (decrypted plaintext). Also removes the
+    /// temporaries that killed writers left in that directory.
+    pub fn create_unnamed(dest: &Path, mode: u32) -> io::Result<Self> {
+        let dir = parent_dir(dest);
+        remove_stale_temps(dir);
+        let opened = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .mode(mode)
+            .custom_flags(nix::libc::O_TMPFILE | nix::libc::O_CLOEXEC)
+            .open(dir);
+        match opened {
+            Ok(file) => {
+                // The umask applies to O_TMPFILE too; the mode asked for must hold.
+                file.set_permissions(fs::Permissions::from_mode(mode))?;
+                let proc_path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+                Ok(Self::with(Temp::Unnamed { file, proc_path }, dest))
+            }
+            // No O_TMPFILE on this file system (or kernel): a named, registered temporary.
+            Err(e) if is_no_tmpfile(&e) => Self::create(dest, mode),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn with(tmp: Temp, dest: &Path) -> Self {
+        AtomicFile {
             tmp: Some(tmp),
             dest: dest.to_path_buf(),
             written: 0,
             next_flush: FIRST_FLUSH,
             flusher: None,
-        })
+        }
     }
 
-    /// Where the bytes are being written until `commit` (a `.tmp-*` name next to `dest`).
+    /// A path that names the bytes being written until `commit`: the `.tmp-*` file next
+    /// to `dest`, or for an unnamed temporary its `/proc/self/fd` link.
     pub fn temp_path(&self) -> &Path {
-        self.tmp.as_ref().expect("not committed").path()
+        match self.tmp.as_ref().expect("not committed") {
+            Temp::Named(t) => t.path(),
+            Temp::Unnamed { proc_path, .. } => proc_path,
+        }
+    }
+
+    /// Whether the temporary has no directory entry (see [`create_unnamed`](Self::create_unnamed)).
+    pub fn is_unnamed(&self) -> bool {
+        matches!(self.tmp, Some(Temp::Unnamed { .. }))
     }
 
     pub fn file(&mut self) -> &mut File {
-        self.tmp.as_mut().expect("not committed").as_file_mut()
+        self.tmp.as_mut().expect("not committed").file_mut()
     }
 
     /// Flushes, fsyncs, renames over the destination and fsyncs the directory.
-    pub fn commit(mut self) -> io::Result<()> {
-        self.stop_flusher()?;
-        let tmp = self.tmp.take().expect("commit once");
-        tmp.as_file().sync_all()?;
-        tmp.persist(&self.dest).map_err(|e| e.error)?;
-        sync_dir(parent_dir(&self.dest))
+    pub fn commit(self) -> io::Result<()> {
+        self.persist(true)
     }
 
     /// Like `commit`, but fails if `dest` already exists (no overwrite).
-    pub fn commit_new(mut self) -> io::Result<()> {
+    pub fn commit_new(self) -> io::Result<()> {
+        self.persist(false)
+    }
+
+    fn persist(mut self, overwrite: bool) -> io::Result<()> {
         self.stop_flusher()?;
         let tmp = self.tmp.take().expect("commit once");
-        tmp.as_file().sync_all()?;
-        tmp.persist_noclobber(&self.dest).map_err(|e| e.error)?;
-        sync_dir(parent_dir(&self.dest))
+        tmp.file().sync_all()?;
+        let dir = parent_dir(&self.dest);
+        match tmp {
+            Temp::Named(t) => {
+                let path = t.path().to_path_buf();
+                let r = if overwrite {
+                    t.persist(&self.dest)
+                } else {
+                    t.persist_noclobber(&self.dest)
+                };
+                unregister(&path);
+                r.map_err(|e| e.error)?;
+            }
+            Temp::Unnamed { file, proc_path } if !overwrite => {
+                // linkat refuses an existing name: a no-clobber commit in one step.
+                link(&proc_path, &self.dest)?;
+                drop(file);
+            }
+            Temp::Unnamed { file, proc_path } => {
+                // linkat cannot replace a name, so link under a temporary name (registered
+                // like any other) and rename that over the destination.
+                let name = dir.join(format!(
+                    "{TEMP_PREFIX}{}-{}",
+                    std::process::id(),
+                    uuid::Uuid::new_v4().simple()
+                ));
+                link(&proc_path, &name)?;
+                register(&name);
+                drop(file);
+                let r = fs::rename(&name, &self.dest);
+                if r.is_err() {
+                    let _ = fs::remove_file(&name);
+                }
+                unregister(&name);
+                r?;
+            }
+        }
+        sync_dir(dir)
     }
 
     fn stop_flusher(&mut self) -> io::Result<()> {
@@ -162,8 +316,12 @@ impl AtomicFile {
 impl Drop for AtomicFile {
     fn drop(&mut self) {
         // Not committed (an error, or a panic): the flush result no longer matters, but
-        // the thread must not outlive the file. The temporary is removed by its own drop.
+        // the thread must not outlive the file. A named temporary is removed by its own
+        // drop (and leaves the registry); an unnamed one vanishes with its descriptor.
         let _ = self.stop_flusher();
+        if let Some(Temp::Named(t)) = &self.tmp {
+            unregister(t.path());
+        }
     }
 }
 
@@ -181,6 +339,26 @@ impl Write for AtomicFile {
     fn flush(&mut self) -> io::Result<()> {
         self.file().flush()
     }
+}
+
+/// Whether opening with `O_TMPFILE` failed because the file system or kernel lacks it.
+fn is_no_tmpfile(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(nix::libc::EOPNOTSUPP | nix::libc::EISDIR | nix::libc::EINVAL | nix::libc::ENOENT)
+    )
+}
+
+/// Gives the unnamed file open at `proc_path` (`/proc/self/fd/N`) the name `dest`.
+fn link(proc_path: &Path, dest: &Path) -> io::Result<()> {
+    nix::unistd::linkat(
+        nix::fcntl::AT_FDCWD,
+        proc_path,
+        nix::fcntl::AT_FDCWD,
+        dest,
+        nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
+    )
+    .map_err(io::Error::from)
 }
 
 /// Writes `bytes` to `dest` atomically with permissions `mode`.
@@ -506,5 +684,77 @@ mod tests {
             let err = ensure_private_dir(&home).unwrap_err();
             assert!(err.to_string().contains("owned by uid 4242"), "{err}");
         }
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn unnamed_temporary_has_no_name_until_commit_and_then_the_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("plain");
+        let mut f = AtomicFile::create_unnamed(&dest, 0o600).unwrap();
+        assert!(
+            f.is_unnamed(),
+            "the test directory's file system supports O_TMPFILE"
+        );
+        f.write_all(b"secret plaintext").unwrap();
+        assert!(names(dir.path()).is_empty(), "a name exists before commit");
+        f.commit().unwrap();
+        assert_eq!(names(dir.path()), ["plain"]);
+        assert_eq!(fs::read(&dest).unwrap(), b"secret plaintext");
+        let mode = fs::metadata(&dest).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+
+        // Replacing an existing file, and a no-clobber commit refusing one.
+        let mut f = AtomicFile::create_unnamed(&dest, 0o600).unwrap();
+        f.write_all(b"second").unwrap();
+        f.commit().unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), b"second");
+        let mut f = AtomicFile::create_unnamed(&dest, 0o600).unwrap();
+        f.write_all(b"third").unwrap();
+        assert!(f.commit_new().is_err());
+        assert_eq!(fs::read(&dest).unwrap(), b"second");
+        assert_eq!(names(dir.path()), ["plain"], "nothing left by either");
+
+        // Dropped uncommitted: nothing at all.
+        let mut f = AtomicFile::create_unnamed(&dir.path().join("other"), 0o600).unwrap();
+        f.write_all(b"partial").unwrap();
+        drop(f);
+        assert_eq!(names(dir.path()), ["plain"]);
+    }
+
+    #[test]
+    fn named_temporaries_are_registered_until_committed_or_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = AtomicFile::create(&dir.path().join("a"), 0o600).unwrap();
+        let b = AtomicFile::create(&dir.path().join("b"), 0o600).unwrap();
+        let (pa, pb) = (a.temp_path().to_path_buf(), b.temp_path().to_path_buf());
+        assert!(live_temps().contains(&pa) && live_temps().contains(&pb));
+        a.commit().unwrap();
+        drop(b);
+        assert!(!live_temps().contains(&pa) && !live_temps().contains(&pb));
+    }
+
+    #[test]
+    fn stale_temporaries_of_dead_writers_are_removed_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        // pid_max on Linux is at most 2^22: this writer is gone.
+        fs::write(dir.path().join(".tmp-4194305-abc"), b"left by a kill").unwrap();
+        let live = AtomicFile::create(&dir.path().join("x"), 0o600).unwrap();
+        fs::write(dir.path().join("keep"), b"not a temporary").unwrap();
+        assert_eq!(remove_stale_temps(dir.path()), 1);
+        let mut left = names(dir.path());
+        left.sort();
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert!(left.contains(&"keep".to_string()));
+        assert!(
+            live.temp_path().exists(),
+            "a live writer's temporary is kept"
+        );
     }
 }

@@ -363,6 +363,91 @@ fn sigint_during_a_slow_download_leaves_no_session_and_no_file() {
     assert_eq!(h.archive_files(), Vec::<String>::new());
 }
 
+/// Issue 13.8: SIGTERM (systemd, `timeout`) and SIGHUP (a closed terminal) log out of the
+/// BMC too, in a single pull and in a fleet, and leave nothing behind.
+#[test]
+fn sigterm_and_sighup_log_out_of_every_session_in_pulls_and_fleets() {
+    for (signal, code) in [("TERM", 143), ("HUP", 129)] {
+        // A single pull.
+        let sim = sim_with(|c| {
+            c.user = "admin".into();
+            c.fault = Fault::SlowDrip;
+        });
+        let h = Home::new();
+        let args = h.pull_args(&sim);
+        let child = h
+            .cmd(&args.iter().map(String::as_str).collect::<Vec<_>>())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_until("the download to start", || {
+            sim.request_count() >= 9 && sim.open_sessions() == 1
+        });
+        let out = signal_and_wait(child, signal);
+        assert_eq!(out.status.code(), Some(code), "{signal}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!("SIG{signal}")),
+            "{}",
+            stderr(&out)
+        );
+        assert_eq!(sim.sessions_created(), 1, "{signal}");
+        assert_eq!(sim.open_sessions(), 0, "{signal}: a session leaked");
+        assert_eq!(h.archive_files(), Vec::<String>::new(), "{signal}");
+
+        // A fleet of two BMCs, both downloading when the signal arrives.
+        let sims = [0, 1].map(|_| {
+            sim_with(|c| {
+                c.user = "admin".into();
+                c.fault = Fault::SlowDrip;
+            })
+        });
+        let h = Home::new();
+        let mut inv = String::new();
+        for s in &sims {
+            inv.push_str(&format!(
+                "[[bmc]]\nurl = \"{}\"\nuser = \"admin\"\npassword_file = \"{}\"\nca_cert = \"{}\"\n\n",
+                s.base_url(),
+                h.pw().display(),
+                s.ca_cert_path().display()
+            ));
+        }
+        let inventory = h.file("fleet.toml", &inv);
+        let child = h
+            .cmd(&["backup", "pull", "--inventory", inventory.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_until("both downloads to start", || {
+            sims.iter()
+                .all(|s| s.request_count() >= 9 && s.open_sessions() == 1)
+        });
+        let out = signal_and_wait(child, signal);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "fleet {signal}: {}",
+            stderr(&out)
+        );
+        for s in &sims {
+            assert_eq!(s.sessions_created(), 1, "fleet {signal}");
+            assert_eq!(s.open_sessions(), 0, "fleet {signal}: a session leaked");
+        }
+        assert_eq!(h.archive_files(), Vec::<String>::new(), "fleet {signal}");
+    }
+}
+
+fn signal_and_wait(mut child: Child, signal: &str) -> Output {
+    let st = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    wait_exit(&mut child);
+    child.wait_with_output().unwrap()
+}
+
 /// Issue #4: a wrong password gives a clear authentication error (exit 4).
 #[test]
 fn wrong_password_is_an_authentication_error() {

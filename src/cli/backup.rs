@@ -389,7 +389,7 @@ fn extract(home: &Home, path: &Path, out: &Path) -> CliResult<envelope::OpenSumm
     let ks = KeyStore::new(home);
     let f = store::open_archive(path).map_err(|e| file_err(path, e))?;
     let lookup = key_lookup(&ks)?;
-    let dest = AtomicFile::create(out, 0o600).map_err(|e| file_err(out, e))?;
+    let dest = AtomicFile::create_unnamed(out, 0o600).map_err(|e| file_err(out, e))?;
     // Plaintext goes to a temporary file that is renamed only after the whole archive
     // authenticated; on any error it is dropped, leaving nothing under `out`.
     let mut dest = WriteSide {

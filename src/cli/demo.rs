@@ -505,8 +505,8 @@ fn cycle(ctx: &Ctx, root: &Path, steps: &mut Steps) -> Vec<(String, Value)> {
         let ks_b = KeyStore::new(&home_b);
         let lookup = key_lookup(&ks_b)?;
         let f = std::fs::File::open(&path_b).map_err(|e| super::backup::file_err(&path_b, e))?;
-        let mut dest =
-            AtomicFile::create(&out, 0o600).map_err(|e| super::backup::file_err(&out, e))?;
+        let mut dest = AtomicFile::create_unnamed(&out, 0o600)
+            .map_err(|e| super::backup::file_err(&out, e))?;
         envelope::open(std::io::BufReader::new(f), &lookup, &mut dest)
             .map_err(archive_err(&path_b))?;
         dest.flush().map_err(|e| super::backup::file_err(&out, e))?;

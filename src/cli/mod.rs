@@ -17,6 +17,7 @@ mod pull;
 pub mod records;
 mod remote;
 mod shell;
+mod signals;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -210,6 +211,8 @@ pub fn main() -> ExitCode {
     disable_core_dumps();
     // Before any thread exists, so every thread inherits the blocked SIGXFSZ.
     crate::hardening::survive_file_size_limit();
+    // One handler for INT/TERM/HUP: BMC sessions logged out, temporaries removed.
+    signals::install();
     let cli = Cli::parse();
     let hi = args::HiArgs::resolve(cli.home.clone(), cli.output);
     let ctx = Ctx {

@@ -32,7 +32,7 @@ use super::{CliError, CliResult, Ctx, ScopeArgs, password};
 use crate::audit::AuditEvent;
 use crate::bmc::client::DEFAULT_MAX_BACKUP_BYTES;
 use crate::bmc::redfish::{Origin, sanitize};
-use crate::bmc::{AuthMode, BmcError, BmcOptions, BmcSession, logout_all_live_sessions};
+use crate::bmc::{AuthMode, BmcError, BmcOptions, BmcSession};
 use crate::envelope::{self, ArchiveHeader, Inspection, Source};
 use crate::errors::Kind;
 use crate::keystore::{Home, KeyStore, Scope};
@@ -155,31 +155,6 @@ pub struct RestoreArgs {
     /// Do not ask for confirmation (the BMC resets after a restore).
     #[arg(long)]
     yes: bool,
-}
-
-// ---------------------------------------------------------------------------------------
-// Ctrl-C
-
-/// Temporary archive files this process is writing, for the SIGINT handler.
-static TEMP_FILES: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
-
-fn temp_files() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
-    TEMP_FILES.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// On SIGINT: remove our temporary archives, log out of every BMC session, exit 130.
-/// Installed once per process; a second call is a no-op.
-fn install_interrupt_handler() {
-    let _ = ctrlc::try_set_handler(|| {
-        for p in std::mem::take(&mut *temp_files()) {
-            let _ = std::fs::remove_file(p);
-        }
-        let n = logout_all_live_sessions();
-        eprintln!(
-            "vault: interrupted: logged out of {n} BMC session(s); nothing partial was stored"
-        );
-        std::process::exit(130);
-    });
 }
 
 // ---------------------------------------------------------------------------------------
@@ -345,7 +320,6 @@ pub fn pull_one(
         });
         let staged = store.seal_unlocked(&header, key.id, &material, reader, &mut |p| {
             temp = Some(p.to_path_buf());
-            temp_files().push(p.to_path_buf());
         });
         (dl.join(), staged)
     });
@@ -361,9 +335,6 @@ pub fn pull_one(
         let lock = home.lock()?;
         Ok(staged.commit(&lock)?.1)
     })();
-    if let Some(t) = &temp {
-        temp_files().retain(|p| p != t);
-    }
     let path = committed?;
     let logout_warning = session.logout().err().map(|e| e.to_string());
     Ok(Pulled {
@@ -430,7 +401,6 @@ fn pulled_audit<'a>(host: &str, r: &CliResult<Pulled>) -> AuditEvent<'a> {
 }
 
 pub fn pull(ctx: &Ctx, a: PullArgs) -> CliResult {
-    install_interrupt_handler();
     if let Some(inv) = &a.inventory {
         return pull_fleet(ctx, &a, inv);
     }
@@ -947,7 +917,6 @@ fn confirm_on_tty(yes: bool) -> impl Fn(&RestorePlan<'_>) -> CliResult {
 }
 
 pub fn restore(ctx: &Ctx, a: RestoreArgs) -> CliResult {
-    install_interrupt_handler();
     let home = ctx.home()?;
     let host = host_of(&a.bmc);
     if a.conn.insecure {
