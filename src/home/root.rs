@@ -43,7 +43,7 @@ const LABEL_CHECK: &[u8] = b"vault.root.v2 passphrase-check";
 const LABEL_WRAP: &[u8] = b"vault.root.v2 passphrase-wrap";
 
 /// How the root key is kept at rest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     File,

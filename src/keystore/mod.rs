@@ -58,7 +58,11 @@ pub use crate::scope::Scope;
 pub enum KeyState {
     #[default]
     Active,
+    /// Rotated out: still decrypts, never encrypts.
     Retired,
+    /// Known or suspected to be exposed (KMIP's and CipherTrust's state): still decrypts,
+    /// never encrypts, and its archives need re-encryption, not a plain rewrap.
+    Compromised,
 }
 
 impl std::fmt::Display for KeyState {
@@ -66,6 +70,7 @@ impl std::fmt::Display for KeyState {
         f.write_str(match self {
             KeyState::Active => "active",
             KeyState::Retired => "retired",
+            KeyState::Compromised => "compromised",
         })
     }
 }
@@ -188,6 +193,10 @@ pub enum KeyError {
         "key {0} is retired: it can decrypt but not encrypt; use --key with an active key or run 'vault keys rotate'"
     )]
     Retired(Uuid),
+    #[error(
+        "key {0} is compromised: it can decrypt but never encrypts; re-encrypt its archives with 'vault backup rewrap --reencrypt --from {0}'"
+    )]
+    Compromised(Uuid),
     #[error("--domain applies only to domain keys; add --scope domain or drop --domain")]
     DomainWithSystemScope,
     #[error(
@@ -246,6 +255,7 @@ impl Classify for KeyError {
             KeyError::NotFound(_) => Kind::NotFound,
             KeyError::NoDefault { .. } => Kind::NotFound,
             KeyError::Retired(_)
+            | KeyError::Compromised(_)
             | KeyError::ScopeMismatch { .. }
             | KeyError::IdClash(_)
             | KeyError::InUse { .. }
@@ -784,8 +794,10 @@ impl<'h> KeyStore<'h> {
     pub fn set_default(&self, lock: &HomeLock, id: &Uuid) -> Result<KeyInfo, KeyError> {
         let mut loaded = self.load()?;
         let target = loaded.keys[loaded.pos(id)?].info.clone();
-        if target.state != KeyState::Active {
-            return Err(KeyError::Retired(*id));
+        match target.state {
+            KeyState::Active => {}
+            KeyState::Retired => return Err(KeyError::Retired(*id)),
+            KeyState::Compromised => return Err(KeyError::Compromised(*id)),
         }
         for k in loaded.keys.iter_mut() {
             if k.info.in_scope(target.scope, target.domain_id.as_deref()) {
@@ -796,7 +808,8 @@ impl<'h> KeyStore<'h> {
         self.get(id)
     }
 
-    /// Sets the state of a key. A key that is no longer active stops being the default.
+    /// Sets the state of a key (e.g. marks it compromised). A key that is no longer active
+    /// stops being the default; the entry is re-authenticated with its new state.
     pub fn set_state(
         &self,
         lock: &HomeLock,
@@ -899,8 +912,12 @@ impl<'h> KeyStore<'h> {
     pub fn material(&self, id: &Uuid, for_encryption: bool) -> Result<(KeyInfo, Key32), KeyError> {
         let loaded = self.load()?;
         let entry = &loaded.keys[loaded.pos(id)?];
-        if for_encryption && entry.info.state != KeyState::Active {
-            return Err(KeyError::Retired(*id));
+        if for_encryption {
+            match entry.info.state {
+                KeyState::Active => {}
+                KeyState::Retired => return Err(KeyError::Retired(*id)),
+                KeyState::Compromised => return Err(KeyError::Compromised(*id)),
+            }
         }
         let key = match &entry.material {
             Material::Key(k) => k.duplicate(),
@@ -1220,6 +1237,35 @@ mod tests {
             std::fs::write(home.keys_path(), before).unwrap();
         }
         assert_eq!(ks.list(None, None).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn compromised_key_decrypts_never_encrypts_and_the_state_is_authenticated() {
+        let (_t, home) = setup();
+        let ks = KeyStore::new(&home);
+        let lock = home.lock().unwrap();
+        let a = ks
+            .create(&lock, Scope::System, None, false, "", "me")
+            .unwrap();
+        let k = ks.set_state(&lock, &a.id, KeyState::Compromised).unwrap();
+        assert_eq!(k.state, KeyState::Compromised);
+        assert!(!k.is_default, "a compromised key is no default");
+        assert!(matches!(
+            ks.material(&a.id, true),
+            Err(KeyError::Compromised(_))
+        ));
+        assert!(ks.material(&a.id, false).is_ok());
+        assert!(matches!(
+            ks.set_default(&lock, &a.id),
+            Err(KeyError::Compromised(_))
+        ));
+        let text = std::fs::read_to_string(home.keys_path()).unwrap();
+        assert!(text.contains("\"compromised\""), "{text}");
+        edit_store(&home, |s| s["keys"][0]["state"] = "active".into());
+        assert!(matches!(
+            ks.material(&a.id, true),
+            Err(KeyError::EntryTampered { .. })
+        ));
     }
 
     /// Issue 13.10: an old copy of keys.json must not revive a deleted key.

@@ -1,6 +1,8 @@
 //! Helpers for tests that run the real `vault` binary against temporary homes.
 #![allow(dead_code)]
 
+pub mod softhsm;
+
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
