@@ -154,6 +154,30 @@ fn pkcs11_home_tied_key_rotation_mode_changes_and_a_copy_without_the_token() {
         ok(&v, &hsm, &[], &["backup", "verify", "--id", id]);
     }
     assert_eq!(extract(&v, &hsm, &[], &b), b"tied archive");
+    // Which archives depend on what: list, get and the keyless inspect.
+    let listed = ok(&v, &hsm, &[], &["backup", "list"]);
+    for r in listed["resources"].as_array().unwrap() {
+        let tied = r["id"] == b.as_str();
+        assert_eq!(r["tiedToHSM"], tied, "{r}");
+        let dep = if tied {
+            "hsm:vault-ci"
+        } else {
+            "pkcs11:vault-ci"
+        };
+        assert_eq!(r["dependsOn"], dep, "{r}");
+    }
+    assert_eq!(
+        ok(&v, &hsm, &[], &["backup", "get", "--id", &b])["tiedToHSM"],
+        true
+    );
+    let path = v.home.join("archives").join(format!("{b}.vault"));
+    let insp = ok(&v, &hsm, &[], &["inspect", "--file", s(&path)]);
+    assert_eq!(insp["isHSMBacked"], true, "{insp}");
+    let path = v.home.join("archives").join(format!("{a}.vault"));
+    assert_eq!(
+        ok(&v, &hsm, &[], &["inspect", "--file", s(&path)])["isHSMBacked"],
+        false
+    );
 
     // A tied key never leaves the token.
     let pw = v.password_file(common::PASSWORD);

@@ -151,6 +151,7 @@ pub fn run(ctx: &Ctx, cmd: BackupCmd) -> CliResult {
                 _ => Some(scope.resolve(Scope::System)?),
             };
             let mut items = Vec::new();
+            let deps = KeyStore::new(&home).dependencies()?;
             for a in ArchiveStore::new(&home).list()? {
                 match a.inspection {
                     Ok(i) => {
@@ -158,7 +159,7 @@ pub fn run(ctx: &Ctx, cmd: BackupCmd) -> CliResult {
                             .as_ref()
                             .is_none_or(|(s, d)| i.header.scope == *s && i.header.domain_id == *d)
                         {
-                            items.push(backup_json(&i));
+                            items.push(with_dependency(backup_json(&i), &i, &deps));
                         }
                     }
                     Err(e) => ctx.notice(&format!(
@@ -172,7 +173,9 @@ pub fn run(ctx: &Ctx, cmd: BackupCmd) -> CliResult {
         BackupCmd::Get { id } => {
             let home = ctx.home()?;
             let (_, path) = ArchiveStore::new(&home).find(&id)?;
-            ctx.print(&backup_json(&store::inspect_file(&path)?))
+            let i = store::inspect_file(&path)?;
+            let deps = KeyStore::new(&home).dependencies()?;
+            ctx.print(&with_dependency(backup_json(&i), &i, &deps))
         }
         BackupCmd::Download { id, file } => {
             let home = ctx.home()?;
@@ -306,6 +309,16 @@ pub fn inspect(ctx: &Ctx, a: &InspectArgs) -> CliResult {
         "lengthConsistent": i.length_consistent,
         "verified": false,
     });
+    // HSM-backed: sealed under a key that this home's key store says is tied to the
+    // token (claimed, like every keyless view; opening checks it).
+    if ctx.home_dir().join("keys.json").exists() {
+        let home = ctx.home()?;
+        let deps = KeyStore::new(&home).dependencies()?;
+        if let Some((k, _)) = i.key_ids.first() {
+            v["isHSMBacked"] = json!(deps.tied(k));
+            v["dependsOn"] = json!(deps.of(k));
+        }
+    }
     if !i.length_consistent {
         v["warning"] = json!(
             "the file length does not match the size in its trailer: it is truncated or damaged"
@@ -325,6 +338,16 @@ fn slot_json(s: &SlotInfo) -> Value {
         }
         SlotInfo::Damaged => json!({"state": "damaged"}),
     }
+}
+
+/// Sets `tiedToHSM` and `dependsOn` (what is lost if a passphrase or token is) from
+/// the key store's view of the archive's key.
+fn with_dependency(mut v: Value, i: &Inspection, deps: &crate::keystore::Dependencies) -> Value {
+    if let Some((k, _)) = i.key_ids.first() {
+        v["tiedToHSM"] = json!(deps.tied(k));
+        v["dependsOn"] = json!(deps.of(k));
+    }
+    v
 }
 
 /// ksctl-like description of an archive in the store.

@@ -320,6 +320,39 @@ pub struct RootChange {
     pub rewrapped_secrets: usize,
 }
 
+/// What each key of a home depends on, read without unlocking anything: for keyless
+/// views (`backup list/get`, `inspect`), which show what is lost if a passphrase or a
+/// token is. The flags come from `keys.json` unauthenticated; every use of a key
+/// authenticates its entry.
+pub struct Dependencies {
+    pub root: RootInfo,
+    keys: std::collections::HashMap<Uuid, bool>,
+}
+
+impl Dependencies {
+    /// Whether `key` is tied to the HSM (archives under it are HSM-backed).
+    pub fn tied(&self, key: &Uuid) -> bool {
+        self.keys.get(key).copied().unwrap_or(false)
+    }
+
+    /// `hsm:<token>` for a tied key, the root's dependency (`file`, `passphrase`,
+    /// `pkcs11:<token>`) for another key of this home, `none` for a key not here.
+    pub fn of(&self, key: &Uuid) -> String {
+        match self.keys.get(key) {
+            Some(true) => format!(
+                "hsm:{}",
+                self.root
+                    .token
+                    .as_ref()
+                    .map(|t| t.token_label.as_str())
+                    .unwrap_or("?")
+            ),
+            Some(false) => self.root.dependency(),
+            None => "none".into(),
+        }
+    }
+}
+
 /// Access to the backup keys of one home.
 pub struct KeyStore<'h> {
     home: &'h Home,
@@ -653,6 +686,21 @@ impl<'h> KeyStore<'h> {
     /// PIN if the mode needs one), so that later lookups fail only for missing keys.
     pub fn unlock(&self) -> Result<(), KeyError> {
         self.load().map(|_| ())
+    }
+
+    /// What each key depends on, without unlocking the root (see [`Dependencies`]).
+    pub fn dependencies(&self) -> Result<Dependencies, KeyError> {
+        let root = self.home.root_info()?;
+        let keys = self
+            .read_file()?
+            .map(|f| {
+                f.keys
+                    .iter()
+                    .map(|k| (k.info.id, k.info.tied_to_hsm))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Dependencies { root, keys })
     }
 
     /// All keys, optionally filtered by scope and domain, oldest first.
