@@ -421,7 +421,10 @@ mod tests {
         assert!(st.list().unwrap().is_empty(), "not visible before commit");
         let (summary, path) = staged.commit(&home.lock().unwrap()).unwrap();
         assert_eq!(summary.plaintext_size, data.len() as u64);
-        let lookup = |id: &Uuid| (*id == key_id).then(|| key.duplicate());
+        let lookup = |id: &Uuid| {
+            (*id == key_id)
+                .then(|| envelope::OpeningKey::new(key.duplicate(), envelope::Scope::System, None))
+        };
         let mut back = Vec::new();
         envelope::open(File::open(&path).unwrap(), &lookup, &mut back).unwrap();
         assert!(back == data);

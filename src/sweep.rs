@@ -30,7 +30,6 @@ use crate::envelope::{self, EnvelopeError, Inspection, SlotInfo};
 use crate::fsutil::TEMP_PREFIX;
 use crate::keystore::KeyState;
 use crate::scope::Scope;
-use crate::secret::Key32;
 
 /// Deepest directory level a sweep descends to below a named directory.
 pub const MAX_DEPTH: usize = 64;
@@ -46,7 +45,7 @@ pub struct KeyStatus {
 /// Looks up a key's state by id; `None` if the key is not in the home.
 pub type StatusLookup<'a> = &'a (dyn Fn(&Uuid) -> Option<KeyStatus> + Sync);
 /// Looks up key material by id (for authentication); `None` if not in the home.
-pub type MaterialLookup<'a> = &'a (dyn Fn(&Uuid) -> Option<Key32> + Sync);
+pub type MaterialLookup<'a> = &'a (dyn Fn(&Uuid) -> Option<envelope::OpeningKey> + Sync);
 
 /// Key lookups: state (always) and material (only for `--verify`). `Sync` because the
 /// sweep runs on several threads.
@@ -419,13 +418,14 @@ fn classify(e: &EnvelopeError) -> (FindingCode, String) {
         EnvelopeError::UnsupportedVersion { .. } => FindingCode::UnsupportedVersion,
         EnvelopeError::Truncated(_) => FindingCode::Truncated,
         EnvelopeError::Io(_) => FindingCode::Unreadable,
-        EnvelopeError::Tampered(_) | EnvelopeError::WrongKey { .. } => {
-            FindingCode::AuthenticationFailed
-        }
+        EnvelopeError::Tampered(_)
+        | EnvelopeError::WrongKey { .. }
+        | EnvelopeError::ScopeMismatch { .. } => FindingCode::AuthenticationFailed,
         EnvelopeError::KeyUnavailable { .. } => FindingCode::KeyMissing,
-        EnvelopeError::Malformed(_) | EnvelopeError::InvalidHeader(_) | EnvelopeError::TooLarge => {
-            FindingCode::Malformed
-        }
+        EnvelopeError::Malformed(_)
+        | EnvelopeError::InvalidHeader(_)
+        | EnvelopeError::TooLarge
+        | EnvelopeError::NeedsUpgrade => FindingCode::Malformed,
     };
     let msg = match e {
         EnvelopeError::NotAnArchive => {

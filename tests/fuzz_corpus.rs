@@ -265,7 +265,7 @@ mod seeds {
     use vault::audit::{AuditEvent, AuditLog, LOG_FILE_NAME, Outcome};
     use vault::envelope::{self, ArchiveHeader, Scope, Source};
     use vault::fuzzing::{
-        FUZZ_KEY_ID, FUZZ_KEY2_ID, FUZZ_PASSWORD, fuzz_key, fuzz_key2, fuzz_lookup,
+        FUZZ_KEY_ID, FUZZ_KEY2_ID, FUZZ_PASSWORD, fuzz_key, fuzz_key2, fuzz_opening_lookup,
     };
     use vault::keystore::kdf::{KdfParams, MIN_ITERATIONS, MIN_MEMORY_KIB, MIN_PARALLELISM};
     use vault::keystore::{self, KeyState, keyfile};
@@ -339,8 +339,10 @@ mod seeds {
             .write(true)
             .open(tmp.path())
             .expect("open");
-        envelope::rewrap_in_place(&mut f, &fuzz_lookup, FUZZ_KEY2_ID, &fuzz_key2())
-            .expect("rewrap seed");
+        let header = envelope::inspect(&mut f).expect("inspect seed").header;
+        let lookup = fuzz_opening_lookup(Some(&header));
+        let key2 = envelope::OpeningKey::new(fuzz_key2(), header.scope, header.domain_id.clone());
+        envelope::rewrap_in_place(&mut f, &lookup, FUZZ_KEY2_ID, &key2, None).expect("rewrap seed");
         drop(f);
         fs::write(
             open.join("valid-rewrapped-1.varc"),

@@ -387,12 +387,19 @@ fn target_path(home: &Home, t: &Target) -> CliResult<PathBuf> {
     }
 }
 
-/// Looks up keys of this home for opening archives (retired keys included). The root
-/// key is unlocked first, so a wrong PIN, a missing token or passphrase, or an edited
-/// key entry is reported as such, not as "key not in this home".
-pub fn key_lookup<'a>(ks: &'a KeyStore<'_>) -> CliResult<impl Fn(&Uuid) -> Option<Key32> + 'a> {
+/// Looks up keys of this home for opening archives (retired keys included), with the
+/// scope and domain the home records for each. The root key is unlocked first, so a
+/// wrong PIN, a missing token or passphrase, or an edited key entry is reported as such,
+/// not as "key not in this home".
+pub fn key_lookup<'a>(
+    ks: &'a KeyStore<'_>,
+) -> CliResult<impl Fn(&Uuid) -> Option<envelope::OpeningKey> + 'a> {
     ks.unlock()?;
-    Ok(move |id: &Uuid| ks.material(id, false).ok().map(|(_, k)| k))
+    Ok(move |id: &Uuid| {
+        ks.material(id, false)
+            .ok()
+            .map(|(info, k)| envelope::OpeningKey::new(k, info.scope, info.domain_id))
+    })
 }
 
 pub fn verify_path(home: &Home, path: &Path) -> CliResult<envelope::OpenSummary> {
@@ -587,11 +594,13 @@ fn rewrap(ctx: &Ctx, a: RewrapArgs) -> CliResult {
             if a.reencrypt {
                 let src = store::open_archive(&path).map_err(|e| file_err(&path, e))?;
                 let mut out = AtomicFile::create(&path, 0o600).map_err(|e| file_err(&path, e))?;
+                let new_key = envelope::OpeningKey::new(material, key.scope, key.domain_id.clone());
                 let s = envelope::reencrypt(
                     BufReader::with_capacity(envelope::READ_BUFFER, src),
                     &lookup,
                     key.id,
-                    &material,
+                    &new_key,
+                    None,
                     &mut out,
                 )
                 .map_err(archive_err(&path))?;
@@ -600,7 +609,8 @@ fn rewrap(ctx: &Ctx, a: RewrapArgs) -> CliResult {
                     json!({"id": s.archive_id, "from": s.previous_key_id, "to": s.new_key_id, "changed": true, "reencrypted": true}),
                 ))
             } else {
-                let s = envelope::rewrap_file(&path, &lookup, key.id, &material)
+                let new_key = envelope::OpeningKey::new(material, key.scope, key.domain_id.clone());
+                let s = envelope::rewrap_file(&path, &lookup, key.id, &new_key, None)
                     .map_err(archive_err(&path))?;
                 Ok(Some(
                     json!({"id": s.archive_id, "from": s.previous_key_id, "to": s.new_key_id, "changed": s.changed, "reencrypted": false}),

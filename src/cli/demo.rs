@@ -437,9 +437,10 @@ fn cycle(ctx: &Ctx, root: &Path, steps: &mut Steps) -> Vec<(String, Value)> {
     if let Some(key2) = &key2 {
         steps.run("rewrap the archive onto the new key (header only)", || {
             let before = std::fs::read(&path_a).map_err(|e| super::backup::file_err(&path_a, e))?;
-            let (_, material) = ks_a.material(&key2.id, true)?;
+            let (info, material) = ks_a.material(&key2.id, true)?;
             let lookup = key_lookup(&ks_a)?;
-            let s = envelope::rewrap_file(&path_a, &lookup, key2.id, &material)
+            let new_key = envelope::OpeningKey::new(material, info.scope, info.domain_id);
+            let s = envelope::rewrap_file(&path_a, &lookup, key2.id, &new_key, None)
                 .map_err(archive_err(&path_a))?;
             let after = std::fs::read(&path_a).map_err(|e| super::backup::file_err(&path_a, e))?;
             let changed = before.iter().zip(&after).filter(|(x, y)| x != y).count();

@@ -389,7 +389,24 @@ impl Decryptor {
             counter: 0,
             size: 0,
             done: false,
+            ciphertext: None,
         }
+    }
+
+    /// [`Self::into_stream`] that also hashes the ciphertext (BLAKE3 over `prefix`, then
+    /// every chunk as read, before it is decrypted in place): see
+    /// [`DecryptStream::ciphertext_digest`].
+    pub fn into_stream_hashing<R: Read, const T: usize>(
+        self,
+        input: R,
+        check_tail: fn(&[u8; T]) -> Result<(), EnvelopeError>,
+        prefix: &[u8],
+    ) -> DecryptStream<R, T> {
+        let mut stream = self.into_stream(input, check_tail);
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(prefix);
+        stream.ciphertext = Some(hasher);
+        stream
     }
 }
 
@@ -405,9 +422,17 @@ pub struct DecryptStream<R, const T: usize> {
     size: u64,
     /// Set once the stream ended or failed: a later `step` is an error.
     done: bool,
+    /// BLAKE3 of the ciphertext so far, when asked for.
+    ciphertext: Option<blake3::Hasher>,
 }
 
 impl<R: Read, const T: usize> DecryptStream<R, T> {
+    /// The BLAKE3 digest of the prefix and every ciphertext chunk (not the trailer), once
+    /// the stream ended; `None` unless made by [`Decryptor::into_stream_hashing`].
+    pub fn ciphertext_digest(&self) -> Option<[u8; 32]> {
+        self.ciphertext.as_ref().map(|h| h.finalize().into())
+    }
+
     /// Reads the next batch from the input and hands it to the pipeline; plaintext of
     /// batches that authenticated is written to `out`, in order. Returns the summary and
     /// the held-back trailer bytes once the input ended and every chunk authenticated.
@@ -459,6 +484,9 @@ impl<R: Read, const T: usize> DecryptStream<R, T> {
             if self.counter + chunks as u64 > MAX_CHUNKS {
                 return Err(drain_then(pipeline, &mut sink, EnvelopeError::TooLarge));
             }
+            if let Some(h) = self.ciphertext.as_mut() {
+                h.update(&self.buf[..batch_bytes]);
+            }
             let mut carry = [0u8; T];
             carry.copy_from_slice(&self.buf[batch_bytes..cap]);
             let full = std::mem::take(&mut self.buf);
@@ -497,6 +525,9 @@ impl<R: Read, const T: usize> DecryptStream<R, T> {
             return Err(drain_then(pipeline, &mut sink, e));
         }
         let plain_len = full * CHUNK_SIZE + rest - TAG_LEN;
+        if let Some(h) = self.ciphertext.as_mut() {
+            h.update(&self.buf[..ct_len]);
+        }
         let last = std::mem::take(&mut self.buf);
         let batch = Batch::new(last, counter, full + 1, plain_len);
         self.counter += full as u64 + 1;

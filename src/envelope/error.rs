@@ -53,6 +53,21 @@ pub enum EnvelopeError {
     )]
     WrongKey { key_id: Uuid },
 
+    /// The key's scope or domain is not the archive's (a domain key opens only archives of
+    /// its own domain, a system key only system archives).
+    #[error(
+        "key {key_id} is {key} and cannot open {archive}: the archive header claims a scope or domain its key does not have; do not restore it"
+    )]
+    ScopeMismatch {
+        key_id: Uuid,
+        key: String,
+        archive: String,
+    },
+
+    /// An in-place rewrap of a format 1 archive: it must be upgraded (re-encrypted).
+    #[error("archive is format version 1 and must be upgraded (re-encrypted) to be rewrapped")]
+    NeedsUpgrade,
+
     /// The caller handed in a header that cannot be sealed (a programming error upstream).
     #[error("cannot seal: invalid archive header: {0}")]
     InvalidHeader(String),
@@ -95,7 +110,9 @@ impl Classify for EnvelopeError {
             EnvelopeError::UnsupportedVersion { .. } | EnvelopeError::TooLarge => Kind::Unsupported,
             EnvelopeError::Malformed(_)
             | EnvelopeError::Truncated(_)
-            | EnvelopeError::Tampered(_) => Kind::Integrity,
+            | EnvelopeError::Tampered(_)
+            | EnvelopeError::ScopeMismatch { .. } => Kind::Integrity,
+            EnvelopeError::NeedsUpgrade => Kind::Unsupported,
             EnvelopeError::KeyUnavailable { .. } => Kind::NotFound,
             EnvelopeError::WrongKey { .. } => Kind::Auth,
             EnvelopeError::Io(e) => Classify::kind(e),

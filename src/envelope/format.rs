@@ -1,4 +1,5 @@
-//! Byte layout of archive format v1: preamble, JSON header, key slots, trailer.
+//! Byte layout of archive format v1 (preamble, JSON header, key slots, trailer), and the
+//! preamble and JSON header that format v2 shares (its slots and trailer: [`super::v2`]).
 //!
 //! Pure functions from bytes to structs and back: no keys, no files, no I/O. Every length
 //! taken from input is checked against a fixed bound *before* anything is allocated, and
@@ -16,7 +17,7 @@ pub const MAGIC: [u8; 8] = *b"VAULTARC";
 /// First 8 bytes of the trailer (the last 80 bytes of every archive).
 pub const TRAILER_MAGIC: [u8; 8] = *b"VAULTEND";
 /// The format version this code writes.
-pub const CURRENT_VERSION: u16 = 1;
+pub const CURRENT_VERSION: u16 = 2;
 /// The oldest format version this code still reads: three versions back, never below 1.
 pub const MIN_READ_VERSION: u16 = {
     let v = CURRENT_VERSION.saturating_sub(3);
@@ -80,8 +81,8 @@ impl Preamble {
                     "format version {v} is older than the oldest readable version {MIN_READ_VERSION}"
                 )));
             }
-            // v1: the only layout so far. A v2 layout would get its own arm and the
-            // differences (e.g. slot count) would be carried in this struct.
+            // v1 and v2 share the preamble; the caller branches on `version` for the
+            // slot region and the trailer.
             _ => {}
         }
         if flags != 0 {
@@ -120,7 +121,7 @@ impl Preamble {
         self.salt_offset() + SALT_LEN as u64
     }
 
-    /// Offset of the payload (the Cobblestone commitment, then the chunks).
+    /// Offset of the payload (the Cobblestone commitment, then the chunks) in v1.
     pub fn payload_offset(&self) -> u64 {
         self.slots_offset() + (SLOT_COUNT * SLOT_LEN) as u64
     }
@@ -430,13 +431,19 @@ mod tests {
         let err = Preamble::parse(&preamble_bytes(CURRENT_VERSION + 1, 0, 10)).unwrap_err();
         assert!(matches!(
             err,
-            EnvelopeError::UnsupportedVersion { found: 2, max: 1 }
+            EnvelopeError::UnsupportedVersion { found: 3, max: 2 }
         ));
         let msg = err.to_string();
         assert!(
-            msg.contains("version 2 is newer") && msg.contains("upgrade vault"),
+            msg.contains("version 3 is newer") && msg.contains("upgrade vault"),
             "{msg}"
         );
+        for v in [1, 2] {
+            assert_eq!(
+                Preamble::parse(&preamble_bytes(v, 0, 10)).unwrap().version,
+                v
+            );
+        }
     }
 
     #[test]

@@ -15,24 +15,48 @@
 //!   those of [`super::seal`] and [`super::open`], which are thin wrappers over these.
 use std::io::{self, Read, Write};
 
+use ed25519_dalek::SigningKey;
 use uuid::Uuid;
 
 use super::{
-    ArchiveHeader, EnvelopeError, KeyLookup, OpenSummary, PayloadOpener, SealState, SealSummary,
-    begin_seal, finish_seal, read_prefix, unlock,
+    ArchiveHeader, EnvelopeError, KeyLookup, OpenSummary, PayloadOpener, SealParams, SealState,
+    SealSummary, SealedSecret, Signers, begin_seal, finish_seal, read_prefix, unlock,
 };
 use crate::secret::Key32;
 
-/// What to seal under: the backup key that wraps the archive's data key.
+/// What to seal under: the backup key that wraps the archive's data key (it must belong
+/// to the header's scope and domain, which the key-encryption key is bound to), and
+/// optionally the home's signing key and a secret field.
 pub struct SealOptions<'a> {
     pub(super) key_id: Uuid,
     pub(super) key: &'a Key32,
+    pub(super) signer: Option<&'a SigningKey>,
+    pub(super) secret: Option<&'a [u8]>,
 }
 
 impl<'a> SealOptions<'a> {
-    /// Seal for backup key `key_id` with material `key`.
+    /// Seal for backup key `key_id` with material `key`, unsigned, no secret.
     pub fn new(key_id: Uuid, key: &'a Key32) -> Self {
-        SealOptions { key_id, key }
+        SealOptions {
+            key_id,
+            key,
+            signer: None,
+            secret: None,
+        }
+    }
+
+    /// Sign the key slot and the trailer with the home's signing key.
+    pub fn signed_by(mut self, signer: &'a SigningKey) -> Self {
+        self.signer = Some(signer);
+        self
+    }
+
+    /// Keep `secret` (at most [`super::MAX_SECRET_LEN`] bytes; longer is refused by
+    /// `Sealer::new`) in the archive, encrypted and authenticated under its data key:
+    /// whoever opens the archive gets it back in [`OpenSummary::secret`].
+    pub fn with_secret(mut self, secret: &'a [u8]) -> Self {
+        self.secret = Some(secret);
+        self
     }
 }
 
@@ -54,13 +78,14 @@ impl<W: Write> Sealer<W> {
         output: W,
     ) -> Result<Self, EnvelopeError> {
         let header_bytes = header.encode()?;
-        let state = begin_seal(
-            &header_bytes,
-            header.id,
-            options.key_id,
-            options.key,
-            output,
-        )?;
+        let params = SealParams {
+            key_id: options.key_id,
+            key: options.key,
+            generation: 1,
+            signer: options.signer,
+            secret: options.secret,
+        };
+        let state = begin_seal(&header_bytes, header, params, output)?;
         Ok(Sealer {
             state,
             key_id: options.key_id,
@@ -75,7 +100,7 @@ impl<W: Write> Sealer<W> {
 
     /// The output being written to.
     pub fn get_ref(&self) -> &W {
-        self.state.enc.get_ref()
+        &self.state.enc.get_ref().inner
     }
 
     /// Completes the archive (final chunk, trailer, flush) and gives the output back.
@@ -111,7 +136,11 @@ pub struct Opener<R> {
     version: u16,
     header: ArchiveHeader,
     key_id: Uuid,
+    slot: usize,
     generation: u32,
+    two_slots: bool,
+    secret: Option<SealedSecret>,
+    slot_signers: [Option<[u8; 32]>; 2],
     /// Plaintext that authenticated and was not read yet (at most the batches the
     /// pipeline finishes in one step: a few MiB).
     buf: Vec<u8>,
@@ -130,8 +159,12 @@ impl<R: Read> Opener<R> {
             payload,
             version: prefix.preamble.version,
             header: prefix.header,
-            key_id: unlocked.slot.key_id,
-            generation: unlocked.slot.generation,
+            key_id: unlocked.key_id,
+            slot: unlocked.slot,
+            generation: unlocked.generation,
+            two_slots: unlocked.two_slots,
+            secret: unlocked.secret,
+            slot_signers: unlocked.signers,
             buf: Vec::new(),
             pos: 0,
             state: State::Running,
@@ -146,6 +179,11 @@ impl<R: Read> Opener<R> {
     /// The key whose slot unlocked the archive.
     pub fn key_id(&self) -> Uuid {
         self.key_id
+    }
+
+    /// The secret field (v2; `None` when empty).
+    pub fn secret(&self) -> Option<&SealedSecret> {
+        self.secret.as_ref()
     }
 
     /// The generation of the slot that unlocked the archive.
@@ -190,14 +228,21 @@ impl<R: Read> Opener<R> {
     fn step<W: Write>(&mut self, out: &mut W) {
         match self.payload.step(out) {
             Ok(None) => {}
-            Ok(Some((summary, _))) => {
+            Ok(Some(summary)) => {
                 self.state = State::Done(Box::new(OpenSummary {
                     version: self.version,
                     header: self.header.clone(),
                     key_id: self.key_id,
+                    slot: self.slot,
                     generation: self.generation,
                     plaintext_size: summary.size,
                     sha256: summary.sha256,
+                    two_slots: self.two_slots,
+                    secret: self.secret.take(),
+                    signers: Signers {
+                        slots: self.slot_signers,
+                        trailer: self.payload.trailer_signer,
+                    },
                 }));
             }
             Err(e) => self.state = State::Failed(e),

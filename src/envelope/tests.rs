@@ -6,7 +6,8 @@ use std::io::{self, Cursor, Read, Seek, SeekFrom, Write};
 use proptest::prelude::*;
 use uuid::Uuid;
 
-use super::format::{PREAMBLE_LEN, Preamble, SLOT_LEN};
+use super::format::{PREAMBLE_LEN, Preamble};
+use super::v2::{SECRET_BLOCK_LEN, SLOT_LEN, TRAILER_LEN};
 use super::*;
 use crate::secret::Key32;
 
@@ -19,9 +20,14 @@ impl Keyring {
     fn new(keys: &[(Uuid, &Key32)]) -> Self {
         Keyring(keys.iter().map(|(id, k)| (*id, k.duplicate())).collect())
     }
-    fn lookup(&self) -> impl Fn(&Uuid) -> Option<Key32> + '_ {
-        |id| self.0.get(id).map(Key32::duplicate)
+    /// Every key is a key of the test header's domain.
+    fn lookup(&self) -> impl Fn(&Uuid) -> Option<OpeningKey> + '_ {
+        |id| self.0.get(id).map(|k| domain_key(k.duplicate()))
     }
+}
+
+fn domain_key(k: Key32) -> OpeningKey {
+    OpeningKey::new(k, Scope::Domain, Some("datacenter-1".into()))
 }
 
 struct Sealed {
@@ -34,11 +40,11 @@ struct Sealed {
 
 impl Sealed {
     fn payload_offset(&self) -> usize {
-        let pre: [u8; PREAMBLE_LEN] = self.bytes[..PREAMBLE_LEN].try_into().unwrap();
-        Preamble::parse(&pre).unwrap().payload_offset() as usize
+        self.slots_offset() + 2 * SLOT_LEN + SECRET_BLOCK_LEN
     }
     fn slots_offset(&self) -> usize {
-        self.payload_offset() - 2 * SLOT_LEN
+        let pre: [u8; PREAMBLE_LEN] = self.bytes[..PREAMBLE_LEN].try_into().unwrap();
+        Preamble::parse(&pre).unwrap().slots_offset() as usize
     }
     fn ring(&self) -> Keyring {
         Keyring::new(&[(self.key_id, &self.key)])
@@ -172,6 +178,8 @@ fn flipping_any_single_byte_fails_open() {
             EnvelopeError::Tampered(_) => "tampered",
             EnvelopeError::WrongKey { .. } => "wrong-key",
             EnvelopeError::KeyUnavailable { .. } => "key-unavailable",
+            // A flip in the header's domainID: the key is not of that domain.
+            EnvelopeError::ScopeMismatch { .. } => "scope",
             other => panic!("flip at {i}: unexpected {other}"),
         };
         *kinds.entry(kind).or_default() += 1;
@@ -221,7 +229,11 @@ fn truncation_is_reported_as_truncated() {
         payload + CHUNK + 5,
         payload + 2 * ENC_CHUNK + 8200,
     ]);
-    cuts.extend([s.bytes.len() - 80, s.bytes.len() - 79, s.bytes.len() - 1]);
+    cuts.extend([
+        s.bytes.len() - TRAILER_LEN,
+        s.bytes.len() - TRAILER_LEN + 1,
+        s.bytes.len() - 1,
+    ]);
     for cut in cuts {
         assert!(cut < s.bytes.len());
         match open_bytes(&s.bytes[..cut], &ring) {
@@ -239,7 +251,7 @@ fn missing_final_chunk_with_intact_trailer_is_truncated() {
     let payload = s.payload_offset() + 32;
     let final_start = payload + 2 * ENC_CHUNK;
     let mut b = s.bytes[..final_start].to_vec();
-    b.extend_from_slice(&s.bytes[s.bytes.len() - 80..]);
+    b.extend_from_slice(&s.bytes[s.bytes.len() - TRAILER_LEN..]);
     let err = open_bytes(&b, &s.ring()).unwrap_err();
     assert!(
         matches!(err, EnvelopeError::Truncated(ref m) if m.contains("final")),
@@ -425,7 +437,8 @@ fn reencrypt_of_a_large_archive_round_trips() {
         s.bytes.as_slice(),
         &ring.lookup(),
         new_id,
-        &new_key,
+        &domain_key(new_key.duplicate()),
+        None,
         &mut out,
     )
     .unwrap();
@@ -446,8 +459,10 @@ fn wrong_backup_key_is_wrong_key_before_any_chunk() {
     };
     let mut out = CountingWriter::default();
     let err = open(&mut input, &lookup, &mut out).unwrap_err();
+    // v2: a slot whose key this home holds and that does not open is tampering (never a
+    // reason to try the other slot); the message names the key.
     assert!(
-        matches!(err, EnvelopeError::WrongKey { key_id } if key_id == s.key_id),
+        matches!(err, EnvelopeError::Tampered(ref m) if m.contains(&s.key_id.to_string())),
         "{err}"
     );
     assert_eq!(out.0, 0, "no plaintext may be produced");
@@ -495,7 +510,7 @@ fn inspect_reads_only_header_and_trailer() {
     assert_eq!(i.file_len, s.bytes.len() as u64);
     assert_eq!(
         i.payload_len,
-        (s.bytes.len() - s.payload_offset() - 80) as u64
+        (s.bytes.len() - s.payload_offset() - TRAILER_LEN) as u64
     );
     assert!(i.length_consistent);
 }
@@ -564,7 +579,14 @@ fn rewrap_touches_only_the_slot_region_and_switches_keys() {
     let ring = s.ring();
     let lookup = ring.lookup();
     let mut f = TrackedFile::new(s.bytes.clone());
-    let r = rewrap_in_place(&mut f, &lookup, new_id, &new_key).unwrap();
+    let r = rewrap_in_place(
+        &mut f,
+        &lookup,
+        new_id,
+        &domain_key(new_key.duplicate()),
+        None,
+    )
+    .unwrap();
     assert_eq!(
         (r.previous_key_id, r.new_key_id, r.generation, r.changed),
         (s.key_id, new_id, 2, true)
@@ -625,7 +647,14 @@ fn rewrap_touches_only_the_slot_region_and_switches_keys() {
 
     // A second rewrap alternates back into slot 0 with generation 3.
     let mut f2 = TrackedFile::new(after);
-    let r2 = rewrap_in_place(&mut f2, &new_ring.lookup(), s.key_id, &s.key).unwrap();
+    let r2 = rewrap_in_place(
+        &mut f2,
+        &new_ring.lookup(),
+        s.key_id,
+        &domain_key(s.key.duplicate()),
+        None,
+    )
+    .unwrap();
     assert_eq!(r2.generation, 3);
     let after2 = f2.data.into_inner();
     let (o2, _) = open_bytes(&after2, &s.ring()).unwrap();
@@ -639,7 +668,14 @@ fn rewrap_killed_between_fsyncs_leaves_both_keys_working_and_can_be_completed() 
     let ring = s.ring();
     let mut f = TrackedFile::new(s.bytes.clone());
     f.crash_after_syncs = Some(1);
-    let err = rewrap_in_place(&mut f, &ring.lookup(), new_id, &new_key).unwrap_err();
+    let err = rewrap_in_place(
+        &mut f,
+        &ring.lookup(),
+        new_id,
+        &domain_key(new_key.duplicate()),
+        None,
+    )
+    .unwrap_err();
     assert!(matches!(err, EnvelopeError::Io(_)));
     let torn = f.data.into_inner();
     // Both keys open the archive; the new one is preferred when both are present.
@@ -653,14 +689,28 @@ fn rewrap_killed_between_fsyncs_leaves_both_keys_working_and_can_be_completed() 
 
     // Running the same rewrap again completes it (wipes the old slot).
     let mut g = TrackedFile::new(torn);
-    let r = rewrap_in_place(&mut g, &ring.lookup(), new_id, &new_key).unwrap();
+    let r = rewrap_in_place(
+        &mut g,
+        &ring.lookup(),
+        new_id,
+        &domain_key(new_key.duplicate()),
+        None,
+    )
+    .unwrap();
     assert!(r.changed);
     let done = g.data.into_inner();
     assert!(open_bytes(&done, &s.ring()).is_err());
     assert!(open_bytes(&done, &Keyring::new(&[(new_id, &new_key)])).is_ok());
     // And once more is a no-op: no writes, no syncs.
     let mut h = TrackedFile::new(done.clone());
-    let r = rewrap_in_place(&mut h, &ring.lookup(), new_id, &new_key).unwrap();
+    let r = rewrap_in_place(
+        &mut h,
+        &ring.lookup(),
+        new_id,
+        &domain_key(new_key.duplicate()),
+        None,
+    )
+    .unwrap();
     assert!(!r.changed);
     assert!(h.writes.is_empty() && h.syncs == 0);
     assert_eq!(h.data.into_inner(), done);
@@ -670,10 +720,24 @@ fn rewrap_killed_between_fsyncs_leaves_both_keys_working_and_can_be_completed() 
 fn rewrap_to_the_same_key_is_a_no_op_and_checks_the_key() {
     let s = seal_len(1000);
     let mut f = TrackedFile::new(s.bytes.clone());
-    let r = rewrap_in_place(&mut f, &s.ring().lookup(), s.key_id, &s.key).unwrap();
+    let r = rewrap_in_place(
+        &mut f,
+        &s.ring().lookup(),
+        s.key_id,
+        &domain_key(s.key.duplicate()),
+        None,
+    )
+    .unwrap();
     assert!(!r.changed && f.writes.is_empty());
     let mut f = TrackedFile::new(s.bytes.clone());
-    let err = rewrap_in_place(&mut f, &s.ring().lookup(), s.key_id, &Key32::random()).unwrap_err();
+    let err = rewrap_in_place(
+        &mut f,
+        &s.ring().lookup(),
+        s.key_id,
+        &domain_key(Key32::random()),
+        None,
+    )
+    .unwrap_err();
     assert!(matches!(err, EnvelopeError::WrongKey { .. }));
 }
 
@@ -685,7 +749,14 @@ fn rewrap_repairs_a_damaged_unused_slot() {
     assert!(open_bytes(&b, &s.ring()).is_err());
     let (new_id, new_key) = (Uuid::new_v4(), Key32::random());
     let mut f = TrackedFile::new(b);
-    rewrap_in_place(&mut f, &s.ring().lookup(), new_id, &new_key).unwrap();
+    rewrap_in_place(
+        &mut f,
+        &s.ring().lookup(),
+        new_id,
+        &domain_key(new_key.duplicate()),
+        None,
+    )
+    .unwrap();
     let fixed = f.data.into_inner();
     assert!(open_bytes(&fixed, &Keyring::new(&[(new_id, &new_key)])).is_ok());
 }
@@ -698,7 +769,8 @@ fn rewrap_without_the_current_key_fails_without_writing() {
         &mut f,
         &Keyring::new(&[]).lookup(),
         Uuid::new_v4(),
-        &Key32::random(),
+        &domain_key(Key32::random()),
+        None,
     )
     .unwrap_err();
     assert!(matches!(err, EnvelopeError::KeyUnavailable { .. }));
@@ -717,7 +789,14 @@ fn rewrap_file_and_atomic_seal_on_disk() {
     af.commit().unwrap();
     let ring = Keyring::new(&[(key_id, &key)]);
     let (new_id, new_key) = (Uuid::new_v4(), Key32::random());
-    rewrap_file(&path, &ring.lookup(), new_id, &new_key).unwrap();
+    rewrap_file(
+        &path,
+        &ring.lookup(),
+        new_id,
+        &domain_key(new_key.duplicate()),
+        None,
+    )
+    .unwrap();
     let new_ring = Keyring::new(&[(new_id, &new_key)]);
     let f = std::fs::File::open(&path).unwrap();
     let mut out = Vec::new();
@@ -734,7 +813,8 @@ fn reencrypt_uses_a_fresh_data_key_and_keeps_the_header() {
         s.bytes.as_slice(),
         &s.ring().lookup(),
         new_id,
-        &new_key,
+        &domain_key(new_key.duplicate()),
+        None,
         &mut out,
     )
     .unwrap();
@@ -772,7 +852,8 @@ fn reencrypt_refuses_a_tampered_source() {
         b.as_slice(),
         &s.ring().lookup(),
         Uuid::new_v4(),
-        &Key32::random(),
+        &domain_key(Key32::random()),
+        None,
         io::sink(),
     )
     .unwrap_err();
@@ -782,11 +863,11 @@ fn reencrypt_refuses_a_tampered_source() {
 #[test]
 fn newer_version_asks_for_an_upgrade() {
     let s = seal_len(10);
-    for v in [CURRENT_VERSION + 1, 2, u16::MAX] {
+    for v in [CURRENT_VERSION + 1, 3, u16::MAX] {
         let mut b = s.bytes.clone();
         b[8..10].copy_from_slice(&v.to_be_bytes());
         let err = open_bytes(&b, &s.ring()).unwrap_err();
-        assert!(matches!(err, EnvelopeError::UnsupportedVersion { found, max: 1 } if found == v));
+        assert!(matches!(err, EnvelopeError::UnsupportedVersion { found, max: 2 } if found == v));
         assert!(err.to_string().contains("upgrade"), "{err}");
         assert!(matches!(
             inspect(Cursor::new(&b)),
@@ -843,7 +924,10 @@ fn header_edit_with_valid_json_fails() {
     let mut b = s.bytes.clone();
     b[at] = b'N';
     let err = open_bytes(&b, &s.ring()).unwrap_err();
-    assert!(matches!(err, EnvelopeError::WrongKey { .. }), "{err}");
+    assert!(
+        matches!(err, EnvelopeError::Tampered(ref m) if m.contains("does not open")),
+        "{err}"
+    );
 }
 
 /// Every form a key could take in a message: hex (both cases), base64, and the decimal
@@ -911,7 +995,7 @@ proptest! {
             b[..8].copy_from_slice(b"VAULTARC");
         }
         let _ = inspect(Cursor::new(&b));
-        let _ = open(b.as_slice(), &|_: &Uuid| Some(Key32::random()), io::sink());
+        let _ = open(b.as_slice(), &|_: &Uuid| Some(domain_key(Key32::random())), io::sink());
     }
 
     #[test]
@@ -932,7 +1016,7 @@ proptest! {
         let mut kb = *key;
         let k = Key32::from_bytes(&mut kb);
         let id = *key_id;
-        let lookup = move |q: &Uuid| (*q == id).then(|| k.duplicate());
+        let lookup = move |q: &Uuid| (*q == id).then(|| domain_key(k.duplicate()));
         let _ = inspect(Cursor::new(&b));
         prop_assert!(open(b.as_slice(), &lookup, io::sink()).is_err());
     }
