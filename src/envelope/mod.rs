@@ -33,12 +33,14 @@ pub mod v2;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_v2;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use rand::rngs::OsRng;
@@ -535,20 +537,26 @@ fn signature_valid(sig: &v2::Signature, message: &[u8]) -> bool {
     let Ok(vk) = VerifyingKey::from_bytes(&sig.public_key) else {
         return false;
     };
-    vk.verify(
+    vk.verify_strict(
         message,
         &ed25519_dalek::Signature::from_bytes(&sig.signature),
     )
     .is_ok()
 }
 
-fn sign(signer: Option<&SigningKey>, message: &[u8]) -> v2::Signature {
+/// The signature of `signer` over `message(public key)`: the signed bytes include the
+/// signer's public key field, so it is set before the message is built.
+fn sign(signer: Option<&SigningKey>, message: impl Fn(v2::Signature) -> Vec<u8>) -> v2::Signature {
     match signer {
         None => v2::Signature::NONE,
-        Some(k) => v2::Signature {
-            public_key: k.verifying_key().to_bytes(),
-            signature: k.sign(message).to_bytes(),
-        },
+        Some(k) => {
+            let mut sig = v2::Signature {
+                public_key: k.verifying_key().to_bytes(),
+                signature: [0; v2::SIGNATURE_LEN],
+            };
+            sig.signature = k.sign(&message(sig)).to_bytes();
+            sig
+        }
     }
 }
 
@@ -1050,23 +1058,15 @@ fn unlock_v2(
     // rewrap overwrites with an authenticated one.
     let region_key = subkey(&data_key, &prefix.salt, v2::REGION_INFO)?;
     let mut signers = [None, None];
+    let mut region_ok = region.is_ok();
     for (i, s) in r.occupied() {
-        if region.is_err() && i != index {
-            continue;
-        }
-        let expected = hmac32(&region_key, &s.mac_input(&prefix.hash, &prefix.salt, i));
-        if !bool::from(expected.ct_eq(&s.region_mac)) {
-            return Err(EnvelopeError::Tampered(format!(
-                "key slot {i} is not authenticated by the data key (slot region modified)"
-            )));
-        }
-        if !s.signature.is_none() {
-            if !signature_valid(&s.signature, &s.signed_message(&r.signed_hash, i)) {
-                return Err(EnvelopeError::Tampered(format!(
-                    "the signature of key slot {i} does not verify"
-                )));
-            }
-            signers[i] = Some(s.signature.public_key);
+        let checked = slot_authentic(&region_key, prefix, r, i, s);
+        match checked {
+            Ok(signer) => signers[i] = signer,
+            // Strict, or the slot that opened: fatal. Lenient (rewrap), the other slot:
+            // it claims nothing and is the one the rewrap overwrites.
+            Err(e) if strict || i == index => return Err(e),
+            Err(_) => region_ok = false,
         }
     }
     let secret = open_secret(&data_key, prefix, &r.secret_block)?;
@@ -1076,10 +1076,36 @@ fn unlock_v2(
         key_id: slot.key_id,
         generation: slot.generation,
         two_slots: occupied.len() == 2,
-        region_ok: region.is_ok(),
+        region_ok,
         secret,
         signers,
     })
+}
+
+/// Checks slot `i`'s region MAC (under the data key) and its signature, if any; returns
+/// the signer.
+fn slot_authentic(
+    region_key: &Key32,
+    prefix: &Prefix,
+    r: &RegionV2,
+    i: usize,
+    s: &v2::Slot,
+) -> Result<Option<[u8; 32]>, EnvelopeError> {
+    let expected = hmac32(region_key, &s.mac_input(&prefix.hash, &prefix.salt, i));
+    if !bool::from(expected.ct_eq(&s.region_mac)) {
+        return Err(EnvelopeError::Tampered(format!(
+            "key slot {i} is not authenticated by the data key (slot region modified)"
+        )));
+    }
+    if s.signature.is_none() {
+        return Ok(None);
+    }
+    if !signature_valid(&s.signature, &s.signed_message(&r.signed_hash, i)) {
+        return Err(EnvelopeError::Tampered(format!(
+            "the signature of key slot {i} does not verify"
+        )));
+    }
+    Ok(Some(s.signature.public_key))
 }
 
 /// HKDF-SHA-256(ikm = data key, salt = archive salt, info) → 32 bytes.
@@ -1170,7 +1196,11 @@ fn wrap_slot_parts(
     slot.wrapped_key[32..].copy_from_slice(&tag);
     let region_key = subkey(data_key, salt, v2::REGION_INFO)?;
     slot.region_mac = hmac32(&region_key, &slot.mac_input(hash, salt, p.index));
-    slot.signature = sign(signer, &slot.signed_message(signed_hash, p.index));
+    slot.signature = sign(signer, |sig| {
+        let mut unsigned = slot.clone();
+        unsigned.signature = sig;
+        unsigned.signed_message(signed_hash, p.index)
+    });
     Ok(slot)
 }
 
@@ -1570,10 +1600,11 @@ fn finish_seal<W: Write>(
     };
     let key = subkey(&state.data_key, &state.salt, v2::TRAILER_INFO)?;
     trailer.tag = hmac32(&key, &trailer.mac_input(&state.hash, &state.salt));
-    trailer.signature = sign(
-        state.signer.as_ref(),
-        &trailer.signed_message(&state.signed_hash),
-    );
+    trailer.signature = sign(state.signer.as_ref(), |sig| {
+        let mut unsigned = trailer.clone();
+        unsigned.signature = sig;
+        unsigned.signed_message(&state.signed_hash)
+    });
     inner.write_all(&trailer.encode())?;
     inner.flush()?;
     let summary = SealSummary {
