@@ -23,7 +23,7 @@ fn main() {
         .map(|i| (i as u32).wrapping_mul(2_654_435_761) as u8)
         .collect();
     let batch = 64 * (16_384 + 16);
-    let mut runs = |name: &str, f: &dyn Fn(&[u8]) -> [u8; 32]| {
+    let runs = |name: &str, f: &dyn Fn(&[u8]) -> [u8; 32]| {
         let mut rates = Vec::new();
         for _ in 0..5 {
             let t = Instant::now();

@@ -34,8 +34,8 @@ fn header() -> ArchiveHeader {
     )
 }
 
-fn lookup(id: &Uuid) -> Option<Key32> {
-    (*id == KEY_ID).then(key)
+fn lookup(id: &Uuid) -> Option<envelope::OpeningKey> {
+    (*id == KEY_ID).then(|| envelope::OpeningKey::new(key(), Scope::Domain, Some("bench".into())))
 }
 
 fn parse_size(s: &str) -> Option<usize> {

@@ -796,7 +796,7 @@ struct RegionV2 {
 impl RegionV2 {
     fn occupied(&self) -> impl Iterator<Item = (usize, &v2::Slot)> {
         self.slots.iter().enumerate().filter_map(|(i, s)| match s {
-            v2::SlotState::Occupied(k) => Some((i, k)),
+            v2::SlotState::Occupied(k) => Some((i, &**k)),
             _ => None,
         })
     }

@@ -104,7 +104,7 @@ pub struct Slot {
 pub enum SlotState {
     /// All 256 bytes zero.
     Empty,
-    Occupied(Slot),
+    Occupied(Box<Slot>),
     /// Neither: generation 0 with other bytes set, or reserved bytes set.
     Damaged,
 }
@@ -185,7 +185,7 @@ pub fn parse_slot(bytes: &[u8; SLOT_LEN]) -> SlotState {
     s.wrapped_key.copy_from_slice(&bytes[32..80]);
     s.allowed_other.copy_from_slice(&bytes[80..112]);
     s.region_mac.copy_from_slice(&bytes[112..144]);
-    SlotState::Occupied(s)
+    SlotState::Occupied(Box::new(s))
 }
 
 /// SHA-256 of a slot's bytes (what `allowed_other` names).
@@ -344,7 +344,10 @@ mod tests {
     #[test]
     fn slots_and_trailers_round_trip() {
         let s = slot(9);
-        assert_eq!(parse_slot(&s.encode()), SlotState::Occupied(s.clone()));
+        assert_eq!(
+            parse_slot(&s.encode()),
+            SlotState::Occupied(Box::new(s.clone()))
+        );
         assert_eq!(parse_slot(&[0; SLOT_LEN]), SlotState::Empty);
         let mut reserved = s.encode();
         reserved[250] = 1;
