@@ -399,7 +399,7 @@ fn sweep_of_1000_archives_and_junk_reports_each_file() {
             .path(),
     )
     .unwrap();
-    bytes[8..10].copy_from_slice(&2u16.to_be_bytes());
+    bytes[8..10].copy_from_slice(&3u16.to_be_bytes());
     fs::write(dir.join("newer.vault"), &bytes).unwrap();
     // Sealed under a key that only another home has.
     let other = t.path().join("other-home");

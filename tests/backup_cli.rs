@@ -6,10 +6,13 @@ use serde_json::Value;
 
 /// Byte offset where the payload (commitment + chunks) starts: preamble (16) + header +
 /// salt (24) + two 128-byte key slots.
+/// Format 2: preamble, header, salt, two 256-byte slots, the 274-byte secret block.
 fn payload_offset(archive: &[u8]) -> usize {
     let hlen = u32::from_be_bytes(archive[12..16].try_into().unwrap()) as usize;
-    16 + hlen + 24 + 256
+    16 + hlen + 24 + SLOTS + 274
 }
+
+const SLOTS: usize = 2 * 256;
 
 fn archive_path(v: &Vault, id: &str) -> std::path::PathBuf {
     v.home.join("archives").join(format!("{id}.vault"))
@@ -93,7 +96,7 @@ fn inspect_needs_no_key_and_says_nothing_is_verified() {
     ] {
         assert_eq!(i[field], want, "{field}");
     }
-    assert_eq!(i["version"], 1);
+    assert_eq!(i["version"], 2);
     assert_eq!(i["isEncrypted"], true);
     assert_eq!(i["size"], 6);
     assert_eq!(i["checksum"], a["checksum"]);
@@ -250,7 +253,7 @@ fn newer_format_version_asks_to_upgrade_and_junk_is_not_an_archive() {
     v.create_key(&[]);
     let a = seal(&v, b"abc", &[]);
     let mut b = std::fs::read(archive_path(&v, a["id"].as_str().unwrap())).unwrap();
-    b[8..10].copy_from_slice(&2u16.to_be_bytes());
+    b[8..10].copy_from_slice(&3u16.to_be_bytes());
     let t = v.path("new.vault");
     std::fs::write(&t, &b).unwrap();
     let err = v.fails(&["inspect", "--file", s(&t)], 6);
@@ -359,9 +362,11 @@ fn rotate_rewrap_all_then_delete_retired_key_keeps_payload_bytes() {
         let now = std::fs::read(archive_path(&v, id)).unwrap();
         let p = payload_offset(orig);
         assert_eq!(now.len(), orig.len());
-        assert_eq!(now[..p - 256], orig[..p - 256], "header changed");
+        let slots = p - 274 - SLOTS;
+        assert_eq!(now[..slots], orig[..slots], "header changed");
         assert_eq!(now[p..], orig[p..], "payload changed by rewrap");
-        assert_ne!(now[p - 256..p], orig[p - 256..p], "key slots unchanged");
+        assert_eq!(now[slots + SLOTS..p], orig[slots + SLOTS..p], "secret block changed");
+        assert_ne!(now[slots..slots + SLOTS], orig[slots..slots + SLOTS], "key slots unchanged");
     }
     v.ok(&["keys", "delete", "--id", &old]);
     v.ok(&["keys", "delete", "--id", &dom_old]);

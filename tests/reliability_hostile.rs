@@ -212,7 +212,8 @@ fn with_header(a: &[u8], header: &[u8]) -> Vec<u8> {
 
 fn with_trailer_size(a: &[u8], size: u64) -> Vec<u8> {
     let mut b = a.to_vec();
-    let t = b.len() - 80;
+    // The trailer is the last 208 bytes in format 2 (80 in format 1).
+    let t = b.len() - 208;
     b[t + 8..t + 16].copy_from_slice(&size.to_be_bytes());
     b
 }
