@@ -152,9 +152,9 @@ pub fn fetch(ctx: &Context, remote: &Remote, id: &str) -> Result<Fetched, OpsErr
         let dest = store.path_of(&id);
         let ks = KeyStore::new(ctx.home());
         let lookup = |k: &Uuid| {
-            ks.material(k, false)
-                .ok()
-                .map(|(info, key)| crate::envelope::OpeningKey::new(key, info.scope, info.domain_id))
+            ks.material(k, false).ok().map(|(info, key)| {
+                crate::envelope::OpeningKey::new(key, info.scope, info.domain_id)
+            })
         };
         let mut tmp = AtomicFile::create(&dest, 0o600).map_err(|e| OpsError::Write {
             what: "the fetched archive",
