@@ -39,6 +39,7 @@ pub mod keystore;
 pub mod metrics;
 pub mod ops;
 pub mod remote;
+pub mod retention;
 pub mod scope;
 pub mod secret;
 pub mod store;

@@ -17,6 +17,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("scope", 0),
     ("hardening", 0),
     ("escape", 0),
+    ("retention", 0),
     ("aead", 1),
     ("fsutil", 1),
     ("kdf", 1),

@@ -385,3 +385,112 @@ fn a_compliance_locked_object_cannot_be_deleted_by_vault_or_s3() {
     let again = direct.client().head(&key).unwrap().unwrap();
     assert_eq!(again.sha256, head.sha256);
 }
+
+#[test]
+fn prune_on_a_remote_dry_run_then_for_real_and_a_locked_object_is_reported() {
+    let Some(rgw) = Rgw::start() else { return };
+    // Three archives of one group, a second apart (createdAt has whole seconds).
+    let v = Vault::new();
+    v.create_key(&["--scope", "system", "--default"]);
+    let mut ids = Vec::new();
+    for i in 0..3u64 {
+        if i > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(1100));
+        }
+        let f = v.path(&format!("in-{i}"));
+        std::fs::write(&f, bytes(20_000, i)).unwrap();
+        ids.push(
+            v.ok(&["backup", "create", "--file", s(&f)])["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let (oldest, middle, newest) = (&ids[0], &ids[1], &ids[2]);
+    rgw.add(
+        &v,
+        "r",
+        "s3://vault-prune/p",
+        &["--create-bucket", "--object-lock"],
+    );
+    rgw.ok(
+        &v,
+        &[
+            "backup",
+            "push",
+            "--id",
+            oldest,
+            "--remote",
+            "r",
+            "--retain",
+            "1",
+            "--lock",
+            "compliance",
+        ],
+    );
+    rgw.ok(&v, &["backup", "push", "--id", middle, "--remote", "r"]);
+    rgw.ok(&v, &["backup", "push", "--id", newest, "--remote", "r"]);
+    let action = |r: &Value, id: &str| {
+        resources(r)
+            .iter()
+            .find(|i| i["id"] == id)
+            .map(|i| i["action"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+
+    let (dry, _) = rgw.ok(
+        &v,
+        &[
+            "backup",
+            "prune",
+            "--remote",
+            "r",
+            "--keep-last",
+            "1",
+            "--dry-run",
+        ],
+    );
+    assert_eq!(dry["dryRun"], true);
+    assert_eq!(action(&dry, newest), "keep");
+    assert_eq!(action(&dry, middle), "would-remove");
+    assert_eq!(action(&dry, oldest), "locked");
+    let newest_item = resources(&dry)
+        .iter()
+        .find(|i| i["id"] == newest.as_str())
+        .unwrap();
+    let reasons: Vec<&str> = newest_item["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    // It was downloaded and authenticated before anything else of the group could go.
+    assert_eq!(reasons, ["last", "newest verified"]);
+    let direct = rgw.direct("s3://vault-prune/p");
+    let key = |id: &str| direct.object_key(&id.parse().unwrap());
+    for id in &ids {
+        assert!(
+            direct.client().head(&key(id)).unwrap().is_some(),
+            "dry run removed {id}"
+        );
+    }
+
+    let (real, _) = rgw.ok(
+        &v,
+        &["backup", "prune", "--remote", "r", "--keep-last", "1"],
+    );
+    assert_eq!(real["removed"], 1);
+    assert_eq!(real["locked"], 1);
+    assert_eq!(action(&real, middle), "remove");
+    assert!(direct.client().head(&key(middle)).unwrap().is_none());
+    assert!(direct.client().head(&key(oldest)).unwrap().is_some());
+    assert!(direct.client().head(&key(newest)).unwrap().is_some());
+    // The home's own archives are untouched by a remote prune; the removal is audited.
+    assert_eq!(v.ok(&["backup", "list"])["total"], 3);
+    let log = std::fs::read_to_string(v.home.join("audit.log")).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("backup.prune") && l.contains(middle.as_str())),
+        "{log}"
+    );
+}

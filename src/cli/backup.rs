@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::event;
 use super::records::List;
-use super::{CliError, CliResult, Ctx, ScopeArgs, progress, pull, remote};
+use super::{CliError, CliResult, Ctx, ScopeArgs, progress, prune, pull, remote};
 use crate::audit::AuditEvent;
 use crate::envelope::{self, ArchiveHeader, Inspection, SlotInfo};
 use crate::errors::{Classify, Kind};
@@ -38,6 +38,8 @@ pub enum BackupCmd {
     Push(remote::PushArgs),
     /// Bring an archive back from a remote into this home, verified end to end.
     Fetch(remote::FetchArgs),
+    /// Remove archives a retention policy no longer keeps (per BMC, like restic forget).
+    Prune(prune::PruneArgs),
     /// Show one archive's metadata.
     Get {
         #[arg(long, value_name = "ID")]
@@ -141,6 +143,7 @@ pub fn run(ctx: &Ctx, cmd: BackupCmd) -> CliResult {
         BackupCmd::Restore(a) => pull::restore(ctx, *a),
         BackupCmd::Push(a) => remote::push(ctx, a),
         BackupCmd::Fetch(a) => remote::fetch(ctx, a),
+        BackupCmd::Prune(a) => prune::run(ctx, a),
         BackupCmd::List {
             remote: Some(name), ..
         } => remote::list(ctx, &name),

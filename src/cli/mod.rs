@@ -13,6 +13,7 @@ mod keys;
 pub mod output;
 mod password;
 mod progress;
+mod prune;
 mod pull;
 pub mod records;
 mod remote;

@@ -34,6 +34,9 @@ pub enum OpsError {
     Audit(#[from] AuditError),
     #[error(transparent)]
     Password(#[from] PasswordError),
+    /// A retention policy that cannot be applied (e.g. one that keeps nothing).
+    #[error("{0}")]
+    InvalidPolicy(String),
     /// Boxed: S3 errors carry bucket, object and response details.
     #[error(transparent)]
     Remote(Box<RemoteError>),
@@ -82,6 +85,7 @@ impl Classify for OpsError {
             OpsError::Audit(e) => e.kind(),
             OpsError::Password(e) => e.kind(),
             OpsError::Remote(e) => e.kind(),
+            OpsError::InvalidPolicy(_) => Kind::Usage,
             OpsError::KeyFile { source, .. } => source.kind(),
             OpsError::KeyFileTooLarge(_) | OpsError::KdfParams(_) => Kind::Usage,
             OpsError::File { source, .. } => Classify::kind(source),

@@ -16,6 +16,7 @@ pub mod home;
 pub mod keys;
 pub mod password;
 pub mod progress;
+pub mod prune;
 pub mod remote;
 
 use std::path::Path;
