@@ -196,7 +196,11 @@ fn group_of(i: &Inspection) -> Group {
 /// Full authentication of one archive with the keys of this home.
 fn verify(ctx: &Context, remote: Option<&Remote>, e: &Entry) -> Result<(), OpsError> {
     let ks = KeyStore::new(ctx.home());
-    let lookup = |k: &Uuid| ks.material(k, false).ok().map(|(_, key)| key);
+    let lookup = |k: &Uuid| {
+        ks.material(k, false)
+            .ok()
+            .map(|(info, key)| envelope::OpeningKey::new(key, info.scope, info.domain_id))
+    };
     let id = e.inspection.header.id;
     match (remote, &e.key) {
         (Some(r), Some(key)) => {
