@@ -494,3 +494,70 @@ fn prune_on_a_remote_dry_run_then_for_real_and_a_locked_object_is_reported() {
         "{log}"
     );
 }
+
+#[test]
+fn a_push_killed_midway_leaves_no_object() {
+    let Some(rgw) = Rgw::start() else { return };
+    // 30 MB: a multipart upload of four 8 MiB parts, long enough to be killed inside.
+    let (v, ids) = home_with_archives(&[30_000_000]);
+    let id: uuid::Uuid = ids[0].parse().unwrap();
+    let local = v.home.join(format!("archives/{id}.vault"));
+    let (_, want_sha) = vault::remote::sha256_file(&local).unwrap();
+    let direct = rgw.direct("s3://vault-kill/p");
+    let key = direct.object_key(&id);
+    let mut killed_before_the_end = 0;
+    for (round, delay_ms) in [50u64, 150, 300, 500, 800, 1200].into_iter().enumerate() {
+        let prefix = format!("s3://vault-kill/p{round}");
+        let name = format!("r{round}");
+        let extra: &[&str] = if round == 0 {
+            &["--create-bucket"]
+        } else {
+            &[]
+        };
+        rgw.add(&v, &name, &prefix, extra);
+        let direct = rgw.direct(&prefix);
+        let key = direct.object_key(&id);
+        let mut child = v
+            .cmd(&["backup", "push", "--id", &ids[0], "--remote", &name])
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let still_running = child.try_wait().unwrap().is_none();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let seen = direct.client().head(&key).unwrap();
+        eprintln!(
+            "round {round}: killed after {delay_ms} ms, running={still_running}, object={}",
+            seen.is_some()
+        );
+        match seen {
+            None => {
+                if still_running {
+                    killed_before_the_end += 1;
+                }
+            }
+            // Whatever is visible is whole: the same bytes as the archive.
+            Some(h) => assert_eq!(
+                h.sha256.as_deref(),
+                Some(want_sha.as_str()),
+                "round {round}"
+            ),
+        }
+    }
+    assert!(
+        killed_before_the_end > 0,
+        "no kill landed before the push finished; the test proved nothing"
+    );
+    // And a push after the kills completes normally.
+    rgw.add(&v, "final", "s3://vault-kill/p", &[]);
+    rgw.ok(
+        &v,
+        &["backup", "push", "--id", &ids[0], "--remote", "final"],
+    );
+    let h = direct.client().head(&key).unwrap().unwrap();
+    assert_eq!(h.sha256.as_deref(), Some(want_sha.as_str()));
+}
