@@ -14,8 +14,8 @@ use crate::audit::AuditEvent;
 use crate::envelope::{self, ArchiveHeader, Inspection, SlotInfo};
 use crate::errors::{Classify, Kind};
 use crate::fsutil::AtomicFile;
-use crate::keystore::{Home, KeyError, KeyInfo, KeyStore, Scope};
-use crate::secret::Key32;
+use crate::keystore::{Home, KeyStore, Scope};
+pub use crate::ops::backup::{key_lookup, sealing_key};
 use crate::store::{self, ArchiveStore, archive_err};
 
 #[derive(Subcommand)]
@@ -390,21 +390,6 @@ fn target_path(home: &Home, t: &Target) -> CliResult<PathBuf> {
     }
 }
 
-/// Looks up keys of this home for opening archives (retired keys included), with the
-/// scope and domain the home records for each. The root key is unlocked first, so a
-/// wrong PIN, a missing token or passphrase, or an edited key entry is reported as such,
-/// not as "key not in this home".
-pub fn key_lookup<'a>(
-    ks: &'a KeyStore<'_>,
-) -> CliResult<impl Fn(&Uuid) -> Option<envelope::OpeningKey> + 'a> {
-    ks.unlock()?;
-    Ok(move |id: &Uuid| {
-        ks.material(id, false)
-            .ok()
-            .map(|(info, k)| envelope::OpeningKey::new(k, info.scope, info.domain_id))
-    })
-}
-
 pub fn verify_path(home: &Home, path: &Path) -> CliResult<envelope::OpenSummary> {
     let ks = KeyStore::new(home);
     let f = store::open_archive(path).map_err(|e| file_err(path, e))?;
@@ -482,42 +467,6 @@ pub fn file_err(path: &Path, e: io::Error) -> CliError {
         Classify::kind(&e),
         format!("cannot access {}: {e}", path.display()),
     )
-}
-
-/// Chooses the key that seals a new archive of `scope`/`domain` and checks it may.
-pub fn sealing_key(
-    ks: &KeyStore<'_>,
-    scope: Scope,
-    domain: Option<&str>,
-    named: Option<&str>,
-) -> CliResult<(KeyInfo, Key32)> {
-    let info = match named {
-        Some(id) => ks.find(id)?,
-        None => ks
-            .default_key(scope, domain)?
-            .ok_or_else(|| KeyError::NoDefault {
-                scope,
-                domain: domain.map(str::to_string),
-            })?,
-    };
-    if !info.in_scope(scope, domain) {
-        let what = match (&info.scope, &info.domain_id) {
-            (Scope::System, _) => "a system key".to_string(),
-            (Scope::Domain, d) => format!("a key of domain {}", d.as_deref().unwrap_or("?")),
-        };
-        let want = match domain {
-            None => "a system archive".to_string(),
-            Some(d) => format!("an archive of domain {d}"),
-        };
-        return Err(CliError::new(
-            Kind::Refused,
-            format!(
-                "key {} is {what} and cannot seal {want}; pick a key of the same scope (vault keys list --scope {scope}) or change --scope/--domain",
-                info.id
-            ),
-        ));
-    }
-    Ok(ks.material(&info.id, true)?)
 }
 
 fn create(ctx: &Ctx, a: CreateArgs) -> CliResult {

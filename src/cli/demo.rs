@@ -9,13 +9,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Args;
-use indicatif::ProgressBar;
 use rand::RngCore;
 use serde_json::{Value, json};
 
 use super::backup::{key_lookup, verify_path};
 use super::event;
-use super::pull::{self, PullJob, restored_json};
+use super::pull::restored_json;
 use super::{CliError, CliResult, Ctx};
 use crate::audit::{AuditEvent, AuditLog};
 use crate::bmc::simulator::run_foreground_to;
@@ -25,6 +24,9 @@ use crate::errors::Kind;
 use crate::fsutil::{self, AtomicFile};
 use crate::keystore::kdf::KdfParams;
 use crate::keystore::{KeyStore, Scope};
+use crate::ops::Silent;
+use crate::ops::pull::{self, PullJob};
+use crate::ops::restore::restore_one;
 use crate::secret::Password;
 use crate::store::{self, ArchiveStore, archive_err};
 
@@ -362,7 +364,7 @@ fn cycle(ctx: &Ctx, root: &Path, steps: &mut Steps) -> Vec<(String, Value)> {
             key: None,
             description: Some("demo backup".into()),
         };
-        let r = pull::pull_one(&home_a, &account, job, &ProgressBar::hidden());
+        let r = pull::pull_one(&home_a, &account, job, &Silent).map_err(CliError::from);
         ctx_a.audit(
             AuditEvent {
                 bmc_host: Some(pull::host_of(&sim.base_url())),
@@ -524,14 +526,8 @@ fn cycle(ctx: &Ctx, root: &Path, steps: &mut Steps) -> Vec<(String, Value)> {
     });
 
     let restored = steps.run("restore from home B to the BMC", || {
-        let r = pull::restore_one(
-            &home_b,
-            &path_b,
-            opts(),
-            false,
-            &|_| Ok(()),
-            &ProgressBar::hidden(),
-        );
+        let r = restore_one(&home_b, &path_b, opts(), false, &|_| Ok(()), &Silent)
+            .map_err(CliError::from);
         ctx_b.audit(
             AuditEvent {
                 bmc_host: Some(pull::host_of(&sim.base_url())),

@@ -44,3 +44,23 @@ impl<R: Read> Drop for Finishing<R> {
         self.0.progress.finish_and_clear();
     }
 }
+
+/// An indicatif bar as the [`crate::ops::Progress`] of an operation.
+pub struct Bar(pub ProgressBar);
+
+impl crate::ops::Progress for Bar {
+    fn phase(&self, message: &str, total: Option<u64>) {
+        self.0.set_message(message.to_string());
+        if let Some(t) = total {
+            self.0.set_length(t);
+        }
+    }
+
+    fn advance(&self, n: u64) {
+        self.0.inc(n);
+    }
+
+    fn warn(&self, message: &str) {
+        self.0.suspend(|| eprintln!("vault: {message}"));
+    }
+}

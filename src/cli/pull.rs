@@ -1,22 +1,11 @@
-//! `vault backup pull` and `vault backup restore`: the BMC side (Redfish / HPE iLO).
-//!
-//! Invariants:
-//! - A backup goes from the BMC's socket straight into the sealing stream through a
-//!   bounded in-memory channel (download thread → sealer): plaintext never touches the
-//!   disk. The channel ends cleanly only when the download succeeded; any other end makes
-//!   the sealer's reader fail, so the temporary archive is discarded and nothing is stored.
-//! - Sealing runs without the home lock (a slow BMC must not block the home or the other
-//!   pulls of a fleet); the lock is taken only for the final no-clobber rename.
-//! - Restore authenticates the whole archive before it connects to the BMC, then streams a
-//!   second decryption pass of the same open file straight into the request body.
-//! - Every BMC session is logged out on every path: `logout` on success, the client's
-//!   `Drop` on errors, and on Ctrl-C the SIGINT handler, which also removes this process's
-//!   temporary archive files (a `process::exit` skips destructors) and exits with 130.
+//! `vault backup pull` and `vault backup restore`: arguments, inventories and printing
+//! for the BMC operations of [`crate::ops::pull`] and [`crate::ops::restore`] (which hold
+//! the invariants: one thread from socket to sealed archive, verify before restore,
+//! sessions logged out on every path).
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, IsTerminal, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -24,23 +13,21 @@ use clap::{ArgGroup, Args};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use uuid::Uuid;
 
-use super::backup::{backup_json, file_err, key_lookup, sealing_key};
+use super::backup::{backup_json, file_err};
 use super::event;
+use super::progress::Bar;
 use super::{CliError, CliResult, Ctx, ScopeArgs, password};
 use crate::audit::AuditEvent;
 use crate::bmc::client::DEFAULT_MAX_BACKUP_BYTES;
-use crate::bmc::redfish::{Origin, sanitize};
-use crate::bmc::{AuthMode, BmcError, BmcOptions, BmcSession};
-use crate::envelope::{self, ArchiveHeader, Inspection, Source};
+use crate::bmc::{AuthMode, BmcError, BmcOptions};
 use crate::errors::Kind;
-use crate::keystore::{Home, KeyStore, Scope};
+use crate::keystore::Scope;
+use crate::ops::pull::{self as op_pull, PullJob, host_of};
+use crate::ops::restore::{self as op_restore, RestorePlan, Restored};
+use crate::ops::{OpsError, Silent};
 use crate::secret::Password;
-use crate::store::{self, ArchiveStore, archive_err};
 
-/// Chunks in flight between the download (or decryption) thread and its consumer.
-const CHANNEL_DEPTH: usize = 16;
 /// Largest fleet inventory file read.
 const MAX_INVENTORY_BYTES: u64 = 4 << 20;
 /// Largest number of BMCs in one inventory.
@@ -157,194 +144,6 @@ pub struct RestoreArgs {
     yes: bool,
 }
 
-// ---------------------------------------------------------------------------------------
-// The channel between a producer thread and a `Read` consumer
-
-enum Msg {
-    Data(Vec<u8>),
-    /// The producer finished successfully; anything else (a dropped sender) is a failure.
-    End,
-}
-
-/// The producing end: every write becomes one message; a vanished reader is `BrokenPipe`.
-struct ChannelWriter {
-    tx: SyncSender<Msg>,
-    progress: ProgressBar,
-}
-
-impl ChannelWriter {
-    /// Declares the stream complete. Not calling it makes the reader fail at the end.
-    fn end(self) {
-        let _ = self.tx.send(Msg::End);
-    }
-}
-
-impl Write for ChannelWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        self.tx
-            .send(Msg::Data(buf.to_vec()))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the consumer stopped"))?;
-        self.progress.inc(buf.len() as u64);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// The consuming end: EOF only after `Msg::End`; a producer that stopped without it
-/// (failed or panicked) is an error, so a partial stream can never look complete.
-struct ChannelReader {
-    rx: Receiver<Msg>,
-    buf: Vec<u8>,
-    pos: usize,
-    done: bool,
-    what: &'static str,
-}
-
-fn channel(what: &'static str, progress: ProgressBar) -> (ChannelWriter, ChannelReader) {
-    let (tx, rx) = sync_channel(CHANNEL_DEPTH);
-    (
-        ChannelWriter { tx, progress },
-        ChannelReader {
-            rx,
-            buf: Vec::new(),
-            pos: 0,
-            done: false,
-            what,
-        },
-    )
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.pos >= self.buf.len() {
-            if self.done {
-                return Ok(0);
-            }
-            match self.rx.recv() {
-                Ok(Msg::Data(v)) => {
-                    self.buf = v;
-                    self.pos = 0;
-                }
-                Ok(Msg::End) => self.done = true,
-                Err(_) => return Err(io::Error::other(format!("{} failed", self.what))),
-            }
-        }
-        let n = out.len().min(self.buf.len() - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Pull
-
-/// Everything needed to pull one BMC into one archive.
-pub struct PullJob {
-    pub opts: BmcOptions,
-    pub scope: Scope,
-    pub domain: Option<String>,
-    pub key: Option<String>,
-    pub description: Option<String>,
-}
-
-/// A stored pull.
-pub struct Pulled {
-    pub inspection: Inspection,
-    pub key_id: Uuid,
-    pub host: String,
-    /// Set when the backup is stored but the session could not be deleted.
-    pub logout_warning: Option<String>,
-}
-
-/// `host[:port]` of a BMC URL for messages and audit records, before connecting.
-/// Never echoes credentials someone put in the URL (the client refuses such URLs).
-pub fn host_of(url: &str) -> String {
-    Origin::parse(url).map(|o| o.host).unwrap_or_else(|_| {
-        let rest = url.trim().split_once("://").map_or(url.trim(), |(_, r)| r);
-        let authority = rest.split('/').next().unwrap_or_default();
-        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-        sanitize(host)
-    })
-}
-
-/// Pulls one backup into a new archive of `home`. Prints nothing.
-pub fn pull_one(
-    home: &Home,
-    account: &str,
-    job: PullJob,
-    progress: &ProgressBar,
-) -> CliResult<Pulled> {
-    let ks = KeyStore::new(home);
-    // Resolve the key before logging in: a wrong --key must not cost a BMC session.
-    let (key, material) = sealing_key(&ks, job.scope, job.domain.as_deref(), job.key.as_deref())?;
-    let mut session = BmcSession::connect(job.opts)?;
-    let host = session.host().to_string();
-    progress.set_message(format!("{host}: discovering"));
-    let svc = session.discover()?;
-    let file = session.request_backup(&svc)?;
-    let m = &svc.manager;
-    let source = Source {
-        bmc_host: Some(m.host.clone()),
-        manager_model: m.model.clone(),
-        firmware_version: m.firmware.clone(),
-        serial_number: m.serial.clone(),
-        file_name: Some(file.file_name.clone()),
-        backup_file_location: Some(file.backup_file_location.clone()),
-    };
-    let description = job
-        .description
-        .clone()
-        .unwrap_or_else(|| format!("backup of BMC {host}"));
-    let header = ArchiveHeader::new(job.scope, job.domain, account, &description, Some(source));
-    progress.set_message(format!("{host}: downloading {}", file.file_name));
-
-    let store = ArchiveStore::new(home);
-    let (writer, reader) = channel("the download from the BMC", progress.clone());
-    let mut temp: Option<PathBuf> = None;
-    let (download, staged) = std::thread::scope(|s| {
-        let session = &mut session;
-        let file = &file;
-        let dl = s.spawn(move || {
-            let mut writer = writer;
-            let r = session.download_file(file, &mut writer);
-            if r.is_ok() {
-                writer.end();
-            }
-            r
-        });
-        let staged = store.seal_unlocked(&header, key.id, &material, reader, &mut |p| {
-            temp = Some(p.to_path_buf());
-        });
-        (dl.join(), staged)
-    });
-    let committed = (|| -> CliResult<PathBuf> {
-        let download =
-            download.map_err(|_| CliError::new(Kind::Internal, "the download thread panicked"))?;
-        let staged = match (download, staged) {
-            // The sink failed because sealing failed (disk full, …): that is the cause.
-            (Err(BmcError::Io { .. }), Err(seal)) => return Err(seal.into()),
-            (Err(e), _) => return Err(e.into()),
-            (Ok(_), staged) => staged?,
-        };
-        let lock = home.lock()?;
-        Ok(staged.commit(&lock)?.1)
-    })();
-    let path = committed?;
-    let logout_warning = session.logout().err().map(|e| e.to_string());
-    Ok(Pulled {
-        inspection: store::inspect_file(&path)?,
-        key_id: key.id,
-        host,
-        logout_warning,
-    })
-}
-
 fn progress_bar(on_tty: bool) -> ProgressBar {
     if !on_tty {
         return ProgressBar::hidden();
@@ -391,11 +190,10 @@ fn insecure_warning(ctx: &Ctx, what: &str) {
     ));
 }
 
-fn pulled_audit<'a>(host: &str, r: &CliResult<Pulled>) -> AuditEvent<'a> {
+/// The record of a pull that failed before [`op_pull::pull`] could start.
+fn pulled_audit<'a>(host: &str) -> AuditEvent<'a> {
     AuditEvent {
         bmc_host: Some(host.to_string()),
-        archive_id: r.as_ref().ok().map(|p| p.inspection.header.id.to_string()),
-        key_id: r.as_ref().ok().map(|p| p.key_id.to_string()),
         ..event("backup.pull")
     }
 }
@@ -409,23 +207,25 @@ pub fn pull(ctx: &Ctx, a: PullArgs) -> CliResult {
     if a.conn.insecure {
         insecure_warning(ctx, &format!("BMC {}", host_of(&url)));
     }
-    let home = ctx.home()?;
-    let host = host_of(&url);
-    let r = (|| {
-        let password = bmc_password(&a.conn)?;
-        let job = PullJob {
-            opts: bmc_options(&url, &a.conn.bmc_user, password, &a.conn, a.max_size),
-            scope,
-            domain,
-            key: a.key.clone(),
-            description: a.description.clone(),
-        };
-        let pb = progress_bar(io::stderr().is_terminal());
-        let r = pull_one(&home, &ctx.account, job, &pb);
-        pb.finish_and_clear();
-        r
-    })();
-    ctx.audit(pulled_audit(&host, &r), &r);
+    let ops = ctx.ops()?;
+    let password = bmc_password(&a.conn);
+    if let Err(e) = &password {
+        // Failed before the operation could start: still on the record.
+        ctx.audit(
+            pulled_audit(&host_of(&url)),
+            &Err::<(), _>(CliError::new(e.kind, "")),
+        );
+    }
+    let job = PullJob {
+        opts: bmc_options(&url, &a.conn.bmc_user, password?, &a.conn, a.max_size),
+        scope,
+        domain,
+        key: a.key.clone(),
+        description: a.description.clone(),
+    };
+    let bar = Bar(progress_bar(io::stderr().is_terminal()));
+    let r = op_pull::pull(&ops, job, &bar);
+    bar.0.finish_and_clear();
     let p = r?;
     if let Some(w) = &p.logout_warning {
         ctx.notice(&format!(
@@ -628,7 +428,7 @@ fn pull_fleet(ctx: &Ctx, a: &PullArgs, inventory: &Path) -> CliResult {
         }
         insecure_warning(ctx, &format!("{} BMC(s) ({list})", insecure.len()));
     }
-    let home = ctx.home()?;
+    let ops = ctx.ops()?;
     let jobs: Vec<Mutex<Option<CliResult<PullJob>>>> = entries
         .iter()
         .map(|e| Mutex::new(Some(fleet_job(e, &base, a, shared.as_ref()))))
@@ -664,10 +464,14 @@ fn pull_fleet(ctx: &Ctx, a: &PullArgs, inventory: &Path) -> CliResult {
                         .unwrap_or_else(PoisonError::into_inner)
                         .take()
                         .expect("each job is taken once");
-                    let r = job.and_then(|job| {
-                        pull_one(&home, &ctx.account, job, &ProgressBar::hidden())
-                    });
-                    ctx.audit(pulled_audit(&host, &r), &r);
+                    let r = match job {
+                        Ok(job) => op_pull::pull(&ops, job, &Silent).map_err(CliError::from),
+                        Err(e) => {
+                            let failed = Err::<(), _>(CliError::new(e.kind, ""));
+                            ctx.audit(pulled_audit(&host), &failed);
+                            Err(e)
+                        }
+                    };
                     let v = match &r {
                         Ok(p) => {
                             if let Some(w) = &p.logout_warning {
@@ -732,165 +536,15 @@ fn pull_fleet(ctx: &Ctx, a: &PullArgs, inventory: &Path) -> CliResult {
 // ---------------------------------------------------------------------------------------
 // Restore
 
-/// A completed restore.
-pub struct Restored {
-    pub archive_id: Uuid,
-    pub key_id: Uuid,
-    pub host: String,
-    pub bytes: u64,
-    pub file_name: String,
-    pub bmc_serial: Option<String>,
-    pub archive_serial: Option<String>,
-}
-
-/// What the confirmation step is shown before anything is sent.
-pub struct RestorePlan<'a> {
-    pub archive_id: Uuid,
-    pub host: &'a str,
-    pub serial: Option<&'a str>,
-    pub created_at: &'a str,
-}
-
-/// Verifies the archive at `path` completely, checks that the BMC is the system it came
-/// from (unless `allow_different_system`), asks `confirm`, then streams the plaintext
-/// into the BMC's restore endpoint. Prints nothing.
-pub fn restore_one(
-    home: &Home,
-    path: &Path,
-    opts: BmcOptions,
-    allow_different_system: bool,
-    confirm: &dyn Fn(&RestorePlan<'_>) -> CliResult,
-    progress: &ProgressBar,
-) -> CliResult<Restored> {
-    let ks = KeyStore::new(home);
-    let lookup = key_lookup(&ks)?;
-    // One open file for both passes, so the bytes sent are those that were verified
-    // (short of someone rewriting the file in place, which pass 2 detects as tampering).
-    let mut f = crate::store::open_archive(path).map_err(|e| file_err(path, e))?;
-    let verified = envelope::verify(BufReader::with_capacity(envelope::READ_BUFFER, &f), &lookup)
-        .map_err(archive_err(path))?;
-    let archive_serial = verified
-        .header
-        .source
-        .as_ref()
-        .and_then(|s| s.serial_number.clone());
-    let file_name = verified
-        .header
-        .source
-        .as_ref()
-        .and_then(|s| s.file_name.clone())
-        .unwrap_or_else(|| format!("{}.bak", verified.header.id));
-
-    let mut session = BmcSession::connect(opts)?;
-    let host = session.host().to_string();
-    let svc = session.discover()?;
-    let bmc_serial = svc.manager.serial.clone();
-    if !allow_different_system {
-        match (&archive_serial, &bmc_serial) {
-            (Some(a), Some(b)) if a.eq_ignore_ascii_case(b) => {}
-            (Some(a), Some(b)) => {
-                return Err(CliError::new(
-                    Kind::Refused,
-                    format!(
-                        "archive {} came from the server with serial {a}, but BMC {host} manages serial {b}; nothing was sent. If the system board was replaced, pass --allow-different-system",
-                        verified.header.id
-                    ),
-                ));
-            }
-            (None, _) => {
-                return Err(CliError::new(
-                    Kind::Refused,
-                    format!(
-                        "archive {} does not record the serial number of the server it came from, so BMC {host} cannot be checked; nothing was sent. Pass --allow-different-system to restore it anyway",
-                        verified.header.id
-                    ),
-                ));
-            }
-            (Some(a), None) => {
-                return Err(CliError::new(
-                    Kind::Refused,
-                    format!(
-                        "BMC {host} does not report its server's serial number, so it cannot be checked against the archive's ({a}); nothing was sent. Pass --allow-different-system to restore anyway"
-                    ),
-                ));
-            }
-        }
-    }
-    confirm(&RestorePlan {
-        archive_id: verified.header.id,
-        host: &host,
-        serial: archive_serial.as_deref(),
-        created_at: &verified.header.created_at,
-    })?;
-
-    f.seek(SeekFrom::Start(0)).map_err(|e| file_err(path, e))?;
-    progress.set_message(format!("{host}: uploading {file_name}"));
-    let (writer, mut reader) = channel("decrypting the archive", progress.clone());
-    let size = verified.plaintext_size;
-    progress.set_length(size);
-    let (sent, opened) = std::thread::scope(|s| {
-        let f = &f;
-        let lookup = &lookup;
-        let dec = s.spawn(move || {
-            let mut writer = writer;
-            let r = envelope::open(
-                BufReader::with_capacity(envelope::READ_BUFFER, f),
-                lookup,
-                &mut writer,
-            );
-            if r.is_ok() {
-                writer.end();
-            }
-            r
-        });
-        let sent = session.restore(&svc, &file_name, &mut reader, size);
-        // Unblocks the decryption thread if the upload stopped early.
-        drop(reader);
-        (sent, dec.join())
-    });
-    match opened {
-        Err(_) => {
-            return Err(CliError::new(
-                Kind::Internal,
-                "the decryption thread panicked",
-            ));
-        }
-        Ok(Err(e)) => {
-            // The upload was cut short, so the BMC got an incomplete request and
-            // rejects it; only a file changed since pass 1 (or a vanished BMC) gets here.
-            if sent.is_ok() {
-                return Err(archive_err(path)(e).into());
-            }
-        }
-        Ok(Ok(_)) => {}
-    }
-    sent?;
-    // iLO resets after a restore; a failed logout then is expected and harmless.
-    let _ = session.logout();
-    Ok(Restored {
-        archive_id: verified.header.id,
-        key_id: verified.key_id,
-        host,
-        bytes: size,
-        file_name,
-        bmc_serial,
-        archive_serial,
-    })
-}
-
-fn confirm_on_tty(yes: bool) -> impl Fn(&RestorePlan<'_>) -> CliResult {
+fn confirm_on_tty(yes: bool) -> impl Fn(&RestorePlan<'_>) -> Result<(), OpsError> {
     move |plan| {
         if yes {
             return Ok(());
         }
         if !io::stdin().is_terminal() {
-            return Err(CliError::new(
-                Kind::Usage,
-                format!(
-                    "restoring resets BMC {}: pass --yes to confirm (there is no terminal to ask)",
-                    plan.host
-                ),
-            ));
+            return Err(OpsError::RestoreNotConfirmed {
+                host: plan.host.to_string(),
+            });
         }
         eprint!(
             "Restore archive {} (serial {}, created {}) to BMC {}? {RESTORE_NOTE}. Type 'yes' to continue: ",
@@ -904,20 +558,21 @@ fn confirm_on_tty(yes: bool) -> impl Fn(&RestorePlan<'_>) -> CliResult {
         io::stdin()
             .lock()
             .read_line(&mut line)
-            .map_err(|e| CliError::new(Kind::Io, format!("cannot read the answer: {e}")))?;
+            .map_err(|source| OpsError::Read {
+                what: "the answer from",
+                path: "the terminal".into(),
+                source,
+            })?;
         if line.trim().eq_ignore_ascii_case("yes") {
             Ok(())
         } else {
-            Err(CliError::new(
-                Kind::Refused,
-                "restore cancelled; nothing was sent",
-            ))
+            Err(OpsError::RestoreCancelled)
         }
     }
 }
 
 pub fn restore(ctx: &Ctx, a: RestoreArgs) -> CliResult {
-    let home = ctx.home()?;
+    let ops = ctx.ops()?;
     let host = host_of(&a.bmc);
     if a.conn.insecure {
         insecure_warning(ctx, &format!("BMC {host}"));
@@ -926,52 +581,43 @@ pub fn restore(ctx: &Ctx, a: RestoreArgs) -> CliResult {
         return Err(BmcError::RestoreNeedsSession { host }.into());
     }
     if !a.yes && !io::stdin().is_terminal() {
-        return Err(CliError::new(
-            Kind::Usage,
-            format!(
-                "restoring resets BMC {host}: pass --yes to confirm (there is no terminal to ask)"
-            ),
-        ));
+        return Err(OpsError::RestoreNotConfirmed { host }.into());
     }
-    let mut archive_id = None;
-    let r = (|| {
-        let (id, path) = ArchiveStore::new(&home).find(&a.id)?;
-        archive_id = Some(id.to_string());
-        let password = bmc_password(&a.conn)?;
-        let opts = bmc_options(&a.bmc, &a.conn.bmc_user, password, &a.conn, 0);
-        // The bar starts after the confirmation prompt, so it does not draw over it.
-        let pb = ProgressBar::hidden();
-        let confirm = |plan: &RestorePlan<'_>| {
-            confirm_on_tty(a.yes)(plan)?;
-            if io::stderr().is_terminal() {
-                pb.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-                pb.set_style(
-                    ProgressStyle::with_template("{spinner} {msg} {bytes}/{total_bytes}")
-                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                );
-                pb.enable_steady_tick(Duration::from_millis(120));
-            }
-            Ok(())
-        };
-        let r = restore_one(&home, &path, opts, a.allow_different_system, &confirm, &pb);
-        pb.finish_and_clear();
-        r
-    })();
-    ctx.audit(
-        AuditEvent {
-            bmc_host: Some(host),
-            archive_id: r
-                .as_ref()
-                .ok()
-                .map(|x| x.archive_id.to_string())
-                .or(archive_id),
-            key_id: r.as_ref().ok().map(|x| x.key_id.to_string()),
-            ..event("backup.restore")
-        },
-        &r,
+    let connect = || -> Result<BmcOptions, OpsError> {
+        let password = password::obtain(
+            a.conn.bmc_password_file.as_deref(),
+            "VAULT_BMC_PASSWORD",
+            "BMC password",
+            false,
+        )?;
+        Ok(bmc_options(&a.bmc, &a.conn.bmc_user, password, &a.conn, 0))
+    };
+    // The bar starts after the confirmation prompt, so it does not draw over it.
+    let bar = Bar(ProgressBar::hidden());
+    let confirm = |plan: &RestorePlan<'_>| {
+        confirm_on_tty(a.yes)(plan)?;
+        if io::stderr().is_terminal() {
+            bar.0
+                .set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            bar.0.set_style(
+                ProgressStyle::with_template("{spinner} {msg} {bytes}/{total_bytes}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.0.enable_steady_tick(Duration::from_millis(120));
+        }
+        Ok(())
+    };
+    let r = op_restore::restore(
+        &ops,
+        &a.id,
+        &host,
+        &connect,
+        a.allow_different_system,
+        &confirm,
+        &bar,
     );
-    let x = r?;
-    ctx.print(&restored_json(&x))
+    bar.0.finish_and_clear();
+    ctx.print(&restored_json(&r?))
 }
 
 pub fn restored_json(x: &Restored) -> Value {
@@ -990,40 +636,6 @@ pub fn restored_json(x: &Restored) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn channel_ends_cleanly_only_after_end() {
-        let (mut w, mut r) = channel("test", ProgressBar::hidden());
-        let t = std::thread::spawn(move || {
-            w.write_all(b"hello ").unwrap();
-            w.write_all(b"world").unwrap();
-            w.end();
-        });
-        let mut out = Vec::new();
-        r.read_to_end(&mut out).unwrap();
-        t.join().unwrap();
-        assert_eq!(out, b"hello world");
-    }
-
-    #[test]
-    fn channel_without_end_is_an_error_not_eof() {
-        let (mut w, mut r) = channel("the download", ProgressBar::hidden());
-        let t = std::thread::spawn(move || {
-            w.write_all(b"partial").unwrap();
-            drop(w);
-        });
-        let mut out = Vec::new();
-        let err = r.read_to_end(&mut out).unwrap_err();
-        t.join().unwrap();
-        assert!(err.to_string().contains("the download failed"), "{err}");
-    }
-
-    #[test]
-    fn writer_fails_when_reader_is_gone() {
-        let (mut w, r) = channel("x", ProgressBar::hidden());
-        drop(r);
-        assert_eq!(w.write(b"x").unwrap_err().kind(), io::ErrorKind::BrokenPipe);
-    }
 
     #[test]
     fn inventories_parse_in_toml_and_json() {
@@ -1048,14 +660,5 @@ mod tests {
         let other = t.path().join("fleet.yaml");
         std::fs::write(&other, "x").unwrap();
         assert!(read_inventory(&other).is_err());
-    }
-
-    #[test]
-    fn host_of_names_the_bmc() {
-        assert_eq!(host_of("https://10.0.0.5:8443"), "10.0.0.5:8443");
-        assert_eq!(host_of("https://10.0.0.5/redfish/v1/"), "10.0.0.5");
-        assert_eq!(host_of("https://10.0.0.5:8443/other"), "10.0.0.5:8443");
-        let h = host_of("https://root:hunter2@ilo-7/");
-        assert_eq!(h, "ilo-7");
     }
 }

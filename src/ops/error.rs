@@ -16,6 +16,7 @@ use crate::keystore::KeyError;
 use crate::keystore::kdf::KdfError;
 use crate::keystore::keyfile::KeyFileError;
 use crate::remote::RemoteError;
+use crate::scope::Scope;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +52,40 @@ pub enum OpsError {
     /// KDF parameters asked for a new key file that are out of bounds.
     #[error(transparent)]
     KdfParams(KdfError),
+    /// The key named to seal an archive belongs to another scope or domain.
+    #[error("key {key} is {} and cannot seal {}; pick a key of the same scope (vault keys list --scope {scope}) or change --scope/--domain", describe_key(*.key_scope, .key_domain.as_deref()), describe_archive(.domain.as_deref()))]
+    KeyOutOfScope {
+        key: uuid::Uuid,
+        key_scope: Scope,
+        key_domain: Option<String>,
+        scope: Scope,
+        domain: Option<String>,
+    },
+    /// Restore: the BMC manages another server than the archive came from.
+    #[error(
+        "archive {archive} came from the server with serial {archive_serial}, but BMC {host} manages serial {bmc_serial}; nothing was sent. If the system board was replaced, pass --allow-different-system"
+    )]
+    SerialMismatch {
+        archive: uuid::Uuid,
+        host: String,
+        archive_serial: String,
+        bmc_serial: String,
+    },
+    #[error(
+        "archive {archive} does not record the serial number of the server it came from, so BMC {host} cannot be checked; nothing was sent. Pass --allow-different-system to restore it anyway"
+    )]
+    NoArchiveSerial { archive: uuid::Uuid, host: String },
+    #[error(
+        "BMC {host} does not report its server's serial number, so it cannot be checked against the archive's ({archive_serial}); nothing was sent. Pass --allow-different-system to restore anyway"
+    )]
+    NoBmcSerial {
+        host: String,
+        archive_serial: String,
+    },
+    #[error("restoring resets BMC {host}: pass --yes to confirm (there is no terminal to ask)")]
+    RestoreNotConfirmed { host: String },
+    #[error("restore cancelled; nothing was sent")]
+    RestoreCancelled,
     /// Opening, reading or writing a file the caller named.
     #[error("cannot access {}: {source}", path.display())]
     File { path: PathBuf, source: io::Error },
@@ -90,7 +125,27 @@ impl Classify for OpsError {
             OpsError::KeyFileTooLarge(_) | OpsError::KdfParams(_) => Kind::Usage,
             OpsError::File { source, .. } => Classify::kind(source),
             OpsError::Read { .. } | OpsError::Write { .. } => Kind::Io,
+            OpsError::KeyOutOfScope { .. }
+            | OpsError::SerialMismatch { .. }
+            | OpsError::NoArchiveSerial { .. }
+            | OpsError::NoBmcSerial { .. }
+            | OpsError::RestoreCancelled => Kind::Refused,
+            OpsError::RestoreNotConfirmed { .. } => Kind::Usage,
         }
+    }
+}
+
+fn describe_key(scope: Scope, domain: Option<&str>) -> String {
+    match scope {
+        Scope::System => "a system key".to_string(),
+        Scope::Domain => format!("a key of domain {}", domain.unwrap_or("?")),
+    }
+}
+
+fn describe_archive(domain: Option<&str>) -> String {
+    match domain {
+        None => "a system archive".to_string(),
+        Some(d) => format!("an archive of domain {d}"),
     }
 }
 

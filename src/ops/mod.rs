@@ -11,13 +11,16 @@
 //! [`Context::audited`], on success and on failure, naming what was asked for (key id,
 //! archive id, BMC host) even when it was not found. A caller cannot forget the record,
 //! because it cannot reach the change without going through the operation.
+pub mod backup;
 pub mod error;
 pub mod home;
 pub mod keys;
 pub mod password;
 pub mod progress;
 pub mod prune;
+pub mod pull;
 pub mod remote;
+pub mod restore;
 
 use std::path::Path;
 

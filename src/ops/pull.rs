@@ -1,0 +1,160 @@
+//! `backup pull`: one BMC's configuration backup, straight into a sealed archive.
+//!
+//! Invariants:
+//! - The BMC client writes the download into the staged archive itself: the sealer is a
+//!   `Write` ([`crate::store::ArchiveWriter`]), so a 64 KiB buffer goes from the client's
+//!   read buffer into a chunk buffer of the sealer on the calling thread, with no channel
+//!   or second thread between them. Plaintext never touches the disk.
+//! - The archive is complete only when the download succeeded *and* the sealer finished;
+//!   a failed or cut download drops the writer, which removes the temporary file.
+//! - Sealing runs without the home lock (a slow BMC must not block the home or the other
+//!   pulls of a fleet); the lock is taken only for the final no-clobber rename.
+//! - The key is resolved before logging in: a wrong `--key` must not cost a BMC session.
+//!   The session is logged out on success, by the client's `Drop` on errors, and by the
+//!   process's signal handler on SIGINT/SIGTERM/SIGHUP.
+use std::io::{self, Write};
+
+use uuid::Uuid;
+
+use super::backup::sealing_key;
+use super::progress::{Counted, Progress};
+use super::{Context, OpsError, Subject};
+use crate::bmc::redfish::{Origin, sanitize};
+use crate::bmc::{BmcError, BmcOptions, BmcSession};
+use crate::envelope::{ArchiveHeader, EnvelopeError, Inspection, SealOptions, Source};
+use crate::home::Home;
+use crate::keystore::KeyStore;
+use crate::scope::Scope;
+use crate::store::{self, ArchiveStore, archive_err};
+
+/// Everything needed to pull one BMC into one archive.
+pub struct PullJob {
+    pub opts: BmcOptions,
+    pub scope: Scope,
+    pub domain: Option<String>,
+    pub key: Option<String>,
+    pub description: Option<String>,
+}
+
+/// A stored pull.
+pub struct Pulled {
+    pub inspection: Inspection,
+    pub key_id: Uuid,
+    pub host: String,
+    /// Set when the backup is stored but the session could not be deleted.
+    pub logout_warning: Option<String>,
+}
+
+/// `host[:port]` of a BMC URL for messages and audit records, before connecting.
+/// Never echoes credentials someone put in the URL (the client refuses such URLs).
+pub fn host_of(url: &str) -> String {
+    Origin::parse(url).map(|o| o.host).unwrap_or_else(|_| {
+        let rest = url.trim().split_once("://").map_or(url.trim(), |(_, r)| r);
+        let authority = rest.split('/').next().unwrap_or_default();
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        sanitize(host)
+    })
+}
+
+/// Pulls one BMC as the audited operation `backup.pull`.
+pub fn pull(ctx: &Context, job: PullJob, progress: &dyn Progress) -> Result<Pulled, OpsError> {
+    let subject = Subject {
+        bmc_host: Some(host_of(&job.opts.url)),
+        ..Subject::default()
+    };
+    ctx.audited("backup.pull", subject, |s| {
+        let p = pull_one(ctx.home(), ctx.account(), job, progress)?;
+        s.archive_id = Some(p.inspection.header.id.to_string());
+        s.key_id = Some(p.key_id.to_string());
+        Ok(p)
+    })
+}
+
+/// Pulls one backup into a new archive of `home` (not audited: see [`pull`]).
+pub fn pull_one(
+    home: &Home,
+    account: &str,
+    job: PullJob,
+    progress: &dyn Progress,
+) -> Result<Pulled, OpsError> {
+    let ks = KeyStore::new(home);
+    let (key, material) = sealing_key(&ks, job.scope, job.domain.as_deref(), job.key.as_deref())?;
+    let mut session = BmcSession::connect(job.opts)?;
+    let host = session.host().to_string();
+    progress.phase(&format!("{host}: discovering"), None);
+    let svc = session.discover()?;
+    let file = session.request_backup(&svc)?;
+    let m = &svc.manager;
+    let source = Source {
+        bmc_host: Some(m.host.clone()),
+        manager_model: m.model.clone(),
+        firmware_version: m.firmware.clone(),
+        serial_number: m.serial.clone(),
+        file_name: Some(file.file_name.clone()),
+        backup_file_location: Some(file.backup_file_location.clone()),
+    };
+    let description = job
+        .description
+        .clone()
+        .unwrap_or_else(|| format!("backup of BMC {host}"));
+    let header = ArchiveHeader::new(job.scope, job.domain, account, &description, Some(source));
+    progress.phase(&format!("{host}: downloading {}", file.file_name), None);
+
+    let store = ArchiveStore::new(home);
+    let writer = store.stage(&header, SealOptions::new(key.id, &material))?;
+    let mut sink = Sink {
+        inner: Counted::new(writer, progress),
+        failed: None,
+    };
+    match session.download_file(&file, &mut sink) {
+        Ok(_) => {}
+        // The sink failed because sealing failed (disk full, …): that is the cause.
+        Err(BmcError::Io { .. }) if sink.failed.is_some() => {
+            let e = sink.failed.take().expect("checked");
+            return Err(archive_err(&store.path_of(&header.id))(EnvelopeError::Io(e)).into());
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let staged = sink.inner.into_inner().finish()?;
+    let path = staged.commit(&home.lock()?)?.1;
+    let logout_warning = session.logout().err().map(|e| e.to_string());
+    Ok(Pulled {
+        inspection: store::inspect_file(&path)?,
+        key_id: key.id,
+        host,
+        logout_warning,
+    })
+}
+
+/// Remembers the first write error, so that a failure of the archive side is reported
+/// as such and not as a failure of the download that was feeding it.
+struct Sink<W> {
+    inner: W,
+    failed: Option<io::Error>,
+}
+
+impl<W: Write> Write for Sink<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf).inspect_err(|e| {
+            self.failed
+                .get_or_insert_with(|| io::Error::new(e.kind(), e.to_string()));
+        })
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_of_names_the_bmc() {
+        assert_eq!(host_of("https://10.0.0.5:8443"), "10.0.0.5:8443");
+        assert_eq!(host_of("https://10.0.0.5/redfish/v1/"), "10.0.0.5");
+        assert_eq!(host_of("https://10.0.0.5:8443/other"), "10.0.0.5:8443");
+        let h = host_of("https://root:hunter2@ilo-7/");
+        assert_eq!(h, "ilo-7");
+    }
+}
