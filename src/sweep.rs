@@ -40,6 +40,9 @@ pub struct KeyStatus {
     pub state: KeyState,
     /// RFC 3339, as stored in the key store.
     pub created_at: String,
+    /// What the key depends on: `file`, `passphrase`, `pkcs11:<token>` (the home's root)
+    /// or `hsm:<token>` (a key tied to the token).
+    pub depends_on: String,
 }
 
 /// Looks up a key's state by id; `None` if the key is not in the home.
@@ -155,6 +158,8 @@ pub struct ArchiveReport {
     pub archive_size: Option<u64>,
     pub key_present: Option<bool>,
     pub key_state: Option<KeyState>,
+    /// What is lost with a passphrase or token: the key's `dependsOn` in this home.
+    pub depends_on: Option<String>,
     /// `Some(true)` only after full authentication (`--verify`).
     pub verified: Option<bool>,
     pub findings: Vec<Finding>,
@@ -174,6 +179,7 @@ impl ArchiveReport {
             archive_size: None,
             key_present: None,
             key_state: None,
+            depends_on: None,
             verified: None,
             findings: Vec::new(),
         }
@@ -455,6 +461,7 @@ fn describe(r: &mut ArchiveReport, insp: &Inspection, keys: &SweepKeys<'_>) {
             r.key_id = Some(k);
             r.key_present = Some(true);
             r.key_state = Some(s.state);
+            r.depends_on = Some(s.depends_on);
         }
         None => {
             r.key_id = insp.key_ids.first().map(|(k, _)| *k);

@@ -275,19 +275,23 @@ fn archives(ctx: &Ctx, a: &ArchivesArgs) -> CliResult {
         None
     };
     let statuses: HashMap<Uuid, KeyStatus> = match &home {
-        Some(h) => KeyStore::new(h)
-            .list(None, None)?
-            .into_iter()
-            .map(|k| {
-                (
-                    k.id,
-                    KeyStatus {
-                        state: k.state,
-                        created_at: k.created_at,
-                    },
-                )
-            })
-            .collect(),
+        Some(h) => {
+            let deps = KeyStore::new(h).dependencies()?;
+            KeyStore::new(h)
+                .list(None, None)?
+                .into_iter()
+                .map(|k| {
+                    (
+                        k.id,
+                        KeyStatus {
+                            state: k.state,
+                            created_at: k.created_at,
+                            depends_on: deps.of(&k.id),
+                        },
+                    )
+                })
+                .collect()
+        }
         None => HashMap::new(),
     };
     let status = |id: &Uuid| statuses.get(id).cloned();

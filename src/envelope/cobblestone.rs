@@ -159,7 +159,8 @@ pub struct PlaintextSummary {
 pub struct Encryptor<W: Write> {
     pipeline: Pipeline,
     /// The batch being filled: plaintext byte `p` sits in chunk slot `p / CHUNK_SIZE`.
-    buf: Vec<u8>,
+    /// Wiped when released (issue 13.11).
+    buf: Zeroizing<Vec<u8>>,
     pending: usize,
     counter: u64,
     out: W,
@@ -185,7 +186,7 @@ impl<W: Write> Encryptor<W> {
         ];
         let mut pipeline = Pipeline::new(stages, BATCH_BYTES);
         Ok(Encryptor {
-            buf: pipeline.take_buffer(),
+            buf: Zeroizing::new(pipeline.take_buffer()),
             pipeline,
             pending: 0,
             counter: 0,
@@ -240,7 +241,7 @@ impl<W: Write> Encryptor<W> {
         if self.counter + chunks as u64 > MAX_CHUNKS {
             return Err(EnvelopeError::TooLarge);
         }
-        let batch = Batch::new(std::mem::take(&mut self.buf), self.counter, chunks, n);
+        let batch = Batch::new(std::mem::take(&mut *self.buf), self.counter, chunks, n);
         self.counter += chunks as u64;
         self.size += n as u64;
         self.pending = 0;
@@ -248,7 +249,7 @@ impl<W: Write> Encryptor<W> {
         self.pipeline
             .submit(batch, last, &mut |b: &Batch| write_sealed(out, written, b))?;
         if !last {
-            self.buf = self.pipeline.take_buffer();
+            *self.buf = self.pipeline.take_buffer();
         }
         Ok(())
     }
@@ -424,6 +425,13 @@ pub struct DecryptStream<R, const T: usize> {
     done: bool,
     /// BLAKE3 of the ciphertext so far, when asked for.
     ciphertext: Option<blake3::Hasher>,
+}
+
+impl<R, const T: usize> Drop for DecryptStream<R, T> {
+    /// The batch being authenticated holds plaintext once decrypted: wiped when released.
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.buf);
+    }
 }
 
 impl<R: Read, const T: usize> DecryptStream<R, T> {

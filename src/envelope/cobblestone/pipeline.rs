@@ -420,7 +420,7 @@ impl Pipeline {
             return Err(e);
         }
         sink(&batch)?;
-        self.free.push(batch.buf);
+        self.free.push(std::mem::take(&mut batch.buf));
         Ok(())
     }
 
@@ -532,6 +532,18 @@ impl Drop for Pipeline {
         // Errors were already reported (or are moot): this only guarantees that no
         // thread outlives the pipeline.
         let _ = self.stop();
+        // Recycled buffers held plaintext (issue 13.11): wiped when released.
+        for b in &mut self.free {
+            zeroize::Zeroize::zeroize(b);
+        }
+    }
+}
+
+impl Drop for Batch {
+    /// A batch's buffer holds plaintext before sealing and after opening: wiped when a
+    /// batch is dropped instead of recycled (an error, the end of a stream).
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.buf);
     }
 }
 
