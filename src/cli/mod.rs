@@ -19,6 +19,7 @@ pub mod records;
 mod remote;
 mod shell;
 mod signals;
+mod usage;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -214,7 +215,10 @@ pub fn main() -> ExitCode {
     crate::hardening::survive_file_size_limit();
     // One handler for INT/TERM/HUP: BMC sessions logged out, temporaries removed.
     signals::install();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage::report(&e),
+    };
     let hi = args::HiArgs::resolve(cli.home.clone(), cli.output);
     let ctx = Ctx {
         home_dir: hi.home_dir,
