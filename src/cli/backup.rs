@@ -188,7 +188,7 @@ pub fn run(ctx: &Ctx, cmd: BackupCmd) -> CliResult {
             })();
             ctx.audit(
                 AuditEvent {
-                    archive_id: r.as_ref().ok().map(|(i, _)| i.to_string()),
+                    archive_id: Some(r.as_ref().map_or(id.clone(), |(i, _)| i.to_string())),
                     ..event("backup.download")
                 },
                 &r,
@@ -202,9 +202,15 @@ pub fn run(ctx: &Ctx, cmd: BackupCmd) -> CliResult {
                 let lock = home.lock()?;
                 Ok(ArchiveStore::new(&home).import(&lock, &file)?)
             })();
+            let (asked_id, detail) = asked(None, Some(&file));
             ctx.audit(
                 AuditEvent {
-                    archive_id: r.as_ref().ok().map(|(i, _)| i.header.id.to_string()),
+                    archive_id: r
+                        .as_ref()
+                        .ok()
+                        .map(|(i, _)| i.header.id.to_string())
+                        .or(asked_id),
+                    detail,
                     ..event("backup.upload")
                 },
                 &r,
@@ -226,12 +232,17 @@ pub fn run(ctx: &Ctx, cmd: BackupCmd) -> CliResult {
         }
         BackupCmd::Verify(t) => {
             let home = ctx.home()?;
-            let path = target_path(&home, &t)?;
-            let r = verify_path(&home, &path);
+            let r = target_path(&home, &t).and_then(|path| verify_path(&home, &path));
+            let (asked_id, detail) = asked(t.id.as_deref(), t.file.as_deref());
             ctx.audit(
                 AuditEvent {
-                    archive_id: r.as_ref().ok().map(|s| s.header.id.to_string()),
+                    archive_id: r
+                        .as_ref()
+                        .ok()
+                        .map(|s| s.header.id.to_string())
+                        .or(asked_id),
                     key_id: r.as_ref().ok().map(|s| s.key_id.to_string()),
+                    detail,
                     ..event("backup.verify")
                 },
                 &r,
@@ -248,11 +259,16 @@ pub fn run(ctx: &Ctx, cmd: BackupCmd) -> CliResult {
         }
         BackupCmd::Extract { target, out } => {
             let home = ctx.home()?;
-            let path = target_path(&home, &target)?;
-            let r = extract(&home, &path, &out);
+            let r = target_path(&home, &target).and_then(|path| extract(&home, &path, &out));
+            let (asked_id, detail) = asked(target.id.as_deref(), target.file.as_deref());
             ctx.audit(
                 AuditEvent {
-                    archive_id: r.as_ref().ok().map(|s| s.header.id.to_string()),
+                    archive_id: r
+                        .as_ref()
+                        .ok()
+                        .map(|s| s.header.id.to_string())
+                        .or(asked_id),
+                    detail,
                     ..event("backup.extract")
                 },
                 &r,
@@ -377,6 +393,20 @@ pub fn backup_json(i: &Inspection) -> Value {
         v["source"] = serde_json::to_value(s).expect("serializes");
     }
     v
+}
+
+/// What an operation was asked to act on, for its audit record even when it fails
+/// (issue 13.5): the archive id given, or the id in the named file's header when the
+/// file can be read; and the file's path (`file PATH`).
+fn asked(id: Option<&str>, file: Option<&Path>) -> (Option<String>, Option<String>) {
+    match (id, file) {
+        (Some(id), _) => (Some(id.to_string()), None),
+        (None, Some(f)) => (
+            store::inspect_file(f).ok().map(|i| i.header.id.to_string()),
+            Some(format!("file {}", f.display())),
+        ),
+        (None, None) => (None, None),
+    }
 }
 
 fn target_path(home: &Home, t: &Target) -> CliResult<PathBuf> {
@@ -508,6 +538,8 @@ fn create(ctx: &Ctx, a: CreateArgs) -> CliResult {
         AuditEvent {
             archive_id: r.as_ref().ok().map(|(i, _)| i.header.id.to_string()),
             key_id: r.as_ref().ok().map(|(_, k)| k.to_string()),
+            // A failure names the input it was asked to seal (issue 13.5).
+            detail: r.is_err().then(|| format!("file {}", a.file.display())),
             ..event("backup.create")
         },
         &r,
@@ -522,7 +554,21 @@ fn rewrap(ctx: &Ctx, a: RewrapArgs) -> CliResult {
     let lock = home.lock()?;
     let from = a.from.as_deref().map(|f| ks.find(f)).transpose()?;
     let targets: Vec<PathBuf> = match &a.id {
-        Some(id) => vec![st.find(id)?.1],
+        Some(id) => match st.find(id) {
+            Ok((_, path)) => vec![path],
+            Err(e) => {
+                // Audited like any failure, naming the id asked for (issue 13.5).
+                let r: CliResult = Err(e.into());
+                ctx.audit(
+                    AuditEvent {
+                        archive_id: Some(id.clone()),
+                        ..event("backup.rewrap")
+                    },
+                    &r,
+                );
+                return r;
+            }
+        },
         None => st.list()?.into_iter().map(|s| s.path).collect(),
     };
     let lookup = key_lookup(&ks)?;

@@ -577,11 +577,25 @@ pub fn restore(ctx: &Ctx, a: RestoreArgs) -> CliResult {
     if a.conn.insecure {
         insecure_warning(ctx, &format!("BMC {host}"));
     }
-    if a.conn.auth == AuthArg::Basic {
-        return Err(BmcError::RestoreNeedsSession { host }.into());
-    }
-    if !a.yes && !io::stdin().is_terminal() {
-        return Err(OpsError::RestoreNotConfirmed { host }.into());
+    // A refusal before anything is sent is audited too, naming the archive and BMC asked
+    // for (issue 13.5).
+    let refusal: Option<OpsError> = if a.conn.auth == AuthArg::Basic {
+        Some(BmcError::RestoreNeedsSession { host: host.clone() }.into())
+    } else if !a.yes && !io::stdin().is_terminal() {
+        Some(OpsError::RestoreNotConfirmed { host: host.clone() })
+    } else {
+        None
+    };
+    if let Some(e) = refusal {
+        let subject = crate::ops::Subject {
+            archive_id: Some(a.id.clone()),
+            bmc_host: Some(host.clone()),
+            ..Default::default()
+        };
+        return Err(ops
+            .audited("backup.restore", subject, |_| Err::<(), _>(e))
+            .unwrap_err()
+            .into());
     }
     let connect = || -> Result<BmcOptions, OpsError> {
         let password = password::obtain(

@@ -182,6 +182,7 @@ pub fn import(
     password: PasswordSource<'_>,
 ) -> Result<Imported, OpsError> {
     ctx.audited("keys.upload", Subject::default(), |s| {
+        s.detail = Some(format!("file {}", file.display()));
         let bytes = read_key_file(file)?;
         let key_file_err = |source| OpsError::KeyFile {
             path: file.to_path_buf(),
@@ -210,7 +211,7 @@ pub fn import(
         let (Imported::New(k) | Imported::AlreadyPresent(k)) = &imported;
         s.key_id = Some(k.id.to_string());
         if matches!(imported, Imported::AlreadyPresent(_)) {
-            s.detail = Some("already present".to_string());
+            s.detail = Some(format!("file {}; already present", file.display()));
         }
         Ok(imported)
     })
