@@ -12,11 +12,22 @@
 //!   that was in the store disappeared;
 //! - `backup list` shows exactly those files (stray `.tmp-*` temporaries are ignored, and
 //!   the next operation that takes the home lock removes them);
-//! - `extract --out` is either absent or byte-identical to the plaintext;
+//! - `extract --out` is either absent or byte-identical to the plaintext, and no
+//!   temporary (`.tmp-*`, decrypted plaintext) is left next to it: each one is reported
+//!   and fails the campaign (it is never deleted by the test, so the next extract in that
+//!   directory must deal with it);
 //! - the audit chain verifies (`is_intact`) and never loses a committed record. A torn
 //!   tail (a record cut before its `\n`) is accepted: that append was never reported as
 //!   done, and the next append removes it and notes so in its record — checked at the end;
 //! - an uploaded key file is left untouched.
+//!
+//! A kill that lands before the operation wrote anything proves nothing, so each kill is
+//! classified from what it left (looked at before anything else runs): a temporary in the
+//! home or its archives, a torn audit tail, or a home changed without its audit record is
+//! evidence that a write was in progress. The campaign runs until it has
+//! `VAULT_KILL_MIN_MIDWRITE` such kills (default: a quarter of the kills) and fails if it
+//! cannot get them; likewise every operation must be killed `VAULT_KILL_MIN_PER_OP` times
+//! (default 2).
 //!
 //! Default `cargo test`: 40 kills on an 8 MiB file. Full campaign (numbers for the issue):
 //! `VAULT_KILL_RUNS=200 VAULT_KILL_MIB=48 cargo test --release --test reliability_kill -- --nocapture`
@@ -107,6 +118,74 @@ struct Campaign {
     audit_records: u64,
     torn_tails: u64,
     stray_temps: u64,
+    /// `.tmp-*` files seen next to `--out` after an extract, by name (never deleted).
+    out_leftovers: BTreeSet<String>,
+}
+
+/// What a home looked like before a run, to tell afterwards whether the kill hit a write.
+struct Snapshot {
+    keys: Option<Vec<u8>>,
+    archives: BTreeSet<String>,
+    audit_len: u64,
+    /// Temporaries already there (left by earlier runs): not evidence of this one.
+    temps: BTreeSet<PathBuf>,
+}
+
+/// The `.tmp-*` files in the home, its archives and `out_dir`.
+fn all_temps(home: &Path, out_dir: &Path) -> BTreeSet<PathBuf> {
+    [
+        home.to_path_buf(),
+        home.join("archives"),
+        out_dir.to_path_buf(),
+    ]
+    .iter()
+    .flat_map(|d| temps_in(d))
+    .collect()
+}
+
+fn snapshot(home: &Path, out_dir: &Path) -> Snapshot {
+    let archives = std::fs::read_dir(home.join("archives"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    Snapshot {
+        keys: std::fs::read(home.join("keys.json")).ok(),
+        archives,
+        audit_len: std::fs::metadata(home.join("audit.log")).map_or(0, |m| m.len()),
+        temps: all_temps(home, out_dir),
+    }
+}
+
+/// Evidence that a killed run was writing when it died (empty: it changed nothing, or it
+/// had finished everything but exiting).
+fn write_evidence(home: &Path, out_dir: &Path, before: &Snapshot) -> Vec<&'static str> {
+    let mut ev = Vec::new();
+    let new: Vec<PathBuf> = all_temps(home, out_dir)
+        .difference(&before.temps)
+        .cloned()
+        .collect();
+    for (dir, what) in [
+        (out_dir.to_path_buf(), "temporary next to --out"),
+        (home.to_path_buf(), "temporary in the home"),
+        (home.join("archives"), "temporary in archives/"),
+    ] {
+        if new.iter().any(|t| t.parent() == Some(dir.as_path())) {
+            ev.push(what);
+        }
+    }
+    let audit = vault::audit::AuditLog::open(home).verify();
+    if audit.as_ref().is_ok_and(|r| r.torn_tail.is_some()) {
+        ev.push("torn audit tail");
+    }
+    let after = snapshot(home, out_dir);
+    let changed = after.keys != before.keys || after.archives != before.archives;
+    if changed && after.audit_len == before.audit_len {
+        ev.push("home changed, audit record not yet written");
+    }
+    ev
 }
 
 impl Campaign {
@@ -299,7 +378,7 @@ impl Campaign {
         let temps = temps_in(&dir).len() + temps_in(&v.home).len();
         self.stray_temps += temps as u64;
 
-        // Extract: nothing, or the whole plaintext.
+        // Extract: nothing, or the whole plaintext; never a temporary next to it.
         if op == Op::Extract {
             if let Ok(b) = std::fs::read(&self.out)
                 && sha(&b) != self.big_sha
@@ -308,7 +387,14 @@ impl Campaign {
             }
             let _ = std::fs::remove_file(&self.out);
             for t in temps_in(self.out.parent().unwrap()) {
-                std::fs::remove_file(t).unwrap();
+                let len = std::fs::metadata(&t).map_or(0, |m| m.len());
+                let name = t.file_name().unwrap().to_string_lossy().into_owned();
+                if self.out_leftovers.insert(name) {
+                    bad.push(format!(
+                        "{} ({len} bytes of decrypted plaintext) left next to --out",
+                        t.display()
+                    ));
+                }
             }
         }
         // Key files are only read.
@@ -434,6 +520,7 @@ fn sigkill_at_random_moments_leaves_a_consistent_home() {
         audit_records: 0,
         torn_tails: 0,
         stray_temps: 0,
+        out_leftovers: BTreeSet::new(),
     };
     c.known_archives = std::fs::read_dir(c.v.home.join("archives"))
         .unwrap()
@@ -459,11 +546,27 @@ fn sigkill_at_random_moments_leaves_a_consistent_home() {
         assert!(bad.is_empty(), "un-killed {op:?}: {bad:?}");
     }
 
-    let (mut runs, mut kills, mut inconsistencies) = (0u64, 0u64, 0u64);
-    let mut kills_per_op: BTreeMap<Op, u64> = BTreeMap::new();
-    while kills < target_kills && runs < target_kills * 4 {
-        let op = OPS[rng.below(OPS.len() as u64) as usize];
+    let min_midwrite = env_u64("VAULT_KILL_MIN_MIDWRITE", target_kills / 4);
+    let (mut runs, mut kills, mut midwrite, mut inconsistencies) = (0u64, 0u64, 0u64, 0u64);
+    let mut kills_per_op: BTreeMap<Op, (u64, u64)> = BTreeMap::new();
+    let mut evidence_seen: BTreeMap<&'static str, u64> = BTreeMap::new();
+    // Every operation must be killed a few times, extract included (its leftovers are
+    // what `--out` must never keep).
+    let min_per_op = env_u64("VAULT_KILL_MIN_PER_OP", 2);
+    let short = |k: &BTreeMap<Op, (u64, u64)>| -> Vec<Op> {
+        OPS.into_iter()
+            .filter(|op| k.get(op).map_or(0, |c| c.0) < min_per_op)
+            .collect()
+    };
+    while (kills < target_kills || midwrite < min_midwrite || !short(&kills_per_op).is_empty())
+        && runs < target_kills * 8
+    {
+        let op = match short(&kills_per_op) {
+            s if kills >= target_kills && !s.is_empty() => s[rng.below(s.len() as u64) as usize],
+            _ => OPS[rng.below(OPS.len() as u64) as usize],
+        };
         let (home, args) = c.args(op, &mut rng);
+        let before = snapshot(&home, c.out.parent().unwrap());
         let est = estimate[&op].as_micros() as u64;
         let delay = Duration::from_micros(rng.below(est + est / 4));
         let (killed, took) = c.run(&home, &args, Some(delay));
@@ -473,7 +576,18 @@ fn sigkill_at_random_moments_leaves_a_consistent_home() {
         }
         runs += 1;
         kills += u64::from(killed);
-        *kills_per_op.entry(op).or_default() += u64::from(killed);
+        let evidence = if killed {
+            write_evidence(&home, c.out.parent().unwrap(), &before)
+        } else {
+            Vec::new()
+        };
+        for e in &evidence {
+            *evidence_seen.entry(e).or_default() += 1;
+        }
+        midwrite += u64::from(!evidence.is_empty());
+        let per_op = kills_per_op.entry(op).or_default();
+        per_op.0 += u64::from(killed);
+        per_op.1 += u64::from(!evidence.is_empty());
         let bad = c.check(op);
         if !bad.is_empty() {
             inconsistencies += 1;
@@ -492,12 +606,32 @@ fn sigkill_at_random_moments_leaves_a_consistent_home() {
     assert_eq!(left, 0, "stray temporaries survived a locked operation");
 
     assert_eq!(c.known_archives.len(), 5);
-    println!("kills per operation: {kills_per_op:?}");
+    println!("kills per operation (kills, of which mid-write): {kills_per_op:?}");
+    println!("evidence of a write in progress: {evidence_seen:?}");
     println!(
-        "kill campaign summary: runs {runs}, kills {kills}, inconsistencies {inconsistencies} \
-         (stray temporaries seen {}, torn audit tails seen {}, audit records {})",
-        c.stray_temps, c.torn_tails, report.records
+        "kill campaign summary: runs {runs}, kills {kills}, mid-write kills {midwrite}, \
+         inconsistencies {inconsistencies} (stray temporaries seen {}, torn audit tails seen {}, \
+         plaintext temporaries left next to --out {}, audit records {})",
+        c.stray_temps,
+        c.torn_tails,
+        c.out_leftovers.len(),
+        report.records
+    );
+    assert!(
+        c.out_leftovers.is_empty(),
+        "decrypted plaintext left next to --out: {:?}",
+        c.out_leftovers
     );
     assert_eq!(inconsistencies, 0, "seed {seed}");
     assert!(kills >= target_kills, "only {kills} kills in {runs} runs");
+    let short = short(&kills_per_op);
+    assert!(
+        short.is_empty(),
+        "{short:?} killed fewer than {min_per_op} times: {kills_per_op:?}"
+    );
+    assert!(
+        midwrite >= min_midwrite,
+        "only {midwrite} of {kills} kills hit a write in progress (minimum {min_midwrite}); \
+         the others changed nothing or came after the last write"
+    );
 }
