@@ -30,6 +30,7 @@ pub mod envelope;
 pub mod errors;
 pub mod escape;
 pub mod fsutil;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hardening;
