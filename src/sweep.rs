@@ -85,10 +85,12 @@ pub enum FindingCode {
     KeyRetired,
     KeyRotationOverdue,
     ArchiveTooOld,
+    /// A remote object's Object Lock ends before the policy's minimum (or it has none).
+    RetentionTooShort,
 }
 
 impl FindingCode {
-    pub const ALL: [FindingCode; 10] = [
+    pub const ALL: [FindingCode; 11] = [
         FindingCode::Unreadable,
         FindingCode::NotAnArchive,
         FindingCode::UnsupportedVersion,
@@ -99,6 +101,7 @@ impl FindingCode {
         FindingCode::KeyRetired,
         FindingCode::KeyRotationOverdue,
         FindingCode::ArchiveTooOld,
+        FindingCode::RetentionTooShort,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -113,6 +116,7 @@ impl FindingCode {
             FindingCode::KeyRetired => "key-retired",
             FindingCode::KeyRotationOverdue => "key-rotation-overdue",
             FindingCode::ArchiveTooOld => "archive-too-old",
+            FindingCode::RetentionTooShort => "retention-too-short",
         }
     }
 
@@ -258,8 +262,12 @@ pub fn sweep(paths: &[PathBuf], keys: &SweepKeys<'_>, opts: &SweepOptions) -> Sw
     results.sort_by_key(|(i, _)| *i);
     let mut archives: Vec<ArchiveReport> = results.into_iter().map(|(_, r)| r).collect();
     archives.extend(unreadable);
-    archives.sort_by(|a, b| a.path.cmp(&b.path));
+    summarize(archives, skipped)
+}
 
+/// The report of `archives` (sorted by path here), with `skipped` files not examined.
+pub fn summarize(mut archives: Vec<ArchiveReport>, skipped: u64) -> SweepReport {
+    archives.sort_by(|a, b| a.path.cmp(&b.path));
     let mut summary = SweepSummary {
         files: archives.len() as u64,
         archives: 0,
@@ -365,6 +373,36 @@ fn collect(
 }
 
 /// Examines one file: keyless checks, then policy, then (with key material) authentication.
+/// The keyless and policy checks of an archive inspected elsewhere (a remote object read
+/// by ranged reads), named `label`; no authentication.
+pub fn check_inspected(
+    label: &str,
+    inspected: Result<&Inspection, &EnvelopeError>,
+    keys: &SweepKeys<'_>,
+    opts: &SweepOptions,
+) -> ArchiveReport {
+    let mut r = ArchiveReport::new(Path::new(label));
+    match inspected {
+        Ok(insp) => {
+            describe(&mut r, insp, keys);
+            keyless_checks(&mut r, insp);
+            policy_checks(&mut r, insp, keys, opts);
+        }
+        Err(e) => {
+            let (code, msg) = classify(e);
+            r.add(code, msg);
+        }
+    }
+    r
+}
+
+impl ArchiveReport {
+    /// Adds a finding found outside this module (e.g. a remote object's retention).
+    pub fn add_finding(&mut self, code: FindingCode, message: impl Into<String>) {
+        self.add(code, message);
+    }
+}
+
 fn check_file(path: &Path, keys: &SweepKeys<'_>, opts: &SweepOptions) -> ArchiveReport {
     let mut r = ArchiveReport::new(path);
     let file = match File::open(path) {

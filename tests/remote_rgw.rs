@@ -561,3 +561,61 @@ fn a_push_killed_midway_leaves_no_object() {
     let h = direct.client().head(&key).unwrap().unwrap();
     assert_eq!(h.sha256.as_deref(), Some(want_sha.as_str()));
 }
+
+#[test]
+fn audit_archives_sweeps_a_bucket_keylessly_and_reports_short_retention() {
+    let Some(rgw) = Rgw::start() else { return };
+    let (v, ids) = home_with_archives(&[10_000, 10_000]);
+    rgw.add(
+        &v,
+        "r",
+        "s3://vault-sweep/p",
+        &["--create-bucket", "--object-lock"],
+    );
+    rgw.ok(
+        &v,
+        &[
+            "backup", "push", "--id", &ids[0], "--remote", "r", "--retain", "3",
+        ],
+    );
+    rgw.ok(&v, &["backup", "push", "--id", &ids[1], "--remote", "r"]);
+    let findings = |r: &Value, id: &str| -> Vec<String> {
+        r["archives"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["id"] == id)
+            .unwrap_or_else(|| panic!("{id} not in {r}"))["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["code"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (r, _) = rgw.ok(
+        &v,
+        &[
+            "audit",
+            "archives",
+            "s3://vault-sweep/p",
+            "--min-retention",
+            "2",
+        ],
+    );
+    assert_eq!(r["summary"]["archives"], 2, "{r}");
+    assert!(findings(&r, &ids[0]).is_empty(), "{r}");
+    assert_eq!(findings(&r, &ids[1]), ["retention-too-short"]);
+    let (r, _) = rgw.ok(
+        &v,
+        &[
+            "audit",
+            "archives",
+            "s3://vault-sweep/p",
+            "--min-retention",
+            "30",
+        ],
+    );
+    assert_eq!(r["summary"]["findings"]["retention-too-short"], 2, "{r}");
+    let path = r["archives"][0]["path"].as_str().unwrap();
+    assert!(path.starts_with("s3://vault-sweep/p/"), "{path}");
+}

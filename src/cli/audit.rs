@@ -77,7 +77,7 @@ archive-too-old) and unsupported-version (a newer vault can check it) exit 0: re
 3 if a named path does not exist."
 )]
 pub struct ArchivesArgs {
-    /// Archive files and/or directories.
+    /// Archive files and/or directories, or s3://BUCKET/PREFIX of a remote of this home.
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<PathBuf>,
     /// Report archives created more than DAYS days ago (archive-too-old).
@@ -86,6 +86,10 @@ pub struct ArchivesArgs {
     /// Report active keys created more than DAYS days ago (key-rotation-overdue).
     #[arg(long, value_name = "DAYS")]
     rotation_days: Option<u64>,
+    /// On s3:// arguments: report objects whose Object Lock ends sooner than DAYS days
+    /// from now, or that have none (retention-too-short).
+    #[arg(long, value_name = "DAYS")]
+    min_retention: Option<u32>,
     /// Also authenticate every archive whose key is in this home (reads whole files).
     #[arg(long)]
     verify: bool,
@@ -257,7 +261,13 @@ fn parse_anchor(s: &str) -> CliResult<(u64, String)> {
 }
 
 fn archives(ctx: &Ctx, a: &ArchivesArgs) -> CliResult {
-    for p in &a.paths {
+    // s3://BUCKET/PREFIX arguments are swept on the remote (keyless, ranged reads).
+    let (s3, local): (Vec<PathBuf>, Vec<PathBuf>) = a
+        .paths
+        .iter()
+        .cloned()
+        .partition(|p| p.to_str().is_some_and(|s| s.starts_with("s3://")));
+    for p in &local {
         if std::fs::metadata(p).is_err() {
             return Err(CliError::new(
                 Kind::NotFound,
@@ -314,15 +324,34 @@ fn archives(ctx: &Ctx, a: &ArchivesArgs) -> CliResult {
                 status: &status,
                 material: Some(&material),
             };
-            sweep::sweep(&a.paths, &keys, &opts)
+            sweep::sweep(&local, &keys, &opts)
         }
         _ => {
             let keys = SweepKeys {
                 status: &status,
                 material: None,
             };
-            sweep::sweep(&a.paths, &keys, &opts)
+            sweep::sweep(&local, &keys, &opts)
         }
+    };
+    let report = if s3.is_empty() {
+        report
+    } else {
+        let keys = SweepKeys {
+            status: &status,
+            material: None,
+        };
+        let mut all = report.archives;
+        for url in &s3 {
+            let remote = super::remote::remote_for_url(ctx, url.to_str().unwrap_or_default())?;
+            all.extend(crate::ops::remote::sweep(
+                &remote,
+                &keys,
+                &opts,
+                a.min_retention,
+            )?);
+        }
+        sweep::summarize(all, report.summary.skipped)
     };
     let mut out = serde_json::to_value(&report).expect("sweep report serializes");
     if ctx.format == Format::Table {

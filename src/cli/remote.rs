@@ -384,3 +384,37 @@ pub fn list(ctx: &Ctx, name: &str) -> CliResult {
             .collect(),
     ))
 }
+
+/// The remote of this home for `s3://BUCKET/PREFIX` (its endpoint, region and
+/// credentials), addressed at that prefix.
+pub fn remote_for_url(ctx: &Ctx, url: &str) -> CliResult<Remote> {
+    let want = crate::remote::S3Url::parse(url)?;
+    let all = if ctx.home_dir().exists() {
+        ops_remote::list(&ctx.ops()?)?
+    } else {
+        Vec::new()
+    };
+    let mut cfg = all
+        .into_iter()
+        .filter(|r| r.s3_url().is_ok_and(|u| u.bucket == want.bucket))
+        .max_by_key(|r| {
+            r.s3_url()
+                .map(|u| want.prefix.starts_with(&u.prefix) as usize * (1 + u.prefix.len()))
+                .unwrap_or(0)
+        })
+        .ok_or_else(|| {
+            CliError::new(
+                Kind::NotFound,
+                format!(
+                    "no remote of this home is on bucket '{}'; add one first with 'vault remote add NAME --url {url} --endpoint URL'",
+                    want.bucket
+                ),
+            )
+        })?;
+    cfg.url = url.to_string();
+    Ok(Remote::connect(
+        cfg,
+        &credential_env(),
+        ops_remote::TIMEOUT,
+    )?)
+}

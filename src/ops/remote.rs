@@ -186,3 +186,55 @@ pub fn fetch(ctx: &Context, remote: &Remote, id: &str) -> Result<Fetched, OpsErr
 pub fn list_archives(remote: &Remote) -> Result<Vec<RemoteArchive>, OpsError> {
     Ok(remote.list()?)
 }
+
+/// Sweeps the archives of `remote` keylessly: the checks of a file sweep (without
+/// authentication) and, with `min_retention_days`, `retention-too-short` for each object
+/// whose Object Lock ends sooner than that from now (or that has none).
+pub fn sweep(
+    remote: &Remote,
+    keys: &crate::sweep::SweepKeys<'_>,
+    opts: &crate::sweep::SweepOptions,
+    min_retention_days: Option<u32>,
+) -> Result<Vec<crate::sweep::ArchiveReport>, OpsError> {
+    use crate::sweep::{FindingCode, check_inspected};
+    use time::format_description::well_known::Rfc3339;
+    let mut out = Vec::new();
+    for a in remote.list()? {
+        let label = format!("s3://{}/{}", remote.url.bucket, a.key);
+        let mut r = match &a.inspection {
+            Ok(i) => check_inspected(&label, Ok(i), keys, opts),
+            Err(remote::RemoteError::Archive { source, .. }) => {
+                check_inspected(&label, Err(source), keys, opts)
+            }
+            Err(e) => {
+                let err = crate::envelope::EnvelopeError::Io(std::io::Error::other(e.to_string()));
+                check_inspected(&label, Err(&err), keys, opts)
+            }
+        };
+        if let Some(days) = min_retention_days {
+            // Some stores (Ceph RGW) report the lock on HEAD only.
+            let head = match a.head.as_ref().filter(|h| h.retain_until.is_some()) {
+                Some(h) => Some(h.clone()),
+                None => remote.client().head(&a.key)?,
+            };
+            let until = head.as_ref().and_then(|h| h.retain_until.clone());
+            let wanted = opts.now + time::Duration::days(i64::from(days));
+            match until.as_deref().map(|u| time::OffsetDateTime::parse(u, &Rfc3339)) {
+                Some(Ok(t)) if t >= wanted => {}
+                Some(Ok(_)) => r.add_finding(
+                    FindingCode::RetentionTooShort,
+                    format!(
+                        "its Object Lock ends {}, sooner than the {days}-day minimum; push it again with a longer --retain or extend its retention",
+                        until.unwrap_or_default()
+                    ),
+                ),
+                _ => r.add_finding(
+                    FindingCode::RetentionTooShort,
+                    format!("it has no Object Lock retention; the {days}-day minimum needs one"),
+                ),
+            }
+        }
+        out.push(r);
+    }
+    Ok(out)
+}
