@@ -10,7 +10,7 @@
 //!    key and its protection: file, passphrase, PKCS#11 token), `audit` (the hash-chained
 //!    log, syslog forwarding), `bmc` (Redfish client and simulator), `metrics`
 //!    (Prometheus textfile)
-//! 3. `keystore` (backup keys, key files)
+//! 3. `keystore` (backup keys, key files), `config` (the home's `config.toml`)
 //! 4. `store` (the archives of a home: stage, commit, list, find)
 //! 5. `sweep` (keyless integrity and policy sweeps over archive files)
 //! 6. `ops`: every command as a library function with typed options, results and
@@ -26,6 +26,7 @@ pub mod audit;
 pub mod bmc;
 pub mod cli;
 pub mod clock;
+pub mod config;
 pub mod envelope;
 pub mod errors;
 pub mod escape;

@@ -29,6 +29,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("metrics", 2),
     // Domain modules over them.
     ("keystore", 3),
+    ("config", 3),
     ("store", 4),
     ("remote", 4),
     ("sweep", 5),

@@ -191,7 +191,7 @@ struct Notices;
 
 impl ops::Progress for Notices {
     fn warn(&self, message: &str) {
-        eprintln!("vault: {message}");
+        eprintln!("vault: {}", crate::escape::for_terminal(message));
     }
 }
 
