@@ -19,6 +19,7 @@ pub mod records;
 mod remote;
 mod shell;
 mod signals;
+mod table;
 mod usage;
 
 use std::io::Write;
