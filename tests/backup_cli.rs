@@ -480,7 +480,8 @@ fn get_download_delete_and_table_output() {
         .cmd(&["--output", "table", "backup", "list"])
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&t.stdout).contains(id));
+    // Tables show the 8-digit prefix that --id accepts (issue 17).
+    assert!(String::from_utf8_lossy(&t.stdout).contains(&id[..8]));
     v.ok(&["backup", "delete", "--id", id]);
     v.fails(&["backup", "get", "--id", id], 3);
     assert_eq!(v.ok(&["backup", "list"])["total"], 0);

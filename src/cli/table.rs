@@ -168,6 +168,7 @@ impl Style {
                 format!("{}…", s.chars().take(12).collect::<String>())
             }
             (_, Value::String(s)) => s.clone(),
+            (_, Value::Array(a)) if !full && codes(a).is_some() => codes(a).unwrap_or_default(),
             (_, Value::Array(a)) if a.iter().all(|x| !x.is_object() && !x.is_array()) => a
                 .iter()
                 .map(|x| self.cell(key, x, full))
@@ -177,6 +178,12 @@ impl Style {
         };
         crate::escape::for_terminal(&s).into_owned()
     }
+}
+
+/// A list of findings (objects with a `code`) as its codes, e.g. "key-retired, truncated".
+fn codes(a: &[Value]) -> Option<String> {
+    let codes: Option<Vec<&str>> = a.iter().map(|x| x.get("code")?.as_str()).collect();
+    codes.map(|c| c.join(", "))
 }
 
 fn width(s: &str) -> usize {
@@ -263,7 +270,7 @@ fn list(out: &mut dyn Write, rows: &[Value], style: &Style) -> io::Result<()> {
         for (k, v) in r.as_object().into_iter().flatten() {
             let nested = v.is_object()
                 || v.as_array()
-                    .is_some_and(|a| a.iter().any(|x| x.is_object()));
+                    .is_some_and(|a| a.iter().any(|x| x.is_object()) && codes(a).is_none());
             if !nested && class(k) != Class::Hash && !keys.contains(k) {
                 keys.push(k.clone());
             }
@@ -306,6 +313,8 @@ fn list(out: &mut dyn Write, rows: &[Value], style: &Style) -> io::Result<()> {
     let total = |w: &[usize]| w.iter().sum::<usize>() + GAP * w.len().saturating_sub(1);
     let rank = |k: &str| match class(k) {
         _ if LOW_VALUE.contains(&k) => 5,
+        // What a sweep found is the point of its table.
+        _ if matches!(k, "findings" | "status" | "result") => 0,
         Class::Plain => 4,
         Class::Text => 3,
         Class::Size => 2,
