@@ -9,7 +9,7 @@
 //!   is honoured only if the effective user owns it and nobody else can write it, like
 //!   OpenSSH's StrictModes; otherwise loading fails with what to fix. It holds no secret
 //!   and must not: there is no password setting.
-//! - Unknown keys are refused (a misspelt `paralel = 8` must not be silently ignored),
+//! - Unknown keys are refused (a misspelt `sylog = ...` must not be silently ignored),
 //!   and the file is read with a size bound like any other input.
 //! - Nothing here reads the environment or argv: the CLI passes those values in.
 use std::fmt;
@@ -31,17 +31,8 @@ pub const MAX_LEN: u64 = 64 * 1024;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ConfigFile {
-    /// BMC account (`--bmc-user`).
-    pub bmc_user: Option<String>,
-    /// CA file for BMC certificates (`--ca-cert`); relative paths are relative to the home.
-    pub ca_cert: Option<PathBuf>,
-    /// Concurrent BMCs in a fleet pull (`--parallel`).
-    pub parallel: Option<u16>,
-    /// Seconds per BMC connect/read/request (`--timeout`).
-    pub timeout: Option<u64>,
-    /// Extra attempts after a transient BMC failure (`--retries`).
-    pub retries: Option<u32>,
-    /// Prometheus textfile written by pulls and sweeps (`--metrics-file`).
+    /// Prometheus textfile written by pulls and sweeps (`--metrics-file`); relative paths
+    /// are relative to the home.
     pub metrics_file: Option<PathBuf>,
     /// Syslog receiver for audit records (`--syslog`): udp://H:P, tcp://H:P, unix:/PATH.
     pub syslog: Option<String>,
@@ -147,7 +138,6 @@ impl Config {
             reason,
         })?;
         let file = ConfigFile {
-            ca_cert: file.ca_cert.map(|p| home.join(p)),
             metrics_file: file.metrics_file.map(|p| home.join(p)),
             ..file
         };
@@ -163,15 +153,6 @@ impl Config {
         let file: ConfigFile = toml::from_str(text).map_err(|e| e.message().to_string())?;
         if let Some(s) = &file.syslog {
             s.parse::<Target>().map_err(|e| e.to_string())?;
-        }
-        if file.parallel == Some(0) {
-            return Err("parallel must be at least 1".into());
-        }
-        if matches!(file.timeout, Some(t) if !(1..=3600).contains(&t)) {
-            return Err("timeout must be between 1 and 3600 seconds".into());
-        }
-        if matches!(file.retries, Some(r) if r > 10) {
-            return Err("retries must be at most 10".into());
         }
         Ok(file)
     }
@@ -257,21 +238,18 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         write(
             d.path(),
-            "bmc-user = \"backup\"\nca-cert = \"ilo-ca.pem\"\nparallel = 16\ntimeout = 20\nretries = 1\nmetrics-file = \"/var/lib/node/vault.prom\"\nsyslog = \"tcp://127.0.0.1:514\"\n",
+            "metrics-file = \"/var/lib/node/vault.prom\"\nsyslog = \"tcp://127.0.0.1:514\"\n",
             0o600,
         );
         let c = Config::load(d.path()).unwrap();
         assert!(c.exists);
-        assert_eq!(c.file.bmc_user.as_deref(), Some("backup"));
-        assert_eq!(c.file.ca_cert, Some(d.path().join("ilo-ca.pem")));
         assert_eq!(
             c.file.metrics_file,
             Some(PathBuf::from("/var/lib/node/vault.prom"))
         );
-        assert_eq!(
-            (c.file.parallel, c.file.timeout, c.file.retries),
-            (Some(16), Some(20), Some(1))
-        );
+        assert_eq!(c.file.syslog.as_deref(), Some("tcp://127.0.0.1:514"));
+        let rel = Config::parse("metrics-file = \"vault.prom\"").unwrap();
+        assert_eq!(rel.metrics_file, Some(PathBuf::from("vault.prom")));
     }
 
     #[test]
@@ -285,13 +263,10 @@ mod tests {
     #[test]
     fn typos_bad_values_and_bad_targets_are_refused() {
         for (text, want) in [
-            ("paralel = 8", "unknown field"),
-            ("parallel = 0", "at least 1"),
-            ("timeout = 0", "between 1"),
-            ("retries = 99", "at most 10"),
+            ("sylog = \"tcp://h:1\"", "unknown field"),
             ("syslog = \"localhost\"", "not udp://"),
             ("bmc-password = \"x\"", "unknown field"),
-            ("parallel = \"eight\"", "invalid type"),
+            ("syslog = 514", "invalid type"),
         ] {
             let e = Config::parse(text).unwrap_err();
             assert!(e.contains(want), "{text}: {e}");
@@ -301,7 +276,7 @@ mod tests {
     #[test]
     fn a_file_others_can_write_is_refused() {
         let d = tempfile::tempdir().unwrap();
-        write(d.path(), "parallel = 2\n", 0o666);
+        write(d.path(), "syslog = \"udp://127.0.0.1:514\"\n", 0o666);
         let e = Config::load(d.path()).unwrap_err();
         assert!(matches!(e, ConfigError::WritableByOthers { .. }), "{e}");
         assert!(e.to_string().contains("chmod go-w"));

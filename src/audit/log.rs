@@ -254,7 +254,19 @@ impl AuditLog {
     }
 
     /// Appends one record for `ev` and returns it, durably on disk.
+    ///
+    /// The record is then handed to the process's syslog forwarder, if one is installed
+    /// ([`super::syslog::install`]), after the lock is released; forwarding never fails
+    /// the append.
     pub fn append(&self, ev: &AuditEvent) -> Result<AuditRecord, AuditError> {
+        let rec = self.append_locked(ev)?;
+        if let Some(f) = super::syslog::installed() {
+            f.forward(&rec);
+        }
+        Ok(rec)
+    }
+
+    fn append_locked(&self, ev: &AuditEvent) -> Result<AuditRecord, AuditError> {
         validate_operation(ev.operation)?;
         let path = &self.path;
         fsutil::ensure_private_dir(&self.home)

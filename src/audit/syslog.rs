@@ -338,6 +338,20 @@ fn peer_closed(s: &TcpStream) -> bool {
     closed || s.set_nonblocking(false).is_err()
 }
 
+static INSTALLED: std::sync::OnceLock<Forwarder> = std::sync::OnceLock::new();
+
+/// Makes `f` the forwarder of every [`super::AuditLog::append`] in this process (the CLI
+/// does this once, from `--syslog`, `VAULT_SYSLOG` or `config.toml`). A second call is
+/// ignored and returns false.
+pub fn install(f: Forwarder) -> bool {
+    INSTALLED.set(f).is_ok()
+}
+
+/// The installed forwarder, if any.
+pub fn installed() -> Option<&'static Forwarder> {
+    INSTALLED.get()
+}
+
 fn local_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())

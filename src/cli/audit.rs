@@ -96,6 +96,8 @@ pub struct ArchivesArgs {
     /// Worker threads (default: the number of CPUs, at most 4).
     #[arg(long, value_name = "N")]
     jobs: Option<usize>,
+    #[command(flatten)]
+    metrics: super::everyday::MetricsArgs,
 }
 
 pub fn run(ctx: &Ctx, c: AuditCmd) -> CliResult {
@@ -261,6 +263,8 @@ fn parse_anchor(s: &str) -> CliResult<(u64, String)> {
 }
 
 fn archives(ctx: &Ctx, a: &ArchivesArgs) -> CliResult {
+    let metrics = super::everyday::metrics_path(ctx, &a.metrics)?;
+    let started = std::time::Instant::now();
     // s3://BUCKET/PREFIX arguments are swept on the remote (keyless, ranged reads).
     let (s3, local): (Vec<PathBuf>, Vec<PathBuf>) = a
         .paths
@@ -362,6 +366,9 @@ fn archives(ctx: &Ctx, a: &ArchivesArgs) -> CliResult {
                 row["findings"] = json!(codes.join(","));
             }
         }
+    }
+    if let Some(m) = &metrics {
+        super::everyday::write_sweep_metrics(ctx, m, &report.summary, started);
     }
     ctx.print(&out)?;
     let s = &report.summary;

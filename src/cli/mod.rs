@@ -8,6 +8,7 @@ pub mod args;
 mod audit;
 mod backup;
 mod demo;
+mod everyday;
 mod home;
 mod keys;
 pub mod output;
@@ -81,6 +82,10 @@ pub struct Cli {
     /// Output format on stdout.
     #[arg(long, global = true, value_enum, default_value_t = Format::Json)]
     output: Format,
+    /// Also send every audit record to this syslog receiver (RFC 5424; udp://HOST:PORT,
+    /// tcp://HOST:PORT or unix:/PATH; env VAULT_SYSLOG, or syslog in config.toml).
+    #[arg(long, global = true, value_name = "TARGET")]
+    syslog: Option<String>,
     /// The root key's passphrase (mode passphrase), from this file (mode 0600) instead
     /// of VAULT_ROOT_PASSWORD or a prompt.
     #[arg(long, global = true, value_name = "F")]
@@ -116,6 +121,9 @@ enum Command {
     Completions(shell::CompletionsArgs),
     /// Write the man pages (one per command and subcommand) into a directory.
     Manpages(shell::ManpagesArgs),
+    /// The home's defaults (config.toml) and where each effective value comes from.
+    #[command(subcommand)]
+    Config(everyday::ConfigCmd),
 }
 
 /// Everything a command needs: where the home is, how to print, who is acting.
@@ -227,7 +235,10 @@ pub fn main() -> ExitCode {
         format: hi.format,
         account: hi.account,
     };
-    match run(&ctx, cli.command) {
+    let result = everyday::install_syslog(&ctx.home_dir, cli.syslog.clone())
+        .and_then(|()| run(&ctx, cli.command));
+    everyday::report_syslog();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // Messages quote file and BMC content: escape it (issue 13, item 3).
@@ -249,6 +260,7 @@ fn run(ctx: &Ctx, cmd: Command) -> CliResult {
         Command::BmcSimulator(a) => demo::simulator(ctx, a),
         Command::Completions(a) => shell::completions(ctx, &a),
         Command::Manpages(a) => shell::manpages(ctx, &a),
+        Command::Config(c) => everyday::run(ctx, c),
     }
 }
 

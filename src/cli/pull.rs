@@ -107,6 +107,8 @@ pub struct PullArgs {
     /// Pull a fleet: a TOML or JSON file (by extension) listing BMCs.
     #[arg(long, value_name = "FILE")]
     inventory: Option<PathBuf>,
+    #[command(flatten)]
+    metrics: super::everyday::MetricsArgs,
     /// BMCs pulled at the same time (fleet only).
     #[arg(long, value_name = "N", default_value_t = 4,
           value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -207,6 +209,8 @@ pub fn pull(ctx: &Ctx, a: PullArgs) -> CliResult {
     if a.conn.insecure {
         insecure_warning(ctx, &format!("BMC {}", host_of(&url)));
     }
+    let metrics = super::everyday::metrics_path(ctx, &a.metrics)?;
+    let started = std::time::Instant::now();
     let ops = ctx.ops()?;
     let password = bmc_password(&a.conn);
     if let Err(e) = &password {
@@ -226,6 +230,14 @@ pub fn pull(ctx: &Ctx, a: PullArgs) -> CliResult {
     let bar = Bar(progress_bar(io::stderr().is_terminal()));
     let r = op_pull::pull(&ops, job, &bar);
     bar.0.finish_and_clear();
+    if let Some(m) = &metrics {
+        let bytes = r
+            .as_ref()
+            .map(|p| p.inspection.plaintext_size)
+            .map_err(crate::errors::Classify::kind);
+        let sample = super::everyday::pull_sample(&host_of(&url), started, bytes);
+        super::everyday::write_pull_metrics(ctx, m, &[sample], started);
+    }
     let p = r?;
     if let Some(w) = &p.logout_warning {
         ctx.notice(&format!(
@@ -397,6 +409,9 @@ fn fleet_job(
 }
 
 fn pull_fleet(ctx: &Ctx, a: &PullArgs, inventory: &Path) -> CliResult {
+    let metrics = super::everyday::metrics_path(ctx, &a.metrics)?;
+    let started = std::time::Instant::now();
+    let samples = Mutex::new(Vec::new());
     let entries = read_inventory(inventory)?;
     let base = inventory
         .parent()
@@ -464,6 +479,7 @@ fn pull_fleet(ctx: &Ctx, a: &PullArgs, inventory: &Path) -> CliResult {
                         .unwrap_or_else(PoisonError::into_inner)
                         .take()
                         .expect("each job is taken once");
+                    let one = std::time::Instant::now();
                     let r = match job {
                         Ok(job) => op_pull::pull(&ops, job, &Silent).map_err(CliError::from),
                         Err(e) => {
@@ -472,6 +488,14 @@ fn pull_fleet(ctx: &Ctx, a: &PullArgs, inventory: &Path) -> CliResult {
                             Err(e)
                         }
                     };
+                    let bytes = r
+                        .as_ref()
+                        .map(|p| p.inspection.plaintext_size)
+                        .map_err(|e| e.kind);
+                    samples
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(super::everyday::pull_sample(&host, one, bytes));
                     let v = match &r {
                         Ok(p) => {
                             if let Some(w) = &p.logout_warning {
@@ -507,6 +531,10 @@ fn pull_fleet(ctx: &Ctx, a: &PullArgs, inventory: &Path) -> CliResult {
         }
     });
     bar.finish_and_clear();
+    if let Some(m) = &metrics {
+        let samples = samples.into_inner().unwrap_or_else(PoisonError::into_inner);
+        super::everyday::write_pull_metrics(ctx, m, &samples, started);
+    }
     let results: Vec<Value> = results
         .into_iter()
         .map(|m| {
