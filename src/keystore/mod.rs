@@ -959,6 +959,35 @@ impl<'h> KeyStore<'h> {
     /// The key material, for sealing (`for_encryption`: must be active) or opening.
     pub fn material(&self, id: &Uuid, for_encryption: bool) -> Result<(KeyInfo, Key32), KeyError> {
         let loaded = self.load()?;
+        self.material_in(&loaded, id, for_encryption)
+    }
+
+    /// The default key of a scope/domain with its material, read from one snapshot of
+    /// the store: a concurrent `keys rotate` either happened before (the new key is the
+    /// default) or after (the old key was still active), never in between.
+    pub fn default_material(
+        &self,
+        scope: Scope,
+        domain: Option<&str>,
+    ) -> Result<Option<(KeyInfo, Key32)>, KeyError> {
+        let loaded = self.load()?;
+        let Some(id) = loaded
+            .keys
+            .iter()
+            .find(|k| k.info.is_default && k.info.in_scope(scope, domain))
+            .map(|k| k.info.id)
+        else {
+            return Ok(None);
+        };
+        self.material_in(&loaded, &id, true).map(Some)
+    }
+
+    fn material_in(
+        &self,
+        loaded: &Loaded,
+        id: &Uuid,
+        for_encryption: bool,
+    ) -> Result<(KeyInfo, Key32), KeyError> {
         let entry = &loaded.keys[loaded.pos(id)?];
         if for_encryption {
             match entry.info.state {

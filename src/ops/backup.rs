@@ -19,25 +19,33 @@ pub fn sealing_key(
     domain: Option<&str>,
     named: Option<&str>,
 ) -> Result<(KeyInfo, Key32), OpsError> {
-    let info = match named {
-        Some(id) => ks.find(id)?,
-        None => ks
-            .default_key(scope, domain)?
-            .ok_or_else(|| KeyError::NoDefault {
-                scope,
-                domain: domain.map(str::to_string),
-            })?,
+    let no_default = || KeyError::NoDefault {
+        scope,
+        domain: domain.map(str::to_string),
     };
-    if !info.in_scope(scope, domain) {
-        return Err(OpsError::KeyOutOfScope {
-            key: info.id,
-            key_scope: info.scope,
-            key_domain: info.domain_id.clone(),
-            scope,
-            domain: domain.map(str::to_string),
-        });
+    let (info, key) = match named {
+        Some(id) => {
+            let info = ks.find(id)?;
+            check_scope(&info, scope, domain)?;
+            ks.material(&info.id, true)?
+        }
+        None => ks.default_material(scope, domain)?.ok_or_else(no_default)?,
+    };
+    check_scope(&info, scope, domain)?;
+    Ok((info, key))
+}
+
+fn check_scope(info: &KeyInfo, scope: Scope, domain: Option<&str>) -> Result<(), OpsError> {
+    if info.in_scope(scope, domain) {
+        return Ok(());
     }
-    Ok(ks.material(&info.id, true)?)
+    Err(OpsError::KeyOutOfScope {
+        key: info.id,
+        key_scope: info.scope,
+        key_domain: info.domain_id.clone(),
+        scope,
+        domain: domain.map(str::to_string),
+    })
 }
 
 /// Looks up keys of this home for opening archives (retired keys included), with the
