@@ -44,5 +44,6 @@ pub mod remote;
 pub mod retention;
 pub mod scope;
 pub mod secret;
+pub mod signing;
 pub mod store;
 pub mod sweep;

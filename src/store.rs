@@ -29,9 +29,21 @@ pub enum StoreError {
     #[error("no archive with id {0} in this home; run 'vault backup list' to see the archives")]
     NotFound(String),
     #[error(
-        "an archive with id {0} but different content is already in this home; refusing to overwrite it"
+        "{offered} claims archive id {id}, but {existing} already holds that id with different content; refusing to overwrite it (compare the two files; only one can be genuine)"
     )]
-    Clash(Uuid),
+    Clash {
+        id: Uuid,
+        existing: String,
+        offered: String,
+    },
+    #[error(
+        "{path} should hold archive {asked} but its header says {found}: the file was replaced by another archive; nothing was used. Put the right file back, or use the file by name (--file)"
+    )]
+    IdMismatch {
+        path: String,
+        asked: Uuid,
+        found: Uuid,
+    },
     #[error("{path}: {source}")]
     Archive { path: String, source: EnvelopeError },
     #[error("cannot access {path}: {source}")]
@@ -42,7 +54,8 @@ impl Classify for StoreError {
     fn kind(&self) -> Kind {
         match self {
             StoreError::NotFound(_) => Kind::NotFound,
-            StoreError::Clash(_) => Kind::Refused,
+            StoreError::Clash { .. } => Kind::Refused,
+            StoreError::IdMismatch { .. } => Kind::Integrity,
             StoreError::Archive { source, .. } => source.kind(),
             StoreError::Io { source, .. } => Classify::kind(source),
         }
@@ -129,7 +142,7 @@ impl<'h> ArchiveStore<'h> {
         if let Ok(id) = Uuid::parse_str(id_or_prefix) {
             let p = self.path_of(&id);
             return if p.exists() {
-                Ok((id, p))
+                self.check_identity(&id, p).map(|p| (id, p))
             } else {
                 Err(StoreError::NotFound(id_or_prefix.to_string()))
             };
@@ -149,10 +162,27 @@ impl<'h> ArchiveStore<'h> {
             }
         }
         if hits.len() == 1 {
-            Ok(hits.remove(0))
+            let (id, p) = hits.remove(0);
+            self.check_identity(&id, p).map(|p| (id, p))
         } else {
             Err(StoreError::NotFound(id_or_prefix.to_string()))
         }
+    }
+
+    /// An archive's file name is its id: the header of `archives/<id>.vault` must say
+    /// `id` (a copy of another archive put under that name would otherwise be restored
+    /// in its place: a silent rollback). The header id is authenticated when the archive
+    /// is opened, which binds the name to the content.
+    fn check_identity(&self, id: &Uuid, path: PathBuf) -> Result<PathBuf, StoreError> {
+        let found = inspect_file(&path)?.header.id;
+        if found != *id {
+            return Err(StoreError::IdMismatch {
+                path: path.display().to_string(),
+                asked: *id,
+                found,
+            });
+        }
+        Ok(path)
     }
 
     /// Ids of the archives whose key slots name `key_id`.
@@ -189,11 +219,10 @@ impl<'h> ArchiveStore<'h> {
         &self,
         lock: &HomeLock,
         header: &ArchiveHeader,
-        key_id: Uuid,
-        key: &Key32,
+        options: SealOptions<'_>,
         input: R,
     ) -> Result<(SealSummary, PathBuf), StoreError> {
-        let mut writer = self.stage(header, SealOptions::new(key_id, key))?;
+        let mut writer = self.stage(header, options)?;
         writer.read_from(input)?;
         writer.finish()?.commit(lock)
     }
@@ -204,12 +233,11 @@ impl<'h> ArchiveStore<'h> {
     pub fn seal_unlocked<R: Read>(
         &self,
         header: &ArchiveHeader,
-        key_id: Uuid,
-        key: &Key32,
+        options: SealOptions<'_>,
         input: R,
         on_temp: &mut dyn FnMut(&Path),
     ) -> Result<StagedArchive, StoreError> {
-        let mut writer = self.stage(header, SealOptions::new(key_id, key))?;
+        let mut writer = self.stage(header, options)?;
         on_temp(writer.temp_path());
         writer.read_from(input)?;
         writer.finish()
@@ -232,7 +260,11 @@ impl<'h> ArchiveStore<'h> {
             return if same_content(src, &dest).map_err(io_err(&dest))? {
                 Ok((inspection, false))
             } else {
-                Err(StoreError::Clash(inspection.header.id))
+                Err(StoreError::Clash {
+                    id: inspection.header.id,
+                    existing: dest.display().to_string(),
+                    offered: src.display().to_string(),
+                })
             };
         }
         let mut input = File::open(src).map_err(io_err(src))?;
@@ -376,9 +408,12 @@ mod tests {
 
         let mut temp = None;
         let staged = st
-            .seal_unlocked(&header, key_id, &key, &b"payload"[..], &mut |p| {
-                temp = Some(p.to_path_buf())
-            })
+            .seal_unlocked(
+                &header,
+                SealOptions::new(key_id, &key),
+                &b"payload"[..],
+                &mut |p| temp = Some(p.to_path_buf()),
+            )
             .unwrap();
         let temp = temp.unwrap();
         assert_eq!(staged.temp_path(), temp);
@@ -397,7 +432,12 @@ mod tests {
             }
         }
         let header = ArchiveHeader::new(crate::scope::Scope::System, None, "t", "", None);
-        let r = st.seal_unlocked(&header, key_id, &key, Failing, &mut |_| {});
+        let r = st.seal_unlocked(
+            &header,
+            SealOptions::new(key_id, &key),
+            Failing,
+            &mut |_| {},
+        );
         assert!(r.is_err());
         assert_eq!(entries(&home).len(), 1, "the failed seal left a file");
     }

@@ -69,6 +69,9 @@ pub struct SweepOptions {
     pub now: OffsetDateTime,
     /// Worker threads (at least 1).
     pub threads: usize,
+    /// Trusted home public keys (`--trust`): when not empty, every archive is read in full
+    /// and its signatures and ciphertext digest checked without any backup key.
+    pub trusted: Vec<[u8; 32]>,
 }
 
 /// What is wrong with one file. Codes are stable: scripts match on them.
@@ -87,10 +90,19 @@ pub enum FindingCode {
     ArchiveTooOld,
     /// A remote object's Object Lock ends before the policy's minimum (or it has none).
     RetentionTooShort,
+    /// With `--trust`: a signature does not verify or the bytes do not match what the
+    /// signed trailer says (modified after signing).
+    SignatureInvalid,
+    /// With `--trust`: validly signed, but by a home not trusted.
+    UnknownSigner,
+    /// With `--trust`: no signature (format 1, or sealed without a home).
+    Unsigned,
+    /// Sealed under a key this home marks compromised: re-encrypt it.
+    KeyCompromised,
 }
 
 impl FindingCode {
-    pub const ALL: [FindingCode; 11] = [
+    pub const ALL: [FindingCode; 15] = [
         FindingCode::Unreadable,
         FindingCode::NotAnArchive,
         FindingCode::UnsupportedVersion,
@@ -102,6 +114,10 @@ impl FindingCode {
         FindingCode::KeyRotationOverdue,
         FindingCode::ArchiveTooOld,
         FindingCode::RetentionTooShort,
+        FindingCode::SignatureInvalid,
+        FindingCode::UnknownSigner,
+        FindingCode::Unsigned,
+        FindingCode::KeyCompromised,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -117,6 +133,10 @@ impl FindingCode {
             FindingCode::KeyRotationOverdue => "key-rotation-overdue",
             FindingCode::ArchiveTooOld => "archive-too-old",
             FindingCode::RetentionTooShort => "retention-too-short",
+            FindingCode::SignatureInvalid => "signature-invalid",
+            FindingCode::UnknownSigner => "unknown-signer",
+            FindingCode::Unsigned => "unsigned",
+            FindingCode::KeyCompromised => "key-compromised",
         }
     }
 
@@ -130,6 +150,7 @@ impl FindingCode {
                 | FindingCode::Malformed
                 | FindingCode::Truncated
                 | FindingCode::AuthenticationFailed
+                | FindingCode::SignatureInvalid
         )
     }
 }
@@ -425,6 +446,9 @@ fn check_file(path: &Path, keys: &SweepKeys<'_>, opts: &SweepOptions) -> Archive
     };
     describe(&mut r, &insp, keys);
     keyless_checks(&mut r, &insp);
+    if !opts.trusted.is_empty() {
+        provenance_check(&mut r, &file, &opts.trusted);
+    }
     policy_checks(&mut r, &insp, keys, opts);
     if let Some(material) = keys.material
         && r.key_present == Some(true)
@@ -508,7 +532,48 @@ fn describe(r: &mut ArchiveReport, insp: &Inspection, keys: &SweepKeys<'_>) {
     }
 }
 
+/// With trusted signers: reads the whole file and checks every byte against the signed
+/// trailer and slots, without any backup key.
+fn provenance_check(r: &mut ArchiveReport, mut file: &File, trusted: &[[u8; 32]]) {
+    if let Err(e) = file.seek(SeekFrom::Start(0)) {
+        r.add(
+            FindingCode::Unreadable,
+            format!("cannot read the file: {e}"),
+        );
+        return;
+    }
+    match envelope::check_keyless(BufReader::with_capacity(64 * 1024, file)) {
+        Ok(c) => match c.provenance(trusted) {
+            envelope::Provenance::Valid => {}
+            envelope::Provenance::Invalid => r.add(
+                FindingCode::SignatureInvalid,
+                "its signatures or bytes do not match what the home signed: modified after sealing; use another copy",
+            ),
+            envelope::Provenance::UnknownSigner => r.add(
+                FindingCode::UnknownSigner,
+                "validly signed, but by a home none of the --trust keys names",
+            ),
+            envelope::Provenance::Unsigned => r.add(
+                FindingCode::Unsigned,
+                "carries no signature (format 1, or sealed without a vault home); its origin cannot be checked without the key",
+            ),
+        },
+        Err(e) => {
+            let (code, msg) = classify(&e);
+            r.add(code, msg);
+        }
+    }
+}
+
 fn keyless_checks(r: &mut ArchiveReport, insp: &Inspection) {
+    if let Err(e) = &insp.region
+        && !insp.slots.contains(&SlotInfo::Damaged)
+    {
+        r.add(
+            FindingCode::Malformed,
+            format!("its key slots break the format's rule ({e}): a slot was filled, copied in or edited; the key ids it shows are not to be believed"),
+        );
+    }
     if !insp.length_consistent {
         let expected = envelope::format::payload_len_for(insp.plaintext_size);
         let (code, what) = match expected {
@@ -556,7 +621,14 @@ fn policy_checks(
         (Some(true), Some(k)) => {
             let status = (keys.status)(&k);
             if let Some(s) = status {
-                if s.state == KeyState::Retired {
+                if s.state == KeyState::Compromised {
+                    r.add(
+                        FindingCode::KeyCompromised,
+                        format!(
+                            "archive {id} is still sealed under compromised key {k}: whoever holds that key can read and rewrite it; re-encrypt it with 'vault backup rewrap --id {id} --reencrypt'"
+                        ),
+                    );
+                } else if s.state == KeyState::Retired {
                     r.add(
                         FindingCode::KeyRetired,
                         format!(
@@ -675,6 +747,7 @@ mod tests {
             material: None,
         };
         let opts = SweepOptions {
+            trusted: Vec::new(),
             max_age_days: Some(1),
             rotation_days: Some(1),
             now: crate::clock::now(),

@@ -32,6 +32,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("config", 3),
     ("store", 4),
     ("remote", 4),
+    ("signing", 4),
     ("sweep", 5),
     // The operations layer, then the command line and the fuzzing entry points.
     ("ops", 6),

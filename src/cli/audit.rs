@@ -93,6 +93,11 @@ pub struct ArchivesArgs {
     /// Also authenticate every archive whose key is in this home (reads whole files).
     #[arg(long)]
     verify: bool,
+    /// A home public key file to trust (repeatable; from 'vault home public-key'): read
+    /// every archive in full and report its signature as valid, invalid, unknown signer
+    /// or unsigned, without any backup key.
+    #[arg(long, value_name = "FILE")]
+    trust: Vec<PathBuf>,
     /// Worker threads (default: the number of CPUs, at most 4).
     #[arg(long, value_name = "N")]
     jobs: Option<usize>,
@@ -271,6 +276,13 @@ fn archives(ctx: &Ctx, a: &ArchivesArgs) -> CliResult {
         .iter()
         .cloned()
         .partition(|p| p.to_str().is_some_and(|s| s.starts_with("s3://")));
+    if !a.trust.is_empty() && !s3.is_empty() {
+        // A remote sweep reads header and trailer only; --trust needs every byte.
+        return Err(CliError::new(
+            Kind::Usage,
+            "--trust reads every byte of each archive and is not supported on s3:// paths; fetch them with 'vault backup fetch' and sweep the files, or sweep the remote without --trust",
+        ));
+    }
     for p in &local {
         if std::fs::metadata(p).is_err() {
             return Err(CliError::new(
@@ -315,6 +327,7 @@ fn archives(ctx: &Ctx, a: &ArchivesArgs) -> CliResult {
             .unwrap_or(1)
     });
     let opts = SweepOptions {
+        trusted: super::backup::trusted_keys(&a.trust)?,
         max_age_days: a.max_age,
         rotation_days: a.rotation_days,
         now: crate::clock::now(),

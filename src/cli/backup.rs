@@ -134,6 +134,22 @@ pub struct InspectArgs {
     /// The archive file.
     #[arg(long, value_name = "F")]
     file: PathBuf,
+    /// A home public key file to trust (repeatable; from 'vault home public-key'): the
+    /// archive is then read in full and its signatures reported without any backup key.
+    #[arg(long, value_name = "FILE")]
+    trust: Vec<PathBuf>,
+}
+
+/// Reads the `--trust` files.
+pub fn trusted_keys(files: &[PathBuf]) -> CliResult<Vec<[u8; 32]>> {
+    files
+        .iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(f).map_err(|e| file_err(f, e))?;
+            crate::signing::parse_public_key(&text)
+                .map_err(|e| CliError::new(Kind::Usage, format!("{}: {e}", f.display())))
+        })
+        .collect()
 }
 
 pub fn run(ctx: &Ctx, cmd: BackupCmd) -> CliResult {
@@ -198,9 +214,20 @@ pub fn run(ctx: &Ctx, cmd: BackupCmd) -> CliResult {
         }
         BackupCmd::Upload { file } => {
             let home = ctx.home()?;
-            let r = (|| -> CliResult<(Inspection, bool)> {
+            let ks = KeyStore::new(&home);
+            let r = (|| -> CliResult<(Inspection, bool, bool)> {
+                // Authenticated before it is stored when its key is here (junk carrying a
+                // genuine id is refused); otherwise stored and said to be unverified.
+                let claimed = store::inspect_file(&file)?;
+                let verified = if claimed.key_ids.iter().any(|(k, _)| ks.get(k).is_ok()) {
+                    verify_path(&home, &file)?;
+                    true
+                } else {
+                    false
+                };
                 let lock = home.lock()?;
-                Ok(ArchiveStore::new(&home).import(&lock, &file)?)
+                let (insp, added) = ArchiveStore::new(&home).import(&lock, &file)?;
+                Ok((insp, added, verified))
             })();
             let (asked_id, detail) = asked(None, Some(&file));
             ctx.audit(
@@ -208,27 +235,26 @@ pub fn run(ctx: &Ctx, cmd: BackupCmd) -> CliResult {
                     archive_id: r
                         .as_ref()
                         .ok()
-                        .map(|(i, _)| i.header.id.to_string())
+                        .map(|(i, _, _)| i.header.id.to_string())
                         .or(asked_id),
                     detail,
                     ..event("backup.upload")
                 },
                 &r,
             );
-            let (insp, added) = r?;
+            let (insp, added, verified) = r?;
             if !added {
                 ctx.notice(&format!(
                     "archive {} is already in this home; nothing changed",
                     insp.header.id
                 ));
             }
-            let ks = KeyStore::new(&home);
-            if let Some((k, _)) = insp.key_ids.first()
-                && ks.get(k).is_err()
-            {
-                ctx.notice(&format!("its key {k} is not in this home: import it with 'vault keys upload' before verify or extract"));
+            if !verified && let Some((k, _)) = insp.key_ids.first() {
+                ctx.notice(&format!("stored UNVERIFIED: its key {k} (claimed) is not in this home, so nothing about its content is known; import the key with 'vault keys upload', then run 'vault backup verify'"));
             }
-            ctx.print(&backup_json(&insp))
+            let mut v = backup_json(&insp);
+            v["verified"] = json!(verified);
+            ctx.print(&v)
         }
         BackupCmd::Verify(t) => {
             let home = ctx.home()?;
@@ -343,8 +369,29 @@ pub fn inspect(ctx: &Ctx, a: &InspectArgs) -> CliResult {
             "the file length does not match the size in its trailer: it is truncated or damaged"
         );
     }
+    if let Err(e) = &i.region {
+        v["slotRegion"] = json!(e);
+    }
+    v["signers"] = json!(
+        i.signatures
+            .iter()
+            .map(|s| json!({
+                "part": s.slot.map_or("trailer".to_string(), |n| format!("slot {n}")),
+                "fingerprint": crate::signing::fingerprint(&s.public_key),
+                "valid": s.valid,
+            }))
+            .collect::<Vec<_>>()
+    );
+    if !a.trust.is_empty() {
+        let trusted = trusted_keys(&a.trust)?;
+        let f = store::open_archive(&a.file).map_err(|e| file_err(&a.file, e))?;
+        let check = envelope::check_keyless(BufReader::with_capacity(envelope::READ_BUFFER, f))
+            .map_err(archive_err(&a.file))?;
+        v["signature"] = json!(check.provenance(&trusted).to_string());
+        v["ciphertextMatches"] = json!(check.ciphertext_matches);
+    }
     ctx.notice(
-        "metadata shown as stored; nothing is verified without the key: run 'vault backup verify'",
+        "metadata shown as stored (key ids are claimed); nothing is verified without the key: run 'vault backup verify'",
     );
     ctx.print(&v)
 }
@@ -353,7 +400,7 @@ fn slot_json(s: &SlotInfo) -> Value {
     match s {
         SlotInfo::Empty => json!({"state": "empty"}),
         SlotInfo::Occupied { key_id, generation } => {
-            json!({"state": "occupied", "keyId": key_id, "generation": generation})
+            json!({"state": "occupied", "keyId": key_id, "generation": generation, "claimed": true})
         }
         SlotInfo::Damaged => json!({"state": "damaged"}),
     }
@@ -524,12 +571,12 @@ fn create(ctx: &Ctx, a: CreateArgs) -> CliResult {
             let len = f.metadata().ok().map(|m| m.len());
             progress::reader(f, len, "sealing")
         };
+        let signer = crate::signing::home_signer(&home, &ks)?;
         let lock = home.lock()?;
         let (_, path) = ArchiveStore::new(&home).seal_new(
             &lock,
             &header,
-            key.id,
-            &material,
+            envelope::SealOptions::new(key.id, &material).signed_by(&signer),
             BufReader::with_capacity(envelope::READ_BUFFER, input),
         )?;
         Ok((store::inspect_file(&path)?, key.id))
@@ -551,8 +598,21 @@ fn rewrap(ctx: &Ctx, a: RewrapArgs) -> CliResult {
     let home = ctx.home()?;
     let ks = KeyStore::new(&home);
     let st = ArchiveStore::new(&home);
+    let signer = crate::signing::home_signer(&home, &ks)?;
     let lock = home.lock()?;
     let from = a.from.as_deref().map(|f| ks.find(f)).transpose()?;
+    if let Some(f) = &from
+        && f.state == crate::keystore::KeyState::Compromised
+        && !a.reencrypt
+    {
+        return Err(CliError::new(
+            Kind::Refused,
+            format!(
+                "key {} is compromised: a plain rewrap keeps each archive's data key, which whoever holds that key can recompute; nothing was changed. Use 'vault backup rewrap --from {} --reencrypt'",
+                f.id, f.id
+            ),
+        ));
+    }
     let targets: Vec<PathBuf> = match &a.id {
         Some(id) => match st.find(id) {
             Ok((_, path)) => vec![path],
@@ -577,9 +637,9 @@ fn rewrap(ctx: &Ctx, a: RewrapArgs) -> CliResult {
     for path in targets {
         let r = (|| -> CliResult<Option<Value>> {
             let insp = store::inspect_file(&path)?;
-            let current = insp.key_ids.first().map(|(k, _)| *k);
+            // Claimed key ids (either slot): the rewrap itself then authenticates.
             if let Some(f) = &from
-                && current != Some(f.id)
+                && !insp.key_ids.iter().any(|(k, _)| *k == f.id)
             {
                 return Ok(None);
             }
@@ -598,7 +658,7 @@ fn rewrap(ctx: &Ctx, a: RewrapArgs) -> CliResult {
                     &lookup,
                     key.id,
                     &new_key,
-                    None,
+                    Some(&signer),
                     &mut out,
                 )
                 .map_err(archive_err(&path))?;
@@ -608,7 +668,7 @@ fn rewrap(ctx: &Ctx, a: RewrapArgs) -> CliResult {
                 ))
             } else {
                 let new_key = envelope::OpeningKey::new(material, key.scope, key.domain_id.clone());
-                let s = envelope::rewrap_file(&path, &lookup, key.id, &new_key, None)
+                let s = envelope::rewrap_file(&path, &lookup, key.id, &new_key, Some(&signer))
                     .map_err(archive_err(&path))?;
                 Ok(Some(
                     json!({"id": s.archive_id, "from": s.previous_key_id, "to": s.new_key_id, "changed": s.changed, "reencrypted": false}),

@@ -33,6 +33,13 @@ pub enum HomeCmd {
     Protect(ProtectArgs),
     /// Replace the root key by a fresh one protected the same way; every key re-wrapped.
     RotateRoot,
+    /// Print this home's Ed25519 public key (it signs every archive the home writes);
+    /// give the file to `inspect --trust` / `audit archives --trust` elsewhere.
+    PublicKey {
+        /// Also write it to this file (one line, `vault-home-ed25519 <base64>`).
+        #[arg(long, value_name = "F")]
+        file: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -231,5 +238,35 @@ pub fn run(ctx: &Ctx, cmd: HomeCmd) -> CliResult {
             let c = home::rotate_root(&ctx.ops()?)?;
             ctx.print(&RootChanged::of(&c))
         }
+        HomeCmd::PublicKey { file } => public_key(ctx, file.as_deref()),
     }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PublicKeyShown {
+    public_key: String,
+    fingerprint: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file: Option<String>,
+}
+
+fn public_key(ctx: &Ctx, file: Option<&std::path::Path>) -> CliResult {
+    let home = ctx.home()?;
+    let ks = crate::keystore::KeyStore::new(&home);
+    let key = crate::signing::home_signer(&home, &ks)?.verifying_key();
+    let line = crate::signing::public_key_line(&key);
+    if let Some(f) = file {
+        crate::fsutil::write_atomic(f, line.as_bytes(), 0o644).map_err(|e| {
+            super::CliError::new(
+                crate::errors::Kind::Io,
+                format!("cannot write {}: {e}", f.display()),
+            )
+        })?;
+    }
+    ctx.print(&PublicKeyShown {
+        public_key: line.trim_end().to_string(),
+        fingerprint: crate::signing::fingerprint(key.as_bytes()),
+        file: file.map(|f| f.display().to_string()),
+    })
 }

@@ -37,6 +37,12 @@ pub enum KeysCmd {
         #[command(flatten)]
         scope: ScopeArgs,
     },
+    /// Mark a key compromised: it never seals again, still opens, and its archives must
+    /// be re-encrypted ('vault backup rewrap --from ID --reencrypt').
+    Compromise {
+        #[arg(long, value_name = "ID")]
+        id: String,
+    },
     /// Delete a key (refused while archives in this home use it, unless --force).
     Delete {
         #[arg(long, value_name = "ID")]
@@ -153,6 +159,7 @@ pub fn run(ctx: &Ctx, cmd: KeysCmd) -> CliResult {
             ctx.print(&KeyView::of(&ops, k)?)
         }
         KeysCmd::SetDefault { id } => ctx.print(&keys::set_default(&ctx.ops()?, &id)?),
+        KeysCmd::Compromise { id } => ctx.print(&keys::compromise(&ctx.ops()?, &id)?),
         KeysCmd::Rotate { scope } => rotate(ctx, &scope),
         KeysCmd::Delete { id, force } => delete(ctx, &id, force),
         KeysCmd::Download(a) => download(ctx, &a),

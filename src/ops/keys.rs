@@ -96,6 +96,17 @@ pub fn set_default(ctx: &Context, id: &str) -> Result<KeyInfo, OpsError> {
     })
 }
 
+/// Marks a key compromised (KMIP's state): it never seals again, still opens, and a
+/// plain rewrap away from it is refused (its archives must be re-encrypted).
+pub fn compromise(ctx: &Context, id: &str) -> Result<KeyInfo, OpsError> {
+    ctx.audited("keys.compromise", subject_key(id), |_| {
+        let ks = KeyStore::new(ctx.home());
+        let lock = ctx.home().lock()?;
+        let k = ks.find(id)?;
+        Ok(ks.set_state(&lock, &k.id, crate::keystore::KeyState::Compromised)?)
+    })
+}
+
 pub fn rotate(ctx: &Context, scope: Scope, domain: Option<String>) -> Result<Rotation, OpsError> {
     ctx.audited("keys.rotate", Subject::default(), |s| {
         let lock = ctx.home().lock()?;

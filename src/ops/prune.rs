@@ -324,7 +324,12 @@ mod tests {
                 );
                 h.created_at = at.to_string();
                 store
-                    .seal_new(&lock, &h, k.id, &key, &b"config"[..])
+                    .seal_new(
+                        &lock,
+                        &h,
+                        crate::envelope::SealOptions::new(k.id, &key),
+                        &b"config"[..],
+                    )
                     .unwrap();
                 h.id
             })

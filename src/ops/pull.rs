@@ -79,6 +79,7 @@ pub fn pull_one(
 ) -> Result<Pulled, OpsError> {
     let ks = KeyStore::new(home);
     let (key, material) = sealing_key(&ks, job.scope, job.domain.as_deref(), job.key.as_deref())?;
+    let signer = crate::signing::home_signer(home, &ks)?;
     let mut session = BmcSession::connect(job.opts)?;
     let host = session.host().to_string();
     progress.phase(&format!("{host}: discovering"), None);
@@ -101,7 +102,10 @@ pub fn pull_one(
     progress.phase(&format!("{host}: downloading {}", file.file_name), None);
 
     let store = ArchiveStore::new(home);
-    let writer = store.stage(&header, SealOptions::new(key.id, &material))?;
+    let writer = store.stage(
+        &header,
+        SealOptions::new(key.id, &material).signed_by(&signer),
+    )?;
     let mut sink = Sink {
         inner: Counted::new(writer, progress),
         failed: None,

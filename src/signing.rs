@@ -1,0 +1,132 @@
+//! The home's Ed25519 signing key: every key slot and trailer a home writes (archive
+//! format 2) is signed with it, so that anyone holding the home's *public* key can check
+//! an archive's origin and every one of its bytes without any backup key.
+//!
+//! Invariants:
+//! - The secret half lives only in the key store, as a secret wrapped under the root key
+//!   (`KeyStore::put_secret`), so it is protected exactly like the backup keys in every
+//!   root protection mode and re-wrapped with them by `home rotate-root` / `home protect`
+//!   and by a key deletion's re-key. It is never exported or printed.
+//! - It is created on first use, under the home lock, and never replaced (replacing it
+//!   would make every archive already written "unknown signer" for those who trust it).
+//! - The public key file (`vault home public-key`) is one line of text:
+//!   `vault-home-ed25519 <base64 of the 32-byte public key>`, optionally followed by a
+//!   space and a free comment. Only that prefix and exactly 32 bytes are accepted.
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use rand::rngs::OsRng;
+use zeroize::Zeroizing;
+
+use crate::home::Home;
+use crate::keystore::{KeyError, KeyStore};
+
+/// Name of the signing key's secret in the key store.
+pub const SECRET_NAME: &str = "home-signing-key-ed25519";
+/// First word of a public key file.
+pub const PUBLIC_KEY_PREFIX: &str = "vault-home-ed25519";
+
+/// The home's signing key, created (and stored) on first use.
+pub fn home_signer(home: &Home, ks: &KeyStore<'_>) -> Result<SigningKey, KeyError> {
+    if let Some(s) = load(home, ks)? {
+        return Ok(s);
+    }
+    let lock = home.lock()?;
+    // Another process may have created it while this one waited for the lock.
+    if let Some(s) = load(home, ks)? {
+        return Ok(s);
+    }
+    let key = SigningKey::generate(&mut OsRng);
+    ks.put_secret(&lock, SECRET_NAME, &Zeroizing::new(key.to_bytes())[..])?;
+    Ok(key)
+}
+
+/// The home's signing key if it already has one (a keyless caller never creates it).
+pub fn load(home: &Home, ks: &KeyStore<'_>) -> Result<Option<SigningKey>, KeyError> {
+    let Some(bytes) = ks.secret(SECRET_NAME)? else {
+        return Ok(None);
+    };
+    let secret: Zeroizing<[u8; 32]> =
+        Zeroizing::new(bytes.as_slice().try_into().map_err(|_| KeyError::Damaged {
+            path: home.keys_path().display().to_string(),
+            what: format!("the secret {SECRET_NAME:?} is not 32 bytes"),
+        })?);
+    Ok(Some(SigningKey::from_bytes(&secret)))
+}
+
+/// The text of a public key file for `key`.
+pub fn public_key_line(key: &VerifyingKey) -> String {
+    format!("{PUBLIC_KEY_PREFIX} {}\n", B64.encode(key.as_bytes()))
+}
+
+/// Parses a public key file (see the module doc).
+pub fn parse_public_key(text: &str) -> Result<[u8; 32], String> {
+    let line = text.lines().next().unwrap_or("").trim_end();
+    let mut words = line.splitn(3, ' ');
+    if words.next() != Some(PUBLIC_KEY_PREFIX) {
+        return Err(format!(
+            "not a vault home public key (it must start with {PUBLIC_KEY_PREFIX:?}; make one with 'vault home public-key --file F')"
+        ));
+    }
+    let bytes = B64
+        .decode(words.next().unwrap_or(""))
+        .map_err(|_| "the public key is not valid base64".to_string())?;
+    let key: [u8; 32] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| format!("the public key is {} bytes, not 32", bytes.len()))?;
+    VerifyingKey::from_bytes(&key)
+        .map_err(|_| "the public key is not an Ed25519 point".to_string())?;
+    Ok(key)
+}
+
+/// Short display form of a public key: the first 16 hex digits of its SHA-256.
+pub fn fingerprint(key: &[u8; 32]) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(key)[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signing_key_is_made_once_and_kept_under_the_root_key() {
+        let t = tempfile::tempdir().unwrap();
+        let home = Home::open(t.path()).unwrap();
+        let ks = KeyStore::new(&home);
+        assert!(load(&home, &ks).unwrap().is_none());
+        let a = home_signer(&home, &ks).unwrap();
+        let home2 = Home::open(t.path()).unwrap();
+        let b = home_signer(&home2, &KeyStore::new(&home2)).unwrap();
+        assert_eq!(a.verifying_key(), b.verifying_key());
+        // Not in any file in clear.
+        let secret = a.to_bytes();
+        for e in std::fs::read_dir(t.path()).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_file() {
+                let bytes = std::fs::read(&p).unwrap();
+                assert!(!bytes.windows(32).any(|w| w == secret), "{}", p.display());
+            }
+        }
+    }
+
+    #[test]
+    fn public_key_files_round_trip_and_junk_is_refused() {
+        let k = SigningKey::generate(&mut OsRng).verifying_key();
+        let line = public_key_line(&k);
+        assert_eq!(parse_public_key(&line).unwrap(), k.to_bytes());
+        assert_eq!(
+            parse_public_key(&format!("{} lab home\n", line.trim_end())).unwrap(),
+            k.to_bytes()
+        );
+        for bad in [
+            "",
+            "ssh-ed25519 AAAA",
+            "vault-home-ed25519 !!!",
+            "vault-home-ed25519 AAAA",
+        ] {
+            assert!(parse_public_key(bad).is_err(), "{bad}");
+        }
+    }
+}

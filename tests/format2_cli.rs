@@ -1,0 +1,132 @@
+//! Archive format 2 through the command line: the home's signing key and `--trust`,
+//! store identity (`--id`, upload, clash), and compromised keys (issue 12's findings 3,
+//! 6 and the compromise rule, replayed with the binary).
+mod common;
+
+use common::*;
+
+fn seal_file(v: &Vault, data: &[u8]) -> (String, std::path::PathBuf) {
+    let f = v.path("input.bin");
+    std::fs::write(&f, data).unwrap();
+    let id = v.ok(&["backup", "create", "--file", s(&f)])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = v.home.join("archives").join(format!("{id}.vault"));
+    (id, path)
+}
+
+#[test]
+fn archives_prove_their_origin_to_whoever_trusts_the_home_public_key() {
+    let v = Vault::new();
+    v.create_key(&[]);
+    let (_, path) = seal_file(&v, &bytes(40_000, 1));
+    let pk = v.path("home.pub");
+    let shown = v.ok(&["home", "public-key", "--file", s(&pk)]);
+    let line = std::fs::read_to_string(&pk).unwrap();
+    assert!(line.starts_with("vault-home-ed25519 "), "{line}");
+    assert_eq!(shown["publicKey"], line.trim_end());
+    // Keyless, in another home (no backup key at all): valid with --trust.
+    let other = Vault::new();
+    let i = other.ok(&["inspect", "--file", s(&path), "--trust", s(&pk)]);
+    assert_eq!(i["signature"], "valid", "{i}");
+    assert_eq!(i["keySlots"][0]["claimed"], true);
+    // A stranger's key: unknown signer. A flipped payload bit: invalid.
+    let stranger = Vault::new();
+    stranger.create_key(&[]);
+    let spk = stranger.path("s.pub");
+    stranger.ok(&["home", "public-key", "--file", s(&spk)]);
+    let i = other.ok(&["inspect", "--file", s(&path), "--trust", s(&spk)]);
+    assert_eq!(i["signature"], "unknown signer");
+    let mut b = std::fs::read(&path).unwrap();
+    let mid = b.len() / 2;
+    b[mid] ^= 0x10;
+    let bad = other.path("bad.vault");
+    std::fs::write(&bad, &b).unwrap();
+    let i = other.ok(&["inspect", "--file", s(&bad), "--trust", s(&pk)]);
+    assert_eq!(i["signature"], "invalid");
+    // The sweep says the same per file, without keys.
+    let dir = other.path("sweep");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::copy(&path, dir.join("good.vault")).unwrap();
+    std::fs::copy(&bad, dir.join("bad.vault")).unwrap();
+    let out = other.run(&["audit", "archives", s(&dir), "--trust", s(&pk)]);
+    let rep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rep["summary"]["findings"]["signature-invalid"], 1, "{rep}");
+    // The v1 fixture is reported unsigned, not valid.
+    let v1 = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/v1/archive.vault");
+    let i = other.ok(&["inspect", "--file", s(&v1), "--trust", s(&pk)]);
+    assert_eq!(i["signature"], "unsigned");
+}
+
+#[test]
+fn an_id_opens_only_the_archive_whose_header_says_that_id() {
+    let v = Vault::new();
+    v.create_key(&[]);
+    let (old, old_path) = seal_file(&v, b"old configuration");
+    let (new, new_path) = seal_file(&v, b"new configuration");
+    // Copy the older archive over the newer one's file: a silent rollback before.
+    std::fs::copy(&old_path, &new_path).unwrap();
+    for cmd in ["verify", "extract"] {
+        let out = v.path("out.bin");
+        let mut args = vec!["backup", cmd, "--id", new.as_str()];
+        if cmd == "extract" {
+            args.extend(["--out", s(&out)]);
+        }
+        let err = v.fails(&args, 5);
+        assert!(err.contains(&new) && err.contains(&old), "{err}");
+        assert!(!out.exists());
+    }
+}
+
+#[test]
+fn upload_authenticates_when_it_can_and_a_clash_names_both_files() {
+    let v = Vault::new();
+    v.create_key(&[]);
+    let (id, path) = seal_file(&v, &bytes(40_000, 2));
+    let genuine = v.path("genuine.vault");
+    std::fs::copy(&path, &genuine).unwrap();
+    v.ok(&["backup", "delete", "--id", &id]);
+    // Junk carrying the genuine id: refused (its key is here), nothing stored.
+    let mut junk = std::fs::read(&genuine).unwrap();
+    let n = junk.len();
+    junk[n / 2] ^= 1;
+    let j = v.path("junk.vault");
+    std::fs::write(&j, &junk).unwrap();
+    v.fails(&["backup", "upload", "--file", s(&j)], 5);
+    assert!(!path.exists());
+    let up = v.ok(&["backup", "upload", "--file", s(&genuine)]);
+    assert_eq!(up["verified"], true);
+    // A different file with the same id (here: the junk, in a home without the key).
+    let keyless = Vault::new();
+    keyless.ok(&["keys", "list"]);
+    let up = keyless.ok(&["backup", "upload", "--file", s(&genuine)]);
+    assert_eq!(up["verified"], false, "stored, and said to be unverified");
+    let err = keyless.fails(&["backup", "upload", "--file", s(&j)], 7);
+    assert!(
+        err.contains("junk.vault") && err.contains(&format!("{id}.vault")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_compromised_key_needs_re_encryption_and_the_sweep_says_so() {
+    let v = Vault::new();
+    let k1 = v.create_key(&[]);
+    let (id, path) = seal_file(&v, &bytes(20_000, 3));
+    v.ok(&["keys", "rotate"]);
+    v.ok(&["keys", "compromise", "--id", &k1]);
+    let before = std::fs::read(&path).unwrap();
+    let err = v.fails(&["backup", "rewrap", "--from", &k1, "--all"], 7);
+    assert!(
+        err.contains("compromised") && err.contains("--reencrypt"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), before, "nothing changed");
+    let rep = v.run(&["audit", "archives", s(&v.home.join("archives"))]);
+    let rep: serde_json::Value = serde_json::from_slice(&rep.stdout).unwrap();
+    assert_eq!(rep["summary"]["findings"]["key-compromised"], 1, "{rep}");
+    let r = v.ok(&["backup", "rewrap", "--from", &k1, "--all", "--reencrypt"]);
+    assert_eq!(r["total"], 1, "{r}");
+    v.ok(&["backup", "verify", "--id", &id]);
+}
