@@ -20,7 +20,6 @@ use crate::envelope::{
 use crate::errors::{Classify, Kind};
 use crate::fsutil::{self, AtomicFile};
 use crate::home::{Home, HomeLock};
-use crate::secret::Key32;
 
 const EXT: &str = "vault";
 
@@ -389,6 +388,7 @@ fn same_content(a: &Path, b: &Path) -> io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secret::Key32;
 
     fn entries(home: &Home) -> Vec<String> {
         std::fs::read_dir(home.archives_dir())
