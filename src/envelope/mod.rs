@@ -1056,13 +1056,15 @@ fn unlock_v2(
     // Lenient (rewrap) with a broken region: only the slot that opened is checked below;
     // the other one, whatever it holds (a torn write, a forged slot), is the slot the
     // rewrap overwrites with an authenticated one.
+    // Order of the checks, so that the error names what was damaged: the slots' data-key
+    // MACs (which cover the salt), then the secret block, then the signatures (which
+    // cover everything before the payload).
     let region_key = subkey(&data_key, &prefix.salt, v2::REGION_INFO)?;
-    let mut signers = [None, None];
     let mut region_ok = region.is_ok();
+    let mut authentic = [false; SLOT_COUNT];
     for (i, s) in r.occupied() {
-        let checked = slot_authentic(&region_key, prefix, r, i, s);
-        match checked {
-            Ok(signer) => signers[i] = signer,
+        match slot_mac_valid(&region_key, prefix, i, s) {
+            Ok(()) => authentic[i] = true,
             // Strict, or the slot that opened: fatal. Lenient (rewrap), the other slot:
             // it claims nothing and is the one the rewrap overwrites.
             Err(e) if strict || i == index => return Err(e),
@@ -1070,6 +1072,14 @@ fn unlock_v2(
         }
     }
     let secret = open_secret(&data_key, prefix, &r.secret_block)?;
+    let mut signers = [None, None];
+    for (i, s) in r.occupied().filter(|(i, _)| authentic[*i]) {
+        match slot_signer(r, i, s) {
+            Ok(signer) => signers[i] = signer,
+            Err(e) if strict || i == index => return Err(e),
+            Err(_) => region_ok = false,
+        }
+    }
     Ok(Unlocked {
         data_key,
         slot: index,
@@ -1082,21 +1092,24 @@ fn unlock_v2(
     })
 }
 
-/// Checks slot `i`'s region MAC (under the data key) and its signature, if any; returns
-/// the signer.
-fn slot_authentic(
+/// Checks slot `i`'s region MAC (under the data key).
+fn slot_mac_valid(
     region_key: &Key32,
     prefix: &Prefix,
-    r: &RegionV2,
     i: usize,
     s: &v2::Slot,
-) -> Result<Option<[u8; 32]>, EnvelopeError> {
+) -> Result<(), EnvelopeError> {
     let expected = hmac32(region_key, &s.mac_input(&prefix.hash, &prefix.salt, i));
     if !bool::from(expected.ct_eq(&s.region_mac)) {
         return Err(EnvelopeError::Tampered(format!(
             "key slot {i} is not authenticated by the data key (slot region modified)"
         )));
     }
+    Ok(())
+}
+
+/// Checks slot `i`'s signature, if any; returns the signer.
+fn slot_signer(r: &RegionV2, i: usize, s: &v2::Slot) -> Result<Option<[u8; 32]>, EnvelopeError> {
     if s.signature.is_none() {
         return Ok(None);
     }
