@@ -2,6 +2,7 @@
 # Seal and open on tmpfs (/dev/shm, CPU-bound): vault vs age in the same run, medians of
 # RUNS (default 5) over MIB (default 512) MiB, wall and CPU seconds. Needs age and GNU time
 # (apt-get install age time) and a release build (cargo build --release).
+set -euo pipefail
 VAULT=${VAULT:-$(dirname "$0")/../target/release/vault}
 MIB=${MIB:-512}; RUNS=${RUNS:-5}
 D=$(mktemp -d /dev/shm/fmt2-bench.XXXXXX); trap 'rm -rf "$D"' EXIT
