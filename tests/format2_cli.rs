@@ -53,6 +53,12 @@ fn archives_prove_their_origin_to_whoever_trusts_the_home_public_key() {
     let out = other.run(&["audit", "archives", s(&dir), "--trust", s(&pk)]);
     let rep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(rep["summary"]["findings"]["signature-invalid"], 1, "{rep}");
+    // A remote sweep reads header and trailer only: --trust there is refused, not ignored.
+    let err = other.fails(
+        &["audit", "archives", "s3://bucket/prefix", "--trust", s(&pk)],
+        2,
+    );
+    assert!(err.contains("--trust") && err.contains("s3://"), "{err}");
     // The v1 fixture is reported unsigned, not valid.
     let v1 = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/v1/archive.vault");
     let i = other.ok(&["inspect", "--file", s(&v1), "--trust", s(&pk)]);
