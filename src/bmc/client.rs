@@ -34,6 +34,7 @@ use super::redfish::{
     self, FALLBACK_BACKUP_SERVICE, MAX_JSON_BYTES, Origin, SERVICE_ROOT, SESSIONS_PATH, link_at,
     members, parse_error_body, parse_json, path_of, str_at,
 };
+use super::tls::{self, Fingerprint};
 use crate::secret::Password;
 
 /// Default cap on a backup's size. iLO backups are tens of KiB to a few MiB.
@@ -66,6 +67,25 @@ pub enum AuthMode {
     Basic,
 }
 
+/// How the `.bak` file is fetched from `BackupFileLocation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DownloadMethod {
+    /// `GET` (as HPE documents), falling back to `POST` when the BMC refuses the GET
+    /// (404, 405 or 501); always `POST` with a backup-file password.
+    #[default]
+    Auto,
+    /// Only `GET`.
+    Get,
+    /// Only `POST` as `multipart/form-data` with a `sessionKey` field, as HPE's iLOrest
+    /// does (needs a session login).
+    Post,
+}
+
+/// Longest iLO backup-file password (`--filepass` of iLOrest).
+pub const MAX_FILE_PASSWORD_CHARS: usize = 32;
+/// Default number of login attempts after `SessionLimitExceeded` (backoff 0.2 s … 3.2 s).
+pub const DEFAULT_SESSION_LIMIT_RETRIES: u32 = 5;
+
 /// Everything needed to reach one BMC. `Debug` is safe: the password is redacted.
 #[derive(Debug)]
 pub struct BmcOptions {
@@ -88,6 +108,17 @@ pub struct BmcOptions {
     /// `*_PROXY` environment variables are deliberately ignored.
     pub proxy: Option<String>,
     pub max_backup_bytes: u64,
+    /// SHA-256 pins of the BMC's certificate: it must hash to one of them.
+    pub tls_fingerprints: Vec<Fingerprint>,
+    /// Allows `http://`: the password, the session token and the backup cross the
+    /// network in clear. Refused unless set; the CLI must warn on every use.
+    pub allow_http: bool,
+    pub download: DownloadMethod,
+    /// iLO's backup-file password (at most 32 characters): the backup is requested
+    /// protected with it, and a restore sends it.
+    pub file_password: Option<Password>,
+    /// Login attempts after `SessionLimitExceeded`, with exponential backoff.
+    pub session_limit_retries: u32,
 }
 
 impl BmcOptions {
@@ -105,6 +136,11 @@ impl BmcOptions {
             retries: DEFAULT_RETRIES,
             proxy: None,
             max_backup_bytes: DEFAULT_MAX_BACKUP_BYTES,
+            tls_fingerprints: Vec::new(),
+            allow_http: false,
+            download: DownloadMethod::Auto,
+            file_password: None,
+            session_limit_retries: DEFAULT_SESSION_LIMIT_RETRIES,
         }
     }
 }
@@ -123,11 +159,18 @@ pub struct ManagerInfo {
 }
 
 /// The HPE `HpeiLOBackupRestoreService` of one manager. URIs are as the BMC gave them.
+///
+/// Reading the service makes iLO build a backup, so discovery reads it once and keeps
+/// the `BackupFileLocation` it named: one `BackupService` stands for one backup.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackupService {
     pub uri: String,
     pub http_push_uri: String,
     pub manager: ManagerInfo,
+    /// The backup the discovery read made, if the service named one.
+    pub backup_file: Option<BackupFile>,
+    /// What discovery skipped and why (e.g. a Manager that answered 500).
+    pub notes: Vec<String>,
 }
 
 /// Where the BMC put a freshly created backup (`BackupFileLocation`).
@@ -234,6 +277,10 @@ pub struct BmcSession {
     timeout: Duration,
     retries: u32,
     max_backup_bytes: u64,
+    download: DownloadMethod,
+    file_password: Option<Password>,
+    /// The service root read before logging in (it names the Sessions collection).
+    root: Option<Value>,
 }
 
 impl std::fmt::Debug for BmcSession {
@@ -261,17 +308,28 @@ impl BmcSession {
     /// Prepares the HTTP client and, in session mode, logs in.
     pub fn connect(opts: BmcOptions) -> Result<Self, BmcError> {
         let origin = Origin::parse(&opts.url).map_err(|reason| BmcError::InvalidUrl {
-            url: redfish::sanitize(&opts.url),
+            host: redfish::display_host(&opts.url),
             reason,
         })?;
+        if !origin.tls && !opts.allow_http {
+            return Err(BmcError::PlaintextRefused { host: origin.host });
+        }
+        if let Some(p) = &opts.file_password {
+            check_file_password(p)?;
+        }
         let agent = build_agent(&opts)?;
+        let mut root = None;
         let auth = match opts.auth {
             AuthMode::Basic => {
                 let raw = Zeroizing::new(format!("{}:{}", opts.user, opts.password.expose()));
                 let enc = base64::engine::general_purpose::STANDARD.encode(raw.as_bytes());
                 Auth::Basic(Zeroizing::new(format!("Basic {enc}")))
             }
-            AuthMode::Session => Auth::Session(login(&agent, &origin, &opts)?),
+            AuthMode::Session => {
+                let (sessions, r) = sessions_uri(&agent, &origin, &opts)?;
+                root = r;
+                Auth::Session(login(&agent, &origin, &opts, &sessions)?)
+            }
         };
         Ok(BmcSession {
             agent,
@@ -280,6 +338,9 @@ impl BmcSession {
             timeout: opts.timeout,
             retries: opts.retries,
             max_backup_bytes: opts.max_backup_bytes,
+            download: opts.download,
+            file_password: opts.file_password,
+            root,
         })
     }
 
@@ -292,7 +353,10 @@ impl BmcSession {
     /// `Oem.Hpe.Links.BackupRestoreService` (else the well-known fallback), plus model,
     /// firmware and the server's serial number.
     pub fn discover(&mut self) -> Result<BackupService, BmcError> {
-        let root = self.get_json(SERVICE_ROOT)?;
+        let root = match self.root.take() {
+            Some(r) => r,
+            None => self.get_json(SERVICE_ROOT)?,
+        };
         let managers_ref = link_at(&root, &["Managers"])
             .unwrap_or("/redfish/v1/Managers/")
             .to_string();
@@ -304,9 +368,21 @@ impl BmcSession {
             .take(MAX_MANAGERS)
             .map(str::to_string)
             .collect();
+        let mut notes = Vec::new();
+        let mut first_error = None;
         let mut chosen: Option<(Value, Option<String>)> = None;
         for m in &member_refs {
-            let mv = self.get_json(m)?;
+            // A Manager that answers with an error or nonsense is skipped: the next one
+            // may be the iLO. Transport, TLS and authentication failures are not.
+            let mv = match self.get_json(m) {
+                Ok(v) => v,
+                Err(e @ (BmcError::Http { .. } | BmcError::MalformedResponse { .. })) => {
+                    notes.push(format!("skipped Manager {}: {e}", redfish::sanitize(m)));
+                    first_error.get_or_insert(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let link =
                 link_at(&mv, &["Oem", "Hpe", "Links", "BackupRestoreService"]).map(str::to_string);
             if link.is_some() {
@@ -316,6 +392,11 @@ impl BmcSession {
             if chosen.is_none() {
                 chosen = Some((mv, None));
             }
+        }
+        if chosen.is_none()
+            && let Some(e) = first_error
+        {
+            return Err(e);
         }
         let (manager, link) = chosen.unwrap_or((Value::Null, None));
         let svc_ref = link.unwrap_or_else(|| FALLBACK_BACKUP_SERVICE.to_string());
@@ -341,6 +422,10 @@ impl BmcSession {
             detail: format!("{svc_ref} has no HttpPushUri"),
         })?;
         path_of(push).map_err(|w| self.malformed(format!("HttpPushUri: {w}")))?;
+        let backup_file = match str_at(&svc, &["BackupFileLocation"]) {
+            Some(location) => Some(self.backup_file_at(location)?),
+            None => None,
+        };
 
         let mut serial = match systems_ref {
             Some(r) => self.system_serial(&r)?,
@@ -352,6 +437,8 @@ impl BmcSession {
         Ok(BackupService {
             uri: svc_ref,
             http_push_uri: push.to_string(),
+            backup_file,
+            notes,
             manager: ManagerInfo {
                 host: self.origin.host.clone(),
                 model: text_field(&manager, "Model"),
@@ -396,16 +483,26 @@ impl BmcSession {
     /// First half of [`download_backup`](Self::download_backup): makes the BMC create a
     /// backup (GET of the service) and returns where it is, so a caller can record the
     /// file's name (e.g. in an archive header) before the bytes arrive.
+    ///
+    /// Discovery already read the service (which made iLO build a backup); its
+    /// `BackupFileLocation` is used without reading the service a second time.
     pub fn request_backup(&mut self, svc: &BackupService) -> Result<BackupFile, BmcError> {
+        if let Some(f) = &svc.backup_file {
+            return Ok(f.clone());
+        }
         let v = self.get_json(&svc.uri)?;
         let location = str_at(&v, &["BackupFileLocation"])
             .ok_or_else(|| self.malformed(format!("{} has no BackupFileLocation", svc.uri)))?
             .to_string();
+        self.backup_file_at(&location)
+    }
+
+    fn backup_file_at(&self, location: &str) -> Result<BackupFile, BmcError> {
         let path =
-            path_of(&location).map_err(|w| self.malformed(format!("BackupFileLocation: {w}")))?;
+            path_of(location).map_err(|w| self.malformed(format!("BackupFileLocation: {w}")))?;
         Ok(BackupFile {
             file_name: redfish::safe_file_name(redfish::last_segment(&path)),
-            backup_file_location: location,
+            backup_file_location: location.to_string(),
         })
     }
 
@@ -423,18 +520,35 @@ impl BmcSession {
             path_of(&location).map_err(|w| self.malformed(format!("BackupFileLocation: {w}")))?;
         let url = format!("{}{path}", self.origin.base);
 
-        let mut resp = retrying(self.retries, || {
-            // No overall deadline for the body: a large backup on a slow link is fine as
-            // long as it keeps moving (per-read timeout and the stall check below).
-            let rb = self
-                .agent
-                .get(&url)
-                .header("Accept", "application/octet-stream")
-                .config()
-                .timeout_global(None)
-                .build();
-            self.send_checked(self.authed(rb).call(), "GET", &path)
-        })?;
+        let post_only = self.download == DownloadMethod::Post || self.file_password.is_some();
+        let mut resp = if post_only {
+            self.download_by_post(&url, &path)?
+        } else {
+            let got = retrying(self.retries, || {
+                // No overall deadline for the body: a large backup on a slow link is fine
+                // as long as it keeps moving (per-read timeout and the stall check below).
+                let rb = self
+                    .agent
+                    .get(&url)
+                    .header("Accept", "application/octet-stream")
+                    .config()
+                    .timeout_global(None)
+                    .build();
+                self.send_checked(self.authed(rb).call(), "GET", &path)
+            });
+            match got {
+                // A BMC that only serves the file the way HPE's iLOrest asks for it.
+                Err(BmcError::Http {
+                    status: 404 | 405 | 501,
+                    ..
+                }) if self.download == DownloadMethod::Auto
+                    && matches!(self.auth, Auth::Session(_)) =>
+                {
+                    self.download_by_post(&url, &path)?
+                }
+                r => r?,
+            }
+        };
 
         let not_a_backup = |reason: String| BmcError::NotABackup {
             host: host.clone(),
@@ -563,9 +677,52 @@ impl BmcSession {
         })
     }
 
+    /// `POST <BackupFileLocation>` as `multipart/form-data` with `sessionKey` (and the
+    /// backup-file `password`), the way HPE's iLOrest downloads. Never retried: with a
+    /// password each POST may make iLO build a new protected file.
+    fn download_by_post(&self, url: &str, path: &str) -> Result<Response<Body>, BmcError> {
+        let Auth::Session(live) = &self.auth else {
+            return Err(BmcError::NeedsSession {
+                host: self.origin.host.clone(),
+                what: if self.file_password.is_some() {
+                    "make a password-protected backup"
+                } else {
+                    "download the backup by POST"
+                },
+            });
+        };
+        let boundary = format!("vault-{}", hex::encode(rand::random::<[u8; 16]>()));
+        let mut form = Zeroizing::new(String::new());
+        form.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"sessionKey\"\r\n\r\n{}\r\n",
+            live.token.as_str()
+        ));
+        if let Some(p) = &self.file_password {
+            form.push_str(&format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"password\"\r\n\r\n{}\r\n",
+                p.expose()
+            ));
+        }
+        form.push_str(&format!("--{boundary}--\r\n"));
+        let rb = self
+            .agent
+            .post(url)
+            .header(
+                "Content-Type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .header("Accept", "application/octet-stream")
+            .header("X-Auth-Token", live.token.as_str())
+            .config()
+            .timeout_global(None)
+            .build();
+        self.send_checked(rb.send(form.as_bytes()), "POST", path)
+    }
+
     /// Uploads a backup to the service's `HttpPushUri` as `multipart/form-data` (fields
-    /// `sessionKey` and `file`), streaming exactly `len` bytes from `body`. Never retried:
-    /// iLO resets after accepting a restore.
+    /// `sessionKey`, the backup-file `password` if one is set, and `file`), streaming
+    /// exactly `len` bytes from `body`. Never retried: iLO resets after accepting a
+    /// restore.
     pub fn restore(
         &mut self,
         svc: &BackupService,
@@ -583,12 +740,21 @@ impl BmcSession {
         let url = format!("{}{path}", self.origin.base);
         let boundary = format!("vault-{}", hex::encode(rand::random::<[u8; 16]>()));
         let name = redfish::safe_file_name(file_name);
+        let password_part = Zeroizing::new(match &self.file_password {
+            Some(p) => format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"password\"\r\n\r\n{}\r\n",
+                p.expose()
+            ),
+            None => String::new(),
+        });
         let head = Zeroizing::new(
             format!(
                 "--{boundary}\r\nContent-Disposition: form-data; name=\"sessionKey\"\r\n\r\n{token}\r\n\
+                 {password_part}\
                  --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\
                  Content-Type: application/octet-stream\r\n\r\n",
-                token = live.token.as_str()
+                token = live.token.as_str(),
+                password_part = password_part.as_str(),
             )
             .into_bytes(),
         );
@@ -729,9 +895,95 @@ impl Drop for BmcSession {
     }
 }
 
-/// POSTs the credentials once (never retried) and registers the new session before
-/// anything else can fail, so it is always logged out.
-fn login(agent: &Agent, origin: &Origin, opts: &BmcOptions) -> Result<Arc<LiveSession>, BmcError> {
+/// iLO's limits on a backup-file password.
+fn check_file_password(p: &Password) -> Result<(), BmcError> {
+    let reason = if p.is_empty() {
+        "it is empty"
+    } else if p.expose().chars().count() > MAX_FILE_PASSWORD_CHARS {
+        "iLO accepts at most 32 characters"
+    } else if p.expose().chars().any(char::is_control) {
+        "it contains control characters"
+    } else {
+        return Ok(());
+    };
+    Err(BmcError::FilePassword {
+        reason: reason.into(),
+    })
+}
+
+/// The Sessions collection the service root names (`Links.Sessions`), and the root
+/// itself for discovery. A root that cannot be read without credentials (some BMCs
+/// protect it) leaves the DSP0266 default; a readable root without `Links.Sessions` is a
+/// service without sessions.
+fn sessions_uri(
+    agent: &Agent,
+    origin: &Origin,
+    opts: &BmcOptions,
+) -> Result<(String, Option<Value>), BmcError> {
+    let host = &origin.host;
+    let mut resp = retrying(opts.retries, || {
+        let r = agent
+            .get(format!("{}{SERVICE_ROOT}", origin.base))
+            .header("Accept", "application/json")
+            .header("OData-Version", "4.0")
+            .call()
+            .map_err(|e| classify(host, e, &format!("GET {SERVICE_ROOT}"), opts.timeout))?;
+        if r.status().is_server_error() {
+            return Err(error_from_response(host, r, "GET", SERVICE_ROOT, false));
+        }
+        Ok(r)
+    })?;
+    if !resp.status().is_success() {
+        return Ok((SESSIONS_PATH.to_string(), None));
+    }
+    let bytes = read_capped(host, &mut resp, SERVICE_ROOT, opts.timeout)?;
+    let root = parse_json(&bytes).map_err(|w| BmcError::MalformedResponse {
+        host: host.clone(),
+        what: format!("{SERVICE_ROOT}: {w}"),
+    })?;
+    match link_at(&root, &["Links", "Sessions"]) {
+        Some(s) => {
+            let path = path_of(s).map_err(|w| BmcError::MalformedResponse {
+                host: host.clone(),
+                what: format!("Links.Sessions: {w}"),
+            })?;
+            Ok((path, Some(root)))
+        }
+        None => Err(BmcError::NoSessions {
+            host: host.clone(),
+            detail: "its service root has no Links.Sessions".into(),
+        }),
+    }
+}
+
+/// Logs in, retrying with bounded backoff while the BMC answers `SessionLimitExceeded`
+/// (a definite refusal: no session was made, so a retry cannot leak one).
+fn login(
+    agent: &Agent,
+    origin: &Origin,
+    opts: &BmcOptions,
+    sessions: &str,
+) -> Result<Arc<LiveSession>, BmcError> {
+    let mut n = 0;
+    loop {
+        match login_once(agent, origin, opts, sessions) {
+            Err(BmcError::SessionLimit { .. }) if n < opts.session_limit_retries => {
+                std::thread::sleep(backoff(n));
+                n += 1;
+            }
+            r => return r,
+        }
+    }
+}
+
+/// POSTs the credentials once (never retried after a lost answer) and registers the new
+/// session before anything else can fail, so it is always logged out.
+fn login_once(
+    agent: &Agent,
+    origin: &Origin,
+    opts: &BmcOptions,
+    sessions: &str,
+) -> Result<Arc<LiveSession>, BmcError> {
     let host = &origin.host;
     let body = Zeroizing::new(
         serde_json::to_vec(&LoginBody {
@@ -744,14 +996,20 @@ fn login(agent: &Agent, origin: &Origin, opts: &BmcOptions) -> Result<Arc<LiveSe
         })?,
     );
     let mut resp = agent
-        .post(format!("{}{SESSIONS_PATH}", origin.base))
+        .post(format!("{}{sessions}", origin.base))
         .header("Content-Type", "application/json")
         .header("Accept", "application/json")
         .header("OData-Version", "4.0")
         .send(body.as_slice())
-        .map_err(|e| classify(host, e, &format!("POST {SESSIONS_PATH}"), opts.timeout))?;
+        .map_err(|e| classify(host, e, &format!("POST {sessions}"), opts.timeout))?;
+    if matches!(resp.status().as_u16(), 404 | 405 | 501) {
+        return Err(BmcError::NoSessions {
+            host: host.clone(),
+            detail: format!("POST {sessions} answered HTTP {}", resp.status().as_u16()),
+        });
+    }
     if !resp.status().is_success() {
-        return Err(error_from_response(host, resp, "POST", SESSIONS_PATH, true));
+        return Err(error_from_response(host, resp, "POST", sessions, true));
     }
     let token = header(&resp, "x-auth-token")
         .filter(|t| !t.is_empty() && t.len() <= 4096 && t.bytes().all(|b| b.is_ascii_graphic()))
@@ -759,7 +1017,7 @@ fn login(agent: &Agent, origin: &Origin, opts: &BmcOptions) -> Result<Arc<LiveSe
     let location = match header(&resp, "location") {
         Some(l) => Some(l),
         // Some BMCs omit Location; the session resource names itself in the body.
-        None => read_capped(host, &mut resp, SESSIONS_PATH, opts.timeout)
+        None => read_capped(host, &mut resp, sessions, opts.timeout)
             .ok()
             .and_then(|b| parse_json(&b).ok())
             .and_then(|v| str_at(&v, &["@odata.id"]).map(str::to_string)),
@@ -790,29 +1048,49 @@ fn login(agent: &Agent, origin: &Origin, opts: &BmcOptions) -> Result<Arc<LiveSe
 
 fn build_agent(opts: &BmcOptions) -> Result<Agent, BmcError> {
     use ureq::tls::{PemItem, RootCerts, TlsConfig};
+    use ureq::unversioned::resolver::DefaultResolver;
+    use ureq::unversioned::transport::{ConnectProxyConnector, Connector, TcpConnector};
     let mut tls = TlsConfig::builder();
+    // --ca-cert and --tls-fingerprint: our own verifier (see `tls`), which also accepts
+    // the BMC's own self-signed certificate with the CA bit set.
+    let mut pinned: Option<Arc<rustls::ClientConfig>> = None;
     if opts.insecure {
         tls = tls.disable_verification(true);
-    } else if let Some(path) = &opts.ca_cert {
-        let ca_err = |reason: String| BmcError::CaCert {
-            path: path.clone(),
+    } else if opts.ca_cert.is_some() || !opts.tls_fingerprints.is_empty() {
+        let mut certs = Vec::new();
+        if let Some(path) = &opts.ca_cert {
+            let ca_err = |reason: String| BmcError::CaCert {
+                path: path.clone(),
+                reason,
+            };
+            let meta = std::fs::metadata(path).map_err(|e| ca_err(e.to_string()))?;
+            if meta.len() > 1 << 20 {
+                return Err(ca_err("larger than 1 MiB, not a CA certificate".into()));
+            }
+            let pem = std::fs::read(path).map_err(|e| ca_err(e.to_string()))?;
+            certs = ureq::tls::parse_pem(&pem)
+                .filter_map(|item| match item {
+                    Ok(PemItem::Certificate(c)) => {
+                        Some(rustls::pki_types::CertificateDer::from(c.der().to_vec()))
+                    }
+                    _ => None,
+                })
+                .collect();
+            if certs.is_empty() {
+                return Err(ca_err("no PEM certificate found in it".into()));
+            }
+        }
+        let config = tls::client_config(tls::Trust {
+            certs,
+            pins: opts.tls_fingerprints.clone(),
+        })
+        .map_err(|reason| BmcError::CaCert {
+            path: opts.ca_cert.clone().unwrap_or_default(),
             reason,
-        };
-        let meta = std::fs::metadata(path).map_err(|e| ca_err(e.to_string()))?;
-        if meta.len() > 1 << 20 {
-            return Err(ca_err("larger than 1 MiB, not a CA certificate".into()));
-        }
-        let pem = std::fs::read(path).map_err(|e| ca_err(e.to_string()))?;
-        let certs: Vec<_> = ureq::tls::parse_pem(&pem)
-            .filter_map(|item| match item {
-                Ok(PemItem::Certificate(c)) => Some(c),
-                _ => None,
-            })
-            .collect();
-        if certs.is_empty() {
-            return Err(ca_err("no PEM certificate found in it".into()));
-        }
-        tls = tls.root_certs(RootCerts::new_with_certs(&certs));
+        })?;
+        pinned = Some(config);
+    } else {
+        tls = tls.root_certs(RootCerts::WebPki);
     }
     let proxy = match &opts.proxy {
         Some(p) => {
@@ -849,7 +1127,16 @@ fn build_agent(opts: &BmcOptions) -> Result<Agent, BmcError> {
         .timeout_per_write(Some(opts.timeout))
         .user_agent(concat!("vault/", env!("CARGO_PKG_VERSION")))
         .build();
-    Ok(Agent::new_with_config(config))
+    Ok(match pinned {
+        None => Agent::new_with_config(config),
+        Some(tls_config) => {
+            let connector =
+                ().chain(ConnectProxyConnector::default())
+                    .chain(TcpConnector::default())
+                    .chain(tls::TlsConnector { config: tls_config });
+            Agent::with_parts(config, connector, DefaultResolver::default())
+        }
+    })
 }
 
 /// Runs `attempt` up to `1 + retries` times while it fails transiently, with exponential
@@ -930,6 +1217,10 @@ fn error_from_response(
         .unwrap_or_default();
     let info = parse_error_body(&body);
     let host = host.to_string();
+    // iLO's whole answer to a restore with a wrong or missing backup-file password.
+    if body.trim_ascii() == redfish::INVALID_RESTORE_PASSWORD.as_bytes() {
+        return BmcError::FilePasswordRejected { host };
+    }
     if (300..400).contains(&status) {
         return BmcError::Redirect {
             host,

@@ -11,8 +11,32 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BmcError {
-    #[error("invalid BMC URL {url:?}: {reason}")]
-    InvalidUrl { url: String, reason: String },
+    /// `host` is what can be shown of the URL: never its user-info part.
+    #[error("invalid BMC URL (host {host:?}): {reason}")]
+    InvalidUrl { host: String, reason: String },
+
+    #[error(
+        "refusing plain http:// to BMC {host}: the password, the session token and the backup would cross the network unencrypted; use https://, or pass --allow-http (inventory: allow_http = true) knowingly"
+    )]
+    PlaintextRefused { host: String },
+
+    #[error(
+        "BMC {host} offers no Redfish sessions ({detail}): log in with --auth basic (backups work; restore needs a session)"
+    )]
+    NoSessions { host: String, detail: String },
+
+    #[error("invalid iLO backup-file password: {reason}")]
+    FilePassword { reason: String },
+
+    #[error(
+        "BMC {host} refused the backup-file password (invalid_restore_password): the archive's file password is not the one the backup was made with; nothing was restored"
+    )]
+    FilePasswordRejected { host: String },
+
+    #[error(
+        "BMC {host} needs a session to {what} (iLO checks the session key in the form); use --auth session"
+    )]
+    NeedsSession { host: String, what: &'static str },
 
     #[error("cannot use CA certificate {}: {reason}; pass a PEM file with the CA that signed the BMC certificate", path.display())]
     CaCert { path: PathBuf, reason: String },
@@ -165,12 +189,16 @@ impl crate::errors::Classify for BmcError {
             BmcError::InvalidUrl { .. }
             | BmcError::InvalidProxy { .. }
             | BmcError::CaCert { .. }
+            | BmcError::PlaintextRefused { .. }
+            | BmcError::FilePassword { .. }
+            | BmcError::NeedsSession { .. }
             | BmcError::RestoreNeedsSession { .. } => Kind::Usage,
-            BmcError::Auth { .. } => Kind::Auth,
+            BmcError::Auth { .. } | BmcError::FilePasswordRejected { .. } => Kind::Auth,
             BmcError::Io { .. } => Kind::Io,
             BmcError::Connect { .. }
             | BmcError::Tls { .. }
             | BmcError::SessionLimit { .. }
+            | BmcError::NoSessions { .. }
             | BmcError::Http { .. }
             | BmcError::Redirect { .. }
             | BmcError::NoBackupService { .. }

@@ -14,6 +14,7 @@ pub mod client;
 pub mod error;
 pub mod redfish;
 pub mod simulator;
+pub mod tls;
 
 #[cfg(test)]
 mod tests;

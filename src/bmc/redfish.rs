@@ -24,6 +24,9 @@ const MAX_TEXT: usize = 200;
 pub const FALLBACK_BACKUP_SERVICE: &str = "/redfish/v1/Managers/1/BackupRestoreService/";
 /// Redfish session collection (DSP0266): `POST` here logs in.
 pub const SESSIONS_PATH: &str = "/redfish/v1/SessionService/Sessions";
+/// What iLO answers (as the whole body) when a restore has a wrong or missing
+/// backup-file password (HPE's iLOrest compares the body with exactly this).
+pub const INVALID_RESTORE_PASSWORD: &str = "invalid_restore_password";
 /// Redfish service root.
 pub const SERVICE_ROOT: &str = "/redfish/v1/";
 
@@ -156,6 +159,16 @@ pub fn sanitize(s: &str) -> String {
         out.push('…');
     }
     out
+}
+
+/// What may be shown of a BMC URL that could not be parsed: its host and port, never a
+/// user-info part (`user:password@`), never a path; sanitized for display.
+pub fn display_host(url: &str) -> String {
+    let t = url.trim();
+    let rest = t.split_once("://").map_or(t, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    sanitize(host)
 }
 
 /// The base of a BMC URL: `scheme://authority`, plus the host label used in messages.
@@ -310,6 +323,17 @@ mod tests {
         assert!(Origin::parse("ftp://ilo").is_err());
         assert!(Origin::parse("https://").is_err());
         assert!(Origin::parse("https://ilo/other").is_err());
+    }
+
+    #[test]
+    fn display_host_never_shows_credentials() {
+        assert_eq!(
+            display_host("https://root:hunter2@ilo-7:8443/x"),
+            "ilo-7:8443"
+        );
+        assert_eq!(display_host("ftp://a:b@c"), "c");
+        assert_eq!(display_host("https://u:p@w@h"), "h");
+        assert!(!display_host("hunter2@ilo").contains("hunter2"));
     }
 
     #[test]

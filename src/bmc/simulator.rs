@@ -106,8 +106,7 @@ pub const SESSIONS_URI: &str = "/redfish/v1/SessionService/Sessions/";
 pub const STATE_URI: &str = "/vault-simulator/state";
 /// iLO's limit on the backup-file password (`--filepass` of HPE's iLOrest).
 pub const MAX_FILE_PASSWORD_CHARS: usize = 32;
-/// What iLO answers (as the whole body) when a restore has a wrong or missing password.
-pub const INVALID_RESTORE_PASSWORD: &str = "invalid_restore_password";
+pub use super::redfish::INVALID_RESTORE_PASSWORD;
 /// First line of a password-protected backup served by the simulator. Real iLO encrypts
 /// such a file; the simulator only tags it with a hash of the password, which is enough
 /// to model what clients see (the file differs, restore needs the same password).

@@ -5,7 +5,7 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use super::client::{
-    AuthMode, BmcOptions, BmcSession, live_session_count, logout_all_live_sessions,
+    AuthMode, BmcOptions, BmcSession, DownloadMethod, live_session_count, logout_all_live_sessions,
 };
 use super::error::BmcError;
 use super::simulator::{Fault, SimConfig, SimHandle};
@@ -46,6 +46,8 @@ fn opts_for(sim: &SimHandle, cfg: &SimConfig) -> BmcOptions {
     o.ca_cert = Some(sim.ca_cert_path().to_path_buf());
     o.timeout = Duration::from_secs(5);
     o.retries = 0;
+    // Plain HTTP only where a test serves it, and then explicitly (issue 13.1).
+    o.allow_http = !cfg.tls;
     o
 }
 
@@ -289,9 +291,15 @@ fn fault_cut_mid_download_is_truncated() {
 
 #[test]
 fn fault_malformed_json() {
-    let (err, out) = download_with_fault(Fault::MalformedJson, |_| {});
+    // The service is read once, by discovery: that is where its JSON breaks.
+    let _g = shared();
+    let (sim, cfg) = sim_with(|c| c.fault = Fault::MalformedJson);
+    let mut s = connect(&sim, &cfg);
+    let err = s.discover().unwrap_err();
     assert!(matches!(err, BmcError::MalformedResponse { .. }), "{err:?}");
-    assert!(out.is_empty());
+    assert!(err.to_string().contains("127.0.0.1"), "{err}");
+    drop(s);
+    assert_eq!(sim.open_sessions(), 0);
 }
 
 #[test]
@@ -346,13 +354,13 @@ fn transient_errors_are_retried_for_gets() {
     o.retries = 3;
     let mut s = BmcSession::connect(o).unwrap();
     let svc = s.discover().unwrap();
-    // Two 503s: one on the service GET, one on the .bak GET.
+    // Two 503s on the .bak GET (discovery already read the service), then the file.
     sim.set_fault(Fault::TransientErrors(2));
     let before = sim.request_count();
     let mut out = Vec::new();
     s.download_backup(&svc, &mut out).unwrap();
     assert_eq!(out, cfg.backup_bytes);
-    assert_eq!(sim.request_count() - before, 4);
+    assert_eq!(sim.request_count() - before, 3);
 
     // Without retries the same fault is an error.
     let mut o = opts_for(&sim, &cfg);
@@ -376,7 +384,9 @@ fn posts_are_never_retried() {
     sim.set_fault(Fault::TransientErrors(1));
     let err = BmcSession::connect(o).unwrap_err();
     assert!(matches!(err, BmcError::Http { status: 503, .. }), "{err:?}");
-    assert_eq!(sim.request_count(), 1);
+    // The service root (read for its Sessions link), then one login POST.
+    assert_eq!(requests(&sim, "POST", "/"), 1);
+    assert_eq!(sim.request_count(), 2);
     assert_eq!(sim.sessions_created(), 0);
 
     // Restore.
@@ -458,13 +468,13 @@ fn shutdown_stops_a_simulator_with_a_request_in_flight() {
     let mut s = connect(&sim, &cfg);
     let svc = s.discover().unwrap();
     sim.set_fault(Fault::Slow(Duration::from_secs(60)));
+    let before = sim.request_count();
     let client = std::thread::spawn(move || {
         let r = s.download_backup(&svc, &mut Vec::new());
         (r.is_err(), s)
     });
-    // Give the request time to arrive; shutdown must not wait for the 60 s delay.
-    // login + 6 discovery GETs + service GET + .bak GET
-    while sim.request_count() < 9 {
+    // Give the .bak GET time to arrive; shutdown must not wait for the 60 s delay.
+    while sim.request_count() <= before {
         std::thread::sleep(Duration::from_millis(20));
     }
     sim.shutdown();
@@ -599,4 +609,318 @@ fn proxy_is_used_when_given() {
     o.proxy = Some("socks5://127.0.0.1:1080".into());
     let err = BmcSession::connect(o).unwrap_err();
     assert!(matches!(err, BmcError::InvalidProxy { .. }), "{err:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 14: one test per client defect, against the simulator configured to behave so.
+
+/// Pulls once: discover, request, download. Returns the bytes.
+fn pull(s: &mut BmcSession) -> Result<Vec<u8>, BmcError> {
+    let svc = s.discover()?;
+    let file = s.request_backup(&svc)?;
+    let mut out = Vec::new();
+    s.download_file(&file, &mut out)?;
+    Ok(out)
+}
+
+fn requests(sim: &SimHandle, method: &str, prefix: &str) -> usize {
+    sim.requests()
+        .iter()
+        .filter(|r| r.method == method && r.target.to_ascii_lowercase().starts_with(prefix))
+        .count()
+}
+
+/// Defect 2: a BMC that refuses `GET <BackupFileLocation>` is downloaded from by
+/// iLOrest's POST with a `sessionKey` field; `--download-method get` does not fall back.
+#[test]
+fn download_falls_back_to_post_when_get_is_refused() {
+    let _g = shared();
+    let (sim, cfg) = sim_with(|c| c.get_download = false);
+    let mut s = connect(&sim, &cfg);
+    assert_eq!(pull(&mut s).unwrap(), cfg.backup_bytes);
+    s.logout().unwrap();
+    assert_eq!(requests(&sim, "GET", "/bkupdata/"), 1);
+    let posts: Vec<_> = sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.target.starts_with("/bkupdata/"))
+        .collect();
+    assert_eq!(posts.len(), 1);
+    assert_eq!(posts[0].form_fields, ["sessionKey"]);
+    assert_eq!(posts[0].status, 200);
+
+    let mut o = opts_for(&sim, &cfg);
+    o.download = DownloadMethod::Get;
+    let mut s = BmcSession::connect(o).unwrap();
+    let e = pull(&mut s).unwrap_err();
+    assert!(matches!(e, BmcError::Http { status: 405, .. }), "{e}");
+    drop(s);
+    // POST only, and Basic auth cannot POST (iLO checks the session key in the form).
+    let mut o = opts_for(&sim, &cfg);
+    o.download = DownloadMethod::Post;
+    let mut s = BmcSession::connect(o).unwrap();
+    assert_eq!(pull(&mut s).unwrap(), cfg.backup_bytes);
+    s.logout().unwrap();
+    let mut o = opts_for(&sim, &cfg);
+    o.download = DownloadMethod::Post;
+    o.auth = AuthMode::Basic;
+    let mut s = BmcSession::connect(o).unwrap();
+    let e = pull(&mut s).unwrap_err();
+    assert!(matches!(e, BmcError::NeedsSession { .. }), "{e}");
+    assert!(e.to_string().contains("--auth session"), "{e}");
+    assert_eq!(sim.open_sessions(), 0);
+}
+
+/// Defect 2: iLO's backup-file password. The backup is asked for protected (POST with a
+/// `password` field), the restore sends it, a wrong one is `FilePasswordRejected`, and
+/// more than 32 characters is refused before anything is sent.
+#[test]
+fn backup_file_password_on_pull_and_restore() {
+    let _g = shared();
+    let (sim, cfg) = sim_with(|_| {});
+    let mut o = opts_for(&sim, &cfg);
+    o.file_password = Some(Password::new("file-pass-1".into()));
+    let mut s = BmcSession::connect(o).unwrap();
+    let protected = pull(&mut s).unwrap();
+    assert_ne!(protected, cfg.backup_bytes);
+    assert!(protected.ends_with(&cfg.backup_bytes));
+    let svc = s.discover().unwrap();
+    s.restore(
+        &svc,
+        "x.bak",
+        &mut protected.as_slice(),
+        protected.len() as u64,
+    )
+    .unwrap();
+    s.logout().unwrap();
+    let restores = sim.restores();
+    assert_eq!(restores.len(), 1);
+    assert!(restores[0].with_password);
+    assert_eq!(restores[0].file, protected);
+
+    for wrong in [Some("other-pass"), None] {
+        let mut o = opts_for(&sim, &cfg);
+        o.file_password = wrong.map(|w| Password::new(w.into()));
+        let mut s = BmcSession::connect(o).unwrap();
+        let svc = s.discover().unwrap();
+        let e = s
+            .restore(
+                &svc,
+                "x.bak",
+                &mut protected.as_slice(),
+                protected.len() as u64,
+            )
+            .unwrap_err();
+        assert!(matches!(e, BmcError::FilePasswordRejected { .. }), "{e}");
+        assert!(e.to_string().contains("invalid_restore_password"), "{e}");
+        s.logout().unwrap();
+    }
+    assert_eq!(sim.restores().len(), 1);
+
+    let before = sim.request_count();
+    let mut o = opts_for(&sim, &cfg);
+    o.file_password = Some(Password::new("x".repeat(33)));
+    let e = BmcSession::connect(o).unwrap_err();
+    assert!(matches!(e, BmcError::FilePassword { .. }), "{e}");
+    assert!(!e.to_string().contains("xxxx"), "{e}");
+    assert_eq!(sim.request_count(), before, "nothing was sent");
+    assert_eq!(sim.open_sessions(), 0);
+}
+
+/// Defect 3: `--ca-cert` with the BMC's own self-signed certificate that has
+/// `basicConstraints CA:TRUE` (what `openssl req -x509` makes) is accepted; a different
+/// certificate with the CA bit is still refused.
+#[test]
+fn ca_cert_accepts_a_self_signed_certificate_with_the_ca_bit() {
+    let _g = shared();
+    let (sim, cfg) = sim_with(|c| c.ca_flag_certificate = true);
+    let mut s = connect(&sim, &cfg);
+    assert_eq!(pull(&mut s).unwrap(), cfg.backup_bytes);
+    s.logout().unwrap();
+
+    let (other, _) = sim_with(|c| c.ca_flag_certificate = true);
+    let mut o = opts_for(&sim, &cfg);
+    o.ca_cert = Some(other.ca_cert_path().to_path_buf());
+    let e = BmcSession::connect(o).unwrap_err();
+    assert!(matches!(e, BmcError::Tls { .. }), "{e}");
+    assert_eq!(sim.open_sessions(), 0);
+}
+
+/// Defect 3: `--tls-fingerprint sha256:…` pins the certificate (alone or with a CA);
+/// a wrong pin is a TLS error naming the certificate's actual fingerprint.
+#[test]
+fn tls_fingerprint_pins_the_certificate() {
+    let _g = shared();
+    let (sim, cfg) = sim_with(|c| c.ca_flag_certificate = true);
+    let pin = super::tls::parse_fingerprint(&sim.cert_fingerprint()).unwrap();
+    let mut o = opts_for(&sim, &cfg);
+    o.ca_cert = None;
+    o.tls_fingerprints = vec![pin];
+    let mut s = BmcSession::connect(o).unwrap();
+    assert_eq!(pull(&mut s).unwrap(), cfg.backup_bytes);
+    s.logout().unwrap();
+
+    let mut o = opts_for(&sim, &cfg);
+    o.tls_fingerprints = vec![[7u8; 32]];
+    let e = BmcSession::connect(o).unwrap_err();
+    assert!(matches!(e, BmcError::Tls { .. }), "{e}");
+    assert!(e.to_string().contains(&sim.cert_fingerprint()), "{e}");
+    // Without --ca-cert or a pin the public roots do not know the simulator.
+    let mut o = opts_for(&sim, &cfg);
+    o.ca_cert = None;
+    assert!(matches!(
+        BmcSession::connect(o).unwrap_err(),
+        BmcError::Tls { .. }
+    ));
+    assert_eq!(sim.open_sessions(), 0);
+}
+
+/// Defect 4: the Sessions URI comes from the service root; a service without sessions
+/// gets an error that says so and suggests `--auth basic`, which then works.
+#[test]
+fn login_follows_the_service_root_and_explains_a_service_without_sessions() {
+    let _g = shared();
+    let (sim, cfg) =
+        sim_with(|c| c.sessions_uri = Some("/redfish/v1/SessionService/Tokens/".into()));
+    let mut s = connect(&sim, &cfg);
+    assert_eq!(pull(&mut s).unwrap(), cfg.backup_bytes);
+    s.logout().unwrap();
+    assert_eq!(
+        requests(&sim, "POST", "/redfish/v1/sessionservice/tokens"),
+        1
+    );
+    assert_eq!(
+        requests(&sim, "POST", "/redfish/v1/sessionservice/sessions"),
+        0
+    );
+    assert_eq!(sim.open_sessions(), 0);
+
+    let (sim, cfg) = sim_with(|c| c.sessions_uri = None);
+    let e = BmcSession::connect(opts_for(&sim, &cfg)).unwrap_err();
+    assert!(matches!(e, BmcError::NoSessions { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("no Redfish sessions") && msg.contains("--auth basic"),
+        "{msg}"
+    );
+    assert!(!msg.contains("--bmc-user"), "{msg}");
+    assert_eq!(requests(&sim, "POST", "/"), 0, "no login was attempted");
+    let mut o = opts_for(&sim, &cfg);
+    o.auth = AuthMode::Basic;
+    let mut s = BmcSession::connect(o).unwrap();
+    assert_eq!(pull(&mut s).unwrap(), cfg.backup_bytes);
+}
+
+/// Defect 5: a Manager that fails is skipped with a note; the next one has the service.
+#[test]
+fn a_failing_manager_is_skipped_with_a_note() {
+    let _g = shared();
+    for status in [404, 500] {
+        let (sim, cfg) = sim_with(|c| c.failing_first_manager = Some(status));
+        let mut s = connect(&sim, &cfg);
+        let svc = s.discover().unwrap();
+        assert_eq!(svc.notes.len(), 1, "{:?}", svc.notes);
+        assert!(
+            svc.notes[0].contains("/redfish/v1/Managers/0/"),
+            "{:?}",
+            svc.notes
+        );
+        assert!(
+            svc.notes[0].contains(&status.to_string()),
+            "{:?}",
+            svc.notes
+        );
+        assert_eq!(svc.manager.firmware.as_deref(), Some(cfg.firmware.as_str()));
+        let file = s.request_backup(&svc).unwrap();
+        let mut out = Vec::new();
+        s.download_file(&file, &mut out).unwrap();
+        assert_eq!(out, cfg.backup_bytes);
+        s.logout().unwrap();
+        assert_eq!(sim.open_sessions(), 0);
+    }
+}
+
+/// Defect 6: one pull reads the BackupRestoreService once (each read builds a backup).
+#[test]
+fn one_pull_reads_the_backup_service_once() {
+    let _g = shared();
+    let (sim, cfg) = sim_with(|_| {});
+    let mut s = connect(&sim, &cfg);
+    assert_eq!(pull(&mut s).unwrap(), cfg.backup_bytes);
+    s.logout().unwrap();
+    assert_eq!(sim.backups_built(), 1);
+    assert_eq!(
+        requests(&sim, "GET", "/redfish/v1/managers/1/backuprestoreservice"),
+        1
+    );
+    assert_eq!(sim.open_sessions(), 0);
+}
+
+/// `SessionLimitExceeded` is retried with bounded backoff: it succeeds once a slot
+/// frees up, and gives up after the configured attempts.
+#[test]
+fn session_limit_is_retried_with_backoff() {
+    let _g = shared();
+    let (sim, cfg) = sim_with(|c| c.session_limit = 1);
+    let holder = connect(&sim, &cfg);
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        holder.logout().unwrap();
+    });
+    let mut o = opts_for(&sim, &cfg);
+    o.session_limit_retries = 5;
+    let s = BmcSession::connect(o).expect("a retry gets the freed slot");
+    release.join().unwrap();
+    let refused = sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.status == 503)
+        .count();
+    assert!(refused >= 1, "the first attempt met the limit");
+    let holder = s;
+    let mut o = opts_for(&sim, &cfg);
+    o.session_limit_retries = 2;
+    let e = BmcSession::connect(o).unwrap_err();
+    assert!(matches!(e, BmcError::SessionLimit { .. }), "{e}");
+    let refused_after = sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.status == 503)
+        .count();
+    assert_eq!(refused_after - refused, 3, "1 attempt + 2 retries");
+    holder.logout().unwrap();
+    assert_eq!(sim.open_sessions(), 0);
+}
+
+/// Issue 13.1: plain HTTP is refused unless asked for explicitly, before any request.
+#[test]
+fn plain_http_is_refused_unless_allowed() {
+    let _g = shared();
+    let (sim, cfg) = sim_with(|c| c.tls = false);
+    let mut o = opts_for(&sim, &cfg);
+    o.allow_http = false;
+    let e = BmcSession::connect(o).unwrap_err();
+    assert!(matches!(e, BmcError::PlaintextRefused { .. }), "{e}");
+    assert!(e.to_string().contains("--allow-http"), "{e}");
+    assert_eq!(sim.request_count(), 0);
+    let mut s = connect(&sim, &cfg);
+    assert_eq!(pull(&mut s).unwrap(), cfg.backup_bytes);
+    s.logout().unwrap();
+    assert_eq!(sim.open_sessions(), 0);
+}
+
+/// Issue 13.9: an invalid URL's error shows host and port only, never the password.
+#[test]
+fn invalid_url_error_never_echoes_credentials() {
+    let o = BmcOptions::new(
+        "https://admin:hunter2-secret@ilo-9:8443/other",
+        "admin",
+        Password::new("x".into()),
+    );
+    let e = BmcSession::connect(o).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, BmcError::InvalidUrl { .. }), "{msg}");
+    assert!(msg.contains("ilo-9:8443"), "{msg}");
+    assert!(!msg.contains("hunter2") && !msg.contains("admin"), "{msg}");
+    assert!(!format!("{e:?}").contains("hunter2"));
 }
