@@ -63,7 +63,21 @@ fn unregister(p: &Path) {
 /// removed under them fail at their commit, which is the point: nothing partial stays.
 pub fn remove_live_temps() -> usize {
     let paths = std::mem::take(&mut *live_temps());
-    paths.iter().filter(|p| fs::remove_file(p).is_ok()).count()
+    paths
+        .iter()
+        .filter(|p| fs::remove_file(p).is_ok() || fs::remove_dir_all(p).is_ok())
+        .count()
+}
+
+/// Registers a temporary file or directory that is not an [`AtomicFile`] (e.g. the BMC
+/// simulator's certificate directory) for removal by the signal handler.
+pub fn register_live_temp(p: &Path) {
+    register(p);
+}
+
+/// Undoes [`register_live_temp`] once the owner removed the path itself.
+pub fn unregister_live_temp(p: &Path) {
+    unregister(p);
 }
 
 /// Removes the `.tmp-<pid>-*` files of `dir` whose writer is gone (left by a killed

@@ -249,6 +249,8 @@ impl SimHandle {
         let dir = tempfile::Builder::new()
             .prefix("vault-bmc-simulator-")
             .tempdir()?;
+        // Removed on drop, and by the CLI's signal handler if the process is stopped.
+        crate::fsutil::register_live_temp(dir.path());
         let ca_path = dir.path().join("bmc-simulator-ca.pem");
         std::fs::write(&ca_path, ck.cert.pem())?;
         let fingerprint = {
@@ -401,12 +403,15 @@ impl SimHandle {
 impl Drop for SimHandle {
     fn drop(&mut self) {
         self.stop();
+        crate::fsutil::unregister_live_temp(self._dir.path());
     }
 }
 
 /// Runs a simulator on 127.0.0.1:`port` (0 = any) until SIGINT, SIGTERM or SIGHUP, after
 /// printing its URL, CA path, state URL and user to stdout. For `vault bmc-simulator`.
 /// On a signal it stops serving, removes its certificate directory and returns the signal.
+/// (In the vault binary the process-wide handler of `cli::signals` takes the signal
+/// first; it removes the directory through the `fsutil` registry before it exits.)
 pub fn run_foreground(cfg: SimConfig, port: u16) -> io::Result<Signal> {
     run_foreground_to(cfg, port, &mut io::stdout())
 }
