@@ -19,7 +19,9 @@ use super::event;
 use super::progress::Bar;
 use super::{CliError, CliResult, Ctx, ScopeArgs, password};
 use crate::audit::AuditEvent;
-use crate::bmc::client::DEFAULT_MAX_BACKUP_BYTES;
+use crate::bmc::client::{DEFAULT_MAX_BACKUP_BYTES, DownloadMethod};
+use crate::bmc::redfish::Origin;
+use crate::bmc::tls::Fingerprint;
 use crate::bmc::{AuthMode, BmcError, BmcOptions};
 use crate::errors::Kind;
 use crate::keystore::Scope;
@@ -69,6 +71,39 @@ pub struct ConnArgs {
     /// HTTP CONNECT proxy (http://host:port); *_PROXY variables are ignored.
     #[arg(long, value_name = "URL")]
     proxy: Option<String>,
+    /// Pin the BMC's certificate by its SHA-256 (as `openssl x509 -fingerprint -sha256`
+    /// prints it), alone or with --ca-cert; for BMCs whose certificate changes.
+    #[arg(long, value_name = "sha256:HEX", conflicts_with = "insecure",
+          value_parser = parse_pin)]
+    tls_fingerprint: Option<Fingerprint>,
+    /// Allow a plain http:// BMC URL: the password, the session token and the backup
+    /// cross the network unencrypted (a warning is printed every time).
+    #[arg(long)]
+    allow_http: bool,
+}
+
+fn parse_pin(s: &str) -> Result<Fingerprint, String> {
+    crate::bmc::tls::parse_fingerprint(s)
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DownloadArg {
+    /// GET the file (as HPE documents), POST if the BMC refuses the GET.
+    Auto,
+    Get,
+    /// POST a sessionKey form field, as HPE's iLOrest does.
+    Post,
+}
+
+impl From<DownloadArg> for DownloadMethod {
+    fn from(a: DownloadArg) -> DownloadMethod {
+        match a {
+            DownloadArg::Auto => DownloadMethod::Auto,
+            DownloadArg::Get => DownloadMethod::Get,
+            DownloadArg::Post => DownloadMethod::Post,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum, PartialEq, Eq, Deserialize)]
@@ -97,7 +132,9 @@ user = \"backup\"             # default: --bmc-user\n  \
 password_file = \"ilo.pw\"    # or password_env = \"ILO_PW\"\n  \
 ca_cert = \"ilo-ca.pem\"      # or insecure = true\n  \
 scope = \"domain\"            # also: domain, key, description,\n  \
-domain = \"rack1\"            #       auth, timeout, retries, proxy\n\
+domain = \"rack1\"            #       auth, timeout, retries, proxy,\n  \
+                            #       tls_fingerprint, allow_http, download_method,\n  \
+                            #       file_password_file, file_password_env\n\
 Unset fields take the command-line value; relative paths are relative to the inventory."
 )]
 pub struct PullArgs {
@@ -126,6 +163,17 @@ pub struct PullArgs {
     /// Description stored in the archive (default: "backup of BMC <host>").
     #[arg(long, value_name = "TEXT")]
     description: Option<String>,
+    /// How to fetch the .bak from the BMC.
+    #[arg(long, value_enum, default_value_t = DownloadArg::Auto)]
+    download_method: DownloadArg,
+    /// Ask iLO for a backup protected by its own backup-file password (at most 32
+    /// characters) from --file-password-file, $VAULT_ILO_FILE_PASSWORD or a prompt. It is
+    /// kept encrypted inside the archive, and restore gives it back to iLO.
+    #[arg(long)]
+    file_password: bool,
+    /// File (mode 0600) with the iLO backup-file password; implies --file-password.
+    #[arg(long, value_name = "P")]
+    file_password_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -174,7 +222,33 @@ fn bmc_options(
     o.retries = conn.retries;
     o.proxy = conn.proxy.clone();
     o.max_backup_bytes = max_size;
+    o.allow_http = conn.allow_http;
+    o.tls_fingerprints = conn.tls_fingerprint.into_iter().collect();
     o
+}
+
+/// Whether a BMC URL is plain http:// (allowed only with --allow-http, and warned about).
+fn is_plain_http(url: &str) -> bool {
+    Origin::parse(url).is_ok_and(|o| !o.tls)
+}
+
+fn http_warning(ctx: &Ctx, host: &str) {
+    ctx.notice(&format!(
+        "warning: --allow-http: plain HTTP to BMC {host}; the password, the session token and the backup cross the network unencrypted"
+    ));
+}
+
+/// iLO's backup-file password for a pull, if one was asked for (never from argv).
+fn file_password(a: &PullArgs) -> CliResult<Option<Password>> {
+    if !a.file_password && a.file_password_file.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(password::obtain(
+        a.file_password_file.as_deref(),
+        "VAULT_ILO_FILE_PASSWORD",
+        "iLO backup-file password",
+        true,
+    )?))
 }
 
 fn bmc_password(conn: &ConnArgs) -> CliResult<Password> {
@@ -209,19 +283,27 @@ pub fn pull(ctx: &Ctx, a: PullArgs) -> CliResult {
     if a.conn.insecure {
         insecure_warning(ctx, &format!("BMC {}", host_of(&url)));
     }
+    if a.conn.allow_http && is_plain_http(&url) {
+        http_warning(ctx, &host_of(&url));
+    }
     let metrics = super::everyday::metrics_path(ctx, &a.metrics)?;
     let started = std::time::Instant::now();
     let ops = ctx.ops()?;
-    let password = bmc_password(&a.conn);
-    if let Err(e) = &password {
+    let passwords = bmc_password(&a.conn)
+        .and_then(|p| Ok((p, file_password(&a)?)));
+    if let Err(e) = &passwords {
         // Failed before the operation could start: still on the record.
         ctx.audit(
             pulled_audit(&host_of(&url)),
             &Err::<(), _>(CliError::new(e.kind, "")),
         );
     }
+    let (password, file_pw) = passwords?;
+    let mut opts = bmc_options(&url, &a.conn.bmc_user, password, &a.conn, a.max_size);
+    opts.download = a.download_method.into();
+    opts.file_password = file_pw;
     let job = PullJob {
-        opts: bmc_options(&url, &a.conn.bmc_user, password?, &a.conn, a.max_size),
+        opts,
         scope,
         domain,
         key: a.key.clone(),
@@ -239,6 +321,9 @@ pub fn pull(ctx: &Ctx, a: PullArgs) -> CliResult {
         super::everyday::write_pull_metrics(ctx, m, &[sample], started);
     }
     let p = r?;
+    for n in &p.notes {
+        ctx.notice(&format!("note: BMC {}: {n}", p.host));
+    }
     if let Some(w) = &p.logout_warning {
         ctx.notice(&format!(
             "warning: the backup is stored but the session was not deleted: {w}"
@@ -270,6 +355,11 @@ struct InventoryEntry {
     timeout: Option<u64>,
     retries: Option<u32>,
     proxy: Option<String>,
+    tls_fingerprint: Option<String>,
+    allow_http: Option<bool>,
+    download_method: Option<DownloadArg>,
+    file_password_file: Option<PathBuf>,
+    file_password_env: Option<String>,
     scope: Option<String>,
     domain: Option<String>,
     key: Option<String>,
@@ -340,6 +430,7 @@ fn fleet_job(
     base: &Path,
     a: &PullArgs,
     shared: Option<&Password>,
+    shared_file_password: Option<&Password>,
 ) -> CliResult<PullJob> {
     let rel = |p: &PathBuf| {
         if p.is_absolute() {
@@ -398,9 +489,27 @@ fn fleet_job(
     if e.proxy.is_some() {
         conn.proxy = e.proxy.clone();
     }
+    if let Some(f) = &e.tls_fingerprint {
+        conn.tls_fingerprint =
+            Some(parse_pin(f).map_err(|m| usage(format!("tls_fingerprint: {m}")))?);
+    }
+    if let Some(h) = e.allow_http {
+        conn.allow_http = h;
+    }
     let user = e.user.as_deref().unwrap_or(&a.conn.bmc_user);
+    let mut opts = bmc_options(&e.url, user, password, &conn, a.max_size);
+    opts.download = e.download_method.unwrap_or(a.download_method).into();
+    opts.file_password = match (&e.file_password_file, &e.file_password_env) {
+        (Some(f), _) => Some(crate::ops::password::from_file(&rel(f))?),
+        (None, Some(var)) => Some(Password::new(std::env::var(var).map_err(|_| {
+            usage(format!(
+                "the environment variable {var} named by file_password_env is not set"
+            ))
+        })?)),
+        (None, None) => shared_file_password.map(|p| Password::new(p.expose().to_string())),
+    };
     Ok(PullJob {
-        opts: bmc_options(&e.url, user, password, &conn, a.max_size),
+        opts,
         scope,
         domain,
         key: e.key.clone().or_else(|| a.key.clone()),
@@ -443,12 +552,27 @@ fn pull_fleet(ctx: &Ctx, a: &PullArgs, inventory: &Path) -> CliResult {
         }
         insecure_warning(ctx, &format!("{} BMC(s) ({list})", insecure.len()));
     }
+    for e in &entries {
+        if e.allow_http.unwrap_or(a.conn.allow_http) && is_plain_http(&e.url) {
+            http_warning(ctx, &host_of(&e.url));
+        }
+    }
+    let shared_file_password = file_password(a)?;
     let ops = ctx.ops()?;
     let jobs: Vec<Mutex<Option<CliResult<PullJob>>>> = entries
         .iter()
-        .map(|e| Mutex::new(Some(fleet_job(e, &base, a, shared.as_ref()))))
+        .map(|e| {
+            Mutex::new(Some(fleet_job(
+                e,
+                &base,
+                a,
+                shared.as_ref(),
+                shared_file_password.as_ref(),
+            )))
+        })
         .collect();
     drop(shared);
+    drop(shared_file_password);
     let n = entries.len();
     let results: Vec<Mutex<Option<Value>>> = (0..n).map(|_| Mutex::new(None)).collect();
     let next = AtomicUsize::new(0);
@@ -505,7 +629,7 @@ fn pull_fleet(ctx: &Ctx, a: &PullArgs, inventory: &Path) -> CliResult {
                             }
                             let h = &p.inspection.header;
                             json!({
-                                "bmc": url,
+                                "bmc": host_of(url),
                                 "status": "ok",
                                 "archiveId": h.id,
                                 "backupKeyId": p.key_id,
@@ -516,7 +640,7 @@ fn pull_fleet(ctx: &Ctx, a: &PullArgs, inventory: &Path) -> CliResult {
                         Err(e) => {
                             bar.suspend(|| ctx.notice(&format!("{host}: {}", e.message)));
                             json!({
-                                "bmc": url,
+                                "bmc": host_of(url),
                                 "status": "failed",
                                 "error": e.message,
                                 "errorKind": e.kind.name(),
@@ -604,6 +728,9 @@ pub fn restore(ctx: &Ctx, a: RestoreArgs) -> CliResult {
     let host = host_of(&a.bmc);
     if a.conn.insecure {
         insecure_warning(ctx, &format!("BMC {host}"));
+    }
+    if a.conn.allow_http && is_plain_http(&a.bmc) {
+        http_warning(ctx, &host);
     }
     // A refusal before anything is sent is audited too, naming the archive and BMC asked
     // for (issue 13.5).

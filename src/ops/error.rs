@@ -86,6 +86,10 @@ pub enum OpsError {
     RestoreNotConfirmed { host: String },
     #[error("restore cancelled; nothing was sent")]
     RestoreCancelled,
+    /// The iLO backup-file password sealed in an archive is not UTF-8 (authenticated, so
+    /// written so by whoever holds the key).
+    #[error("archive {archive}: its iLO backup-file password is not text; nothing was sent")]
+    FilePasswordNotText { archive: uuid::Uuid },
     /// Opening, reading or writing a file the caller named.
     #[error("cannot access {}: {source}", path.display())]
     File { path: PathBuf, source: io::Error },
@@ -131,6 +135,7 @@ impl Classify for OpsError {
             | OpsError::NoBmcSerial { .. }
             | OpsError::RestoreCancelled => Kind::Refused,
             OpsError::RestoreNotConfirmed { .. } => Kind::Usage,
+            OpsError::FilePasswordNotText { .. } => Kind::Integrity,
         }
     }
 }

@@ -19,7 +19,7 @@ use uuid::Uuid;
 use super::backup::sealing_key;
 use super::progress::{Counted, Progress};
 use super::{Context, OpsError, Subject};
-use crate::bmc::redfish::{Origin, sanitize};
+use crate::bmc::redfish::{Origin, display_host};
 use crate::bmc::{BmcError, BmcOptions, BmcSession};
 use crate::envelope::{ArchiveHeader, EnvelopeError, Inspection, SealOptions, Source};
 use crate::home::Home;
@@ -43,17 +43,16 @@ pub struct Pulled {
     pub host: String,
     /// Set when the backup is stored but the session could not be deleted.
     pub logout_warning: Option<String>,
+    /// What discovery skipped (e.g. a Manager that failed).
+    pub notes: Vec<String>,
 }
 
 /// `host[:port]` of a BMC URL for messages and audit records, before connecting.
 /// Never echoes credentials someone put in the URL (the client refuses such URLs).
 pub fn host_of(url: &str) -> String {
-    Origin::parse(url).map(|o| o.host).unwrap_or_else(|_| {
-        let rest = url.trim().split_once("://").map_or(url.trim(), |(_, r)| r);
-        let authority = rest.split('/').next().unwrap_or_default();
-        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-        sanitize(host)
-    })
+    Origin::parse(url)
+        .map(|o| o.host)
+        .unwrap_or_else(|_| display_host(url))
 }
 
 /// Pulls one BMC as the audited operation `backup.pull`.
@@ -80,6 +79,13 @@ pub fn pull_one(
     let ks = KeyStore::new(home);
     let (key, material) = sealing_key(&ks, job.scope, job.domain.as_deref(), job.key.as_deref())?;
     let signer = crate::signing::home_signer(home, &ks)?;
+    // iLO's backup-file password goes into the archive's secret field, encrypted, so
+    // that restore can give it back to iLO.
+    let secret = job
+        .opts
+        .file_password
+        .as_ref()
+        .map(|p| zeroize::Zeroizing::new(p.expose().as_bytes().to_vec()));
     let mut session = BmcSession::connect(job.opts)?;
     let host = session.host().to_string();
     progress.phase(&format!("{host}: discovering"), None);
@@ -102,10 +108,11 @@ pub fn pull_one(
     progress.phase(&format!("{host}: downloading {}", file.file_name), None);
 
     let store = ArchiveStore::new(home);
-    let writer = store.stage(
-        &header,
-        SealOptions::new(key.id, &material).signed_by(&signer),
-    )?;
+    let mut seal = SealOptions::new(key.id, &material).signed_by(&signer);
+    if let Some(s) = &secret {
+        seal = seal.with_secret(s);
+    }
+    let writer = store.stage(&header, seal)?;
     let mut sink = Sink {
         inner: Counted::new(writer, progress),
         failed: None,
@@ -127,6 +134,7 @@ pub fn pull_one(
         key_id: key.id,
         host,
         logout_warning,
+        notes: svc.notes,
     })
 }
 

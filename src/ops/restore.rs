@@ -19,6 +19,7 @@ use crate::bmc::{BmcOptions, BmcSession};
 use crate::envelope::{self, Opener};
 use crate::home::Home;
 use crate::keystore::KeyStore;
+use crate::secret::Password;
 use crate::store::{self, ArchiveStore, archive_err};
 
 /// A completed restore.
@@ -100,6 +101,13 @@ pub fn restore_one(
     let file_name = source
         .and_then(|s| s.file_name.clone())
         .unwrap_or_else(|| format!("{archive_id}.bak"));
+    // The iLO backup-file password sealed with the backup (pull --file-password).
+    let mut opts = opts;
+    if let Some(secret) = &verified.secret {
+        let pw = std::str::from_utf8(secret.expose())
+            .map_err(|_| OpsError::FilePasswordNotText { archive: archive_id })?;
+        opts.file_password = Some(Password::new(pw.to_string()));
+    }
 
     let mut session = BmcSession::connect(opts)?;
     let host = session.host().to_string();
