@@ -344,9 +344,9 @@ fn sigint_during_a_slow_download_leaves_no_session_and_no_file() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Login, discovery, the service GET and the .bak GET: the download is under way.
+    // Service root, login, discovery (one service GET) and the .bak GET: under way.
     wait_until("the download to start", || {
-        sim.request_count() >= 9 && sim.open_sessions() == 1
+        sim.request_count() >= 8 && sim.open_sessions() == 1
     });
     wait_until("the temporary archive", || !h.archive_files().is_empty());
     let st = Command::new("kill")
@@ -382,7 +382,7 @@ fn sigterm_and_sighup_log_out_of_every_session_in_pulls_and_fleets() {
             .spawn()
             .unwrap();
         wait_until("the download to start", || {
-            sim.request_count() >= 9 && sim.open_sessions() == 1
+            sim.request_count() >= 8 && sim.open_sessions() == 1
         });
         let out = signal_and_wait(child, signal);
         assert_eq!(out.status.code(), Some(code), "{signal}: {}", stderr(&out));
@@ -421,7 +421,7 @@ fn sigterm_and_sighup_log_out_of_every_session_in_pulls_and_fleets() {
             .unwrap();
         wait_until("both downloads to start", || {
             sims.iter()
-                .all(|s| s.request_count() >= 9 && s.open_sessions() == 1)
+                .all(|s| s.request_count() >= 8 && s.open_sessions() == 1)
         });
         let out = signal_and_wait(child, signal);
         assert_eq!(
@@ -627,7 +627,7 @@ fn fleet_of_fifty_with_failures() {
     let results = v["results"].as_array().unwrap();
     assert_eq!(results.len(), 50);
     for (i, (r, sim)) in results.iter().zip(&sims).enumerate() {
-        assert_eq!(r["bmc"], sim.base_url());
+        assert_eq!(r["bmc"], host(sim), "the fleet JSON names BMCs by host:port");
         if expected_fail.contains(&sim.base_url()) {
             assert_eq!(r["status"], "failed", "{r}");
             let e = r["error"].as_str().unwrap();
