@@ -627,7 +627,11 @@ fn fleet_of_fifty_with_failures() {
     let results = v["results"].as_array().unwrap();
     assert_eq!(results.len(), 50);
     for (i, (r, sim)) in results.iter().zip(&sims).enumerate() {
-        assert_eq!(r["bmc"], host(sim), "the fleet JSON names BMCs by host:port");
+        assert_eq!(
+            r["bmc"],
+            host(sim),
+            "the fleet JSON names BMCs by host:port"
+        );
         if expected_fail.contains(&sim.base_url()) {
             assert_eq!(r["status"], "failed", "{r}");
             let e = r["error"].as_str().unwrap();
