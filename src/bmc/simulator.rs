@@ -207,7 +207,7 @@ struct Shared {
     backups: Mutex<HashSet<String>>,
     /// Reads of the BackupRestoreService (each makes iLO build a backup).
     built: AtomicUsize,
-    log: Mutex<Vec<LoggedRequest>>,
+    log: Arc<Mutex<Vec<LoggedRequest>>>,
     stop: AtomicBool,
     tls: Option<Arc<ServerConfig>>,
 }
@@ -292,7 +292,7 @@ impl SimHandle {
             restored: Mutex::new(Vec::new()),
             backups: Mutex::new(HashSet::new()),
             built: AtomicUsize::new(0),
-            log: Mutex::new(Vec::new()),
+            log: Arc::new(Mutex::new(Vec::new())),
             stop: AtomicBool::new(false),
             tls,
         });
@@ -494,6 +494,22 @@ struct Conn {
     io: ConnIo,
     status: u16,
     head_only: bool,
+    /// The request's log entry, logged when its answer's status line is written (before
+    /// the client can see the answer, so a client never sees an answer not yet logged).
+    pending: Option<LoggedRequest>,
+    log: Arc<Mutex<Vec<LoggedRequest>>>,
+}
+
+impl Conn {
+    fn log_pending(&mut self, status: u16) {
+        if let Some(mut entry) = self.pending.take() {
+            entry.status = status;
+            let mut log = lock(&self.log);
+            if log.len() < MAX_LOGGED_REQUESTS {
+                log.push(entry);
+            }
+        }
+    }
 }
 
 impl Read for Conn {
@@ -557,6 +573,8 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
         io,
         status: 0,
         head_only: false,
+        pending: None,
+        log: Arc::clone(&shared.log),
     };
     let req = match read_request(&mut conn, shared) {
         Ok(Some(r)) => r,
@@ -571,12 +589,14 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
     if !shared.cfg.latency.is_zero() && !sleep_unless_stopped(shared, shared.cfg.latency) {
         return conn.close(true);
     }
+    conn.pending = Some(log_entry(&req));
     let abrupt = handle(&mut conn, &req, shared).unwrap_or(true);
-    log_request(shared, &req, conn.status);
+    // No answer was written (a cut connection): logged with status 0.
+    conn.log_pending(0);
     conn.close(abrupt);
 }
 
-fn log_request(shared: &Shared, req: &Request, status: u16) {
+fn log_entry(req: &Request) -> LoggedRequest {
     let content_type = req.header("content-type").map(str::to_string);
     let form_fields = content_type
         .as_deref()
@@ -585,16 +605,13 @@ fn log_request(shared: &Shared, req: &Request, status: u16) {
             parse_multipart(&req.body, &b).map(|parts| parts.into_iter().map(|p| p.name).collect())
         })
         .unwrap_or_default();
-    let mut log = lock(&shared.log);
-    if log.len() < MAX_LOGGED_REQUESTS {
-        log.push(LoggedRequest {
-            method: req.method.clone(),
-            target: req.target.clone(),
-            status,
-            headers: req.headers.iter().map(|(n, _)| n.clone()).collect(),
-            content_type,
-            form_fields,
-        });
+    LoggedRequest {
+        method: req.method.clone(),
+        target: req.target.clone(),
+        status: 0,
+        headers: req.headers.iter().map(|(n, _)| n.clone()).collect(),
+        content_type,
+        form_fields,
     }
 }
 
@@ -800,6 +817,7 @@ fn reason(status: u16) -> &'static str {
 
 fn write_head(conn: &mut Conn, status: u16, headers: &[(&str, String)]) -> io::Result<()> {
     conn.status = status;
+    conn.log_pending(status);
     // Redfish answers are never to be cached (DSP0266 asks for Cache-Control on GET).
     let mut head = format!(
         "HTTP/1.1 {status} {}\r\nServer: HPE-iLO-Server/1.30 (vault simulator)\r\nConnection: close\r\nCache-Control: no-cache\r\n",
