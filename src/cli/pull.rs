@@ -289,8 +289,7 @@ pub fn pull(ctx: &Ctx, a: PullArgs) -> CliResult {
     let metrics = super::everyday::metrics_path(ctx, &a.metrics)?;
     let started = std::time::Instant::now();
     let ops = ctx.ops()?;
-    let passwords = bmc_password(&a.conn)
-        .and_then(|p| Ok((p, file_password(&a)?)));
+    let passwords = bmc_password(&a.conn).and_then(|p| Ok((p, file_password(&a)?)));
     if let Err(e) = &passwords {
         // Failed before the operation could start: still on the record.
         ctx.audit(

@@ -104,8 +104,10 @@ pub fn restore_one(
     // The iLO backup-file password sealed with the backup (pull --file-password).
     let mut opts = opts;
     if let Some(secret) = &verified.secret {
-        let pw = std::str::from_utf8(secret.expose())
-            .map_err(|_| OpsError::FilePasswordNotText { archive: archive_id })?;
+        let pw =
+            std::str::from_utf8(secret.expose()).map_err(|_| OpsError::FilePasswordNotText {
+                archive: archive_id,
+            })?;
         opts.file_password = Some(Password::new(pw.to_string()));
     }
 
