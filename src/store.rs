@@ -244,7 +244,82 @@ impl<'h> ArchiveStore<'h> {
 
     /// Copies an archive file into the store after checking its structure. Returns the
     /// inspection and whether it was newly added (false: identical copy already present).
-    pub fn import(&self, _lock: &HomeLock, src: &Path) -> Result<(Inspection, bool), StoreError> {
+    pub fn import(&self, lock: &HomeLock, src: &Path) -> Result<(Inspection, bool), StoreError> {
+        self.import_as(lock, src, true)
+    }
+
+    /// [`Self::import`], recording a newly added archive as *unverified* when `verified`
+    /// is false (its key was not here to authenticate it): `backup list/get` show it as
+    /// `Unverified` until a `verify` of the stored file succeeds. The mark is made before
+    /// the archive is committed, so a kill in between leaves a mark without an archive
+    /// (ignored), never an unverified archive without its mark.
+    pub fn import_as(
+        &self,
+        lock: &HomeLock,
+        src: &Path,
+        verified: bool,
+    ) -> Result<(Inspection, bool), StoreError> {
+        let id = inspect_file(src)?.header.id;
+        let fresh = !self.path_of(&id).exists();
+        if fresh && !verified {
+            self.set_unverified(&id)?;
+        }
+        let r = self.import_checked(lock, src);
+        if fresh && !verified && !matches!(r, Ok((_, true))) {
+            self.clear_unverified(&id)?;
+        }
+        r
+    }
+
+    fn unverified_path(&self, id: &Uuid) -> PathBuf {
+        self.home.dir().join(UNVERIFIED_DIR).join(id.to_string())
+    }
+
+    fn set_unverified(&self, id: &Uuid) -> Result<(), StoreError> {
+        let path = self.unverified_path(id);
+        let dir = path.parent().expect("the mark is in a directory");
+        fsutil::ensure_private_dir(dir).map_err(io_err(dir))?;
+        fsutil::write_atomic(&path, b"", 0o600).map_err(io_err(&path))
+    }
+
+    /// Removes the unverified mark of `id`, if any.
+    pub fn clear_unverified(&self, id: &Uuid) -> Result<(), StoreError> {
+        let path = self.unverified_path(id);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
+    /// A successful authentication of `path` as archive `id`: if `path` is the store's
+    /// file for `id`, it is no longer unverified.
+    pub fn authenticated(&self, path: &Path, id: &Uuid) -> Result<(), StoreError> {
+        if path == self.path_of(id) {
+            self.clear_unverified(id)?;
+        }
+        Ok(())
+    }
+
+    /// What `backup list/get` say about a stored archive: `IdMismatch` when its file is
+    /// named for another id than its header's, `Unverified` when it was uploaded without
+    /// its key and no verify has succeeded since, else `Completed`.
+    pub fn status(&self, path: &Path, inspection: &Inspection) -> ArchiveStatus {
+        let id = inspection.header.id;
+        if path.file_name() != self.path_of(&id).file_name() {
+            ArchiveStatus::IdMismatch
+        } else if self.unverified_path(&id).exists() {
+            ArchiveStatus::Unverified
+        } else {
+            ArchiveStatus::Completed
+        }
+    }
+
+    fn import_checked(
+        &self,
+        _lock: &HomeLock,
+        src: &Path,
+    ) -> Result<(Inspection, bool), StoreError> {
         let inspection = inspect_file(src)?;
         if !inspection.length_consistent {
             return Err(StoreError::Archive {
@@ -285,7 +360,29 @@ impl<'h> ArchiveStore<'h> {
                 }
             }
         })?;
-        fsutil::sync_dir(&self.home.archives_dir()).map_err(io_err(&path))
+        fsutil::sync_dir(&self.home.archives_dir()).map_err(io_err(&path))?;
+        self.clear_unverified(id)
+    }
+}
+
+/// Directory of the home holding one empty file per unverified archive id.
+pub const UNVERIFIED_DIR: &str = "unverified";
+
+/// See [`ArchiveStore::status`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveStatus {
+    Completed,
+    Unverified,
+    IdMismatch,
+}
+
+impl ArchiveStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ArchiveStatus::Completed => "Completed",
+            ArchiveStatus::Unverified => "Unverified",
+            ArchiveStatus::IdMismatch => "IdMismatch",
+        }
     }
 }
 

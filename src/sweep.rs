@@ -99,10 +99,13 @@ pub enum FindingCode {
     Unsigned,
     /// Sealed under a key this home marks compromised: re-encrypt it.
     KeyCompromised,
+    /// The file is named `<id>.vault` for another id than its header's: put in place of
+    /// another archive (a restore by that id would otherwise roll back).
+    NameIdMismatch,
 }
 
 impl FindingCode {
-    pub const ALL: [FindingCode; 15] = [
+    pub const ALL: [FindingCode; 16] = [
         FindingCode::Unreadable,
         FindingCode::NotAnArchive,
         FindingCode::UnsupportedVersion,
@@ -118,6 +121,7 @@ impl FindingCode {
         FindingCode::UnknownSigner,
         FindingCode::Unsigned,
         FindingCode::KeyCompromised,
+        FindingCode::NameIdMismatch,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -137,6 +141,7 @@ impl FindingCode {
             FindingCode::UnknownSigner => "unknown-signer",
             FindingCode::Unsigned => "unsigned",
             FindingCode::KeyCompromised => "key-compromised",
+            FindingCode::NameIdMismatch => "name-id-mismatch",
         }
     }
 
@@ -151,6 +156,7 @@ impl FindingCode {
                 | FindingCode::Truncated
                 | FindingCode::AuthenticationFailed
                 | FindingCode::SignatureInvalid
+                | FindingCode::NameIdMismatch
         )
     }
 }
@@ -406,6 +412,7 @@ pub fn check_inspected(
     match inspected {
         Ok(insp) => {
             describe(&mut r, insp, keys);
+            name_check(&mut r, Path::new(label), insp);
             keyless_checks(&mut r, insp);
             policy_checks(&mut r, insp, keys, opts);
         }
@@ -445,6 +452,7 @@ fn check_file(path: &Path, keys: &SweepKeys<'_>, opts: &SweepOptions) -> Archive
         }
     };
     describe(&mut r, &insp, keys);
+    name_check(&mut r, path, &insp);
     keyless_checks(&mut r, &insp);
     if !opts.trusted.is_empty() {
         provenance_check(&mut r, &file, &opts.trusted);
@@ -563,6 +571,28 @@ fn provenance_check(r: &mut ArchiveReport, mut file: &File, trusted: &[[u8; 32]]
             r.add(code, msg);
         }
     }
+}
+
+/// A file named `<uuid>.vault` (how a home and a remote name archives) must hold the
+/// archive with that id. Other names are not judged.
+fn name_check(r: &mut ArchiveReport, path: &Path, insp: &Inspection) {
+    if let Some(named) = named_id(path)
+        && named != insp.header.id
+    {
+        r.add(
+            FindingCode::NameIdMismatch,
+            format!(
+                "the file is named for archive {named} but holds archive {}: it was put in place of another archive; find the right file for {named}",
+                insp.header.id
+            ),
+        );
+    }
+}
+
+/// The id in a `<uuid>.vault` file name, if the name has that form.
+pub fn named_id(path: &Path) -> Option<Uuid> {
+    let name = path.file_name()?.to_str()?;
+    Uuid::parse_str(name.strip_suffix(".vault")?).ok()
 }
 
 fn keyless_checks(r: &mut ArchiveReport, insp: &Inspection) {

@@ -136,3 +136,107 @@ fn a_compromised_key_needs_re_encryption_and_the_sweep_says_so() {
     assert_eq!(r["total"], 1, "{r}");
     v.ok(&["backup", "verify", "--id", &id]);
 }
+
+/// Moves `id`'s key from `from` into `to` through a key file.
+fn move_key(from: &Vault, to: &Vault, id: &str) {
+    let pw = from.password_file("a fixture password");
+    let kf = from.path("k.vaultkey");
+    let mut args = vec!["keys", "download", "--id", id, "--file", s(&kf)];
+    args.extend(["--password-file", s(&pw)]);
+    args.extend_from_slice(&FAST_KDF);
+    from.ok(&args);
+    to.ok(&[
+        "keys",
+        "upload",
+        "--file",
+        s(&kf),
+        "--password-file",
+        s(&pw),
+    ]);
+}
+
+#[test]
+fn an_archive_uploaded_without_its_key_stays_unverified_until_a_verify() {
+    let v = Vault::new();
+    let key = v.create_key(&[]);
+    let (id, path) = seal_file(&v, &bytes(30_000, 4));
+    let keyless = Vault::new();
+    keyless.ok(&["keys", "list"]);
+    let up = keyless.ok(&["backup", "upload", "--file", s(&path)]);
+    assert_eq!(up["verified"], false);
+    // Persisted: every later list and get says so, and the key id is only claimed.
+    for _ in 0..2 {
+        let l = keyless.ok(&["backup", "list"]);
+        assert_eq!(l["resources"][0]["status"], "Unverified", "{l}");
+        assert_eq!(l["resources"][0]["backupKeyClaimed"], true, "{l}");
+        let g = keyless.ok(&["backup", "get", "--id", &id]);
+        assert_eq!(g["status"], "Unverified", "{g}");
+    }
+    // Verify needs the key: without it the status does not change.
+    keyless.fails(&["backup", "verify", "--id", &id], 3);
+    assert_eq!(
+        keyless.ok(&["backup", "get", "--id", &id])["status"],
+        "Unverified"
+    );
+    move_key(&v, &keyless, &key);
+    keyless.ok(&["backup", "verify", "--id", &id]);
+    let g = keyless.ok(&["backup", "get", "--id", &id]);
+    assert_eq!(g["status"], "Completed", "{g}");
+    assert!(g.get("backupKeyClaimed").is_none(), "{g}");
+    // In the home that sealed it, or uploaded with its key present: never unverified.
+    assert_eq!(v.ok(&["backup", "get", "--id", &id])["status"], "Completed");
+    let third = Vault::new();
+    move_key(&v, &third, &key);
+    assert_eq!(
+        third.ok(&["backup", "upload", "--file", s(&path)])["verified"],
+        true
+    );
+    assert_eq!(
+        third.ok(&["backup", "get", "--id", &id])["status"],
+        "Completed"
+    );
+}
+
+#[test]
+fn a_file_named_for_another_archive_is_an_integrity_finding_in_list_and_sweep() {
+    let v = Vault::new();
+    v.create_key(&[]);
+    let (old, old_path) = seal_file(&v, b"old configuration");
+    let (new, new_path) = seal_file(&v, b"new configuration");
+    std::fs::copy(&old_path, &new_path).unwrap();
+    let out = v.run(&["backup", "list"]);
+    assert!(out.status.success());
+    let l: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("name-id-mismatch"), "{stderr}");
+    let statuses: Vec<(String, String)> = l["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap().into(),
+                r["status"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    // Both files now hold `old`: the genuine one Completed, the misnamed one IdMismatch.
+    assert_eq!(statuses.len(), 2, "{l}");
+    assert!(statuses.iter().all(|(i, _)| *i == old), "{l}");
+    assert!(statuses.contains(&(old.clone(), "Completed".into())), "{l}");
+    assert!(
+        statuses.contains(&(old.clone(), "IdMismatch".into())),
+        "{l}"
+    );
+    let out = v.run(&["audit", "archives", s(&v.home.join("archives"))]);
+    assert_eq!(out.status.code(), Some(5), "an integrity finding");
+    let rep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rep["summary"]["findings"]["name-id-mismatch"], 1, "{rep}");
+    let bad = rep["archives"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["path"].as_str().unwrap().contains(&new))
+        .unwrap();
+    assert_eq!(bad["findings"][0]["code"], "name-id-mismatch", "{bad}");
+}

@@ -171,14 +171,22 @@ pub fn run(ctx: &Ctx, cmd: BackupCmd) -> CliResult {
             };
             let mut items = Vec::new();
             let deps = KeyStore::new(&home).dependencies()?;
-            for a in ArchiveStore::new(&home).list()? {
+            let st = ArchiveStore::new(&home);
+            for a in st.list()? {
                 match a.inspection {
                     Ok(i) => {
                         if filter
                             .as_ref()
                             .is_none_or(|(s, d)| i.header.scope == *s && i.header.domain_id == *d)
                         {
-                            items.push(with_dependency(backup_json(&i), &i, &deps));
+                            let status = st.status(&a.path, &i);
+                            if status == store::ArchiveStatus::IdMismatch {
+                                ctx.notice(&format!("{} holds archive {}, not the archive its name says: it was put in place of another one (integrity finding name-id-mismatch)", a.path.display(), i.header.id));
+                            }
+                            items.push(with_status(
+                                with_dependency(backup_json(&i), &i, &deps),
+                                status,
+                            ));
                         }
                     }
                     Err(e) => ctx.notice(&format!(
@@ -191,10 +199,15 @@ pub fn run(ctx: &Ctx, cmd: BackupCmd) -> CliResult {
         }
         BackupCmd::Get { id } => {
             let home = ctx.home()?;
-            let (_, path) = ArchiveStore::new(&home).find(&id)?;
+            let st = ArchiveStore::new(&home);
+            let (_, path) = st.find(&id)?;
             let i = store::inspect_file(&path)?;
             let deps = KeyStore::new(&home).dependencies()?;
-            ctx.print(&with_dependency(backup_json(&i), &i, &deps))
+            let status = st.status(&path, &i);
+            ctx.print(&with_status(
+                with_dependency(backup_json(&i), &i, &deps),
+                status,
+            ))
         }
         BackupCmd::Download { id, file } => {
             let home = ctx.home()?;
@@ -226,7 +239,7 @@ pub fn run(ctx: &Ctx, cmd: BackupCmd) -> CliResult {
                     false
                 };
                 let lock = home.lock()?;
-                let (insp, added) = ArchiveStore::new(&home).import(&lock, &file)?;
+                let (insp, added) = ArchiveStore::new(&home).import_as(&lock, &file, verified)?;
                 Ok((insp, added, verified))
             })();
             let (asked_id, detail) = asked(None, Some(&file));
@@ -477,7 +490,18 @@ pub fn verify_path(home: &Home, path: &Path) -> CliResult<envelope::OpenSummary>
         len,
         "verifying",
     );
-    Ok(envelope::verify(input, &lookup).map_err(archive_err(path))?)
+    let s = envelope::verify(input, &lookup).map_err(archive_err(path))?;
+    ArchiveStore::new(home).authenticated(path, &s.header.id)?;
+    Ok(s)
+}
+
+/// `status` of a `backup list/get` item; an unverified archive's key id is only claimed.
+fn with_status(mut v: Value, status: store::ArchiveStatus) -> Value {
+    v["status"] = json!(status.as_str());
+    if status != store::ArchiveStatus::Completed {
+        v["backupKeyClaimed"] = json!(true);
+    }
+    v
 }
 
 fn extract(home: &Home, path: &Path, out: &Path) -> CliResult<envelope::OpenSummary> {
