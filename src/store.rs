@@ -195,6 +195,44 @@ impl<'h> ArchiveStore<'h> {
             .collect())
     }
 
+    /// The archives whose key slots name `key_id`, split by what `key` (that key, as this
+    /// home holds it) confirms: `confirmed` open with it ([`envelope::confirm_key`],
+    /// O(header) each); `claimed_only` merely name it in a slot that does not open with it
+    /// (a forged or edited slot: deleting the key loses nothing of those).
+    pub fn referencing_confirmed(
+        &self,
+        key_id: &Uuid,
+        key: &envelope::OpeningKey,
+    ) -> Result<Referencing, StoreError> {
+        let lookup = |id: &Uuid| {
+            (id == key_id).then(|| {
+                envelope::OpeningKey::new(
+                    key.material.duplicate(),
+                    key.scope,
+                    key.domain_id.clone(),
+                )
+            })
+        };
+        let mut r = Referencing::default();
+        for a in self.list()? {
+            let Ok(i) = a.inspection else { continue };
+            if !i.key_ids.iter().any(|(k, _)| k == key_id) {
+                continue;
+            }
+            let confirmed = open_archive(&a.path)
+                .map_err(EnvelopeError::Io)
+                .and_then(|f| envelope::confirm_key(BufReader::with_capacity(8192, f), &lookup))
+                .is_ok_and(|k| k == *key_id);
+            let list = if confirmed {
+                &mut r.confirmed
+            } else {
+                &mut r.claimed_only
+            };
+            list.push(i.header.id.to_string());
+        }
+        Ok(r)
+    }
+
     /// Starts a new archive of the store: a [`Sealer`] writing into a temporary file of
     /// the archive directory. Write the plaintext into the returned [`ArchiveWriter`],
     /// call [`ArchiveWriter::finish`], then [`StagedArchive::commit`] under the home lock.
@@ -363,6 +401,13 @@ impl<'h> ArchiveStore<'h> {
         fsutil::sync_dir(&self.home.archives_dir()).map_err(io_err(&path))?;
         self.clear_unverified(id)
     }
+}
+
+/// Result of [`ArchiveStore::referencing_confirmed`].
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Referencing {
+    pub confirmed: Vec<String>,
+    pub claimed_only: Vec<String>,
 }
 
 /// Directory of the home holding one empty file per unverified archive id.

@@ -240,3 +240,38 @@ fn a_file_named_for_another_archive_is_an_integrity_finding_in_list_and_sweep() 
         .unwrap();
     assert_eq!(bad["findings"][0]["code"], "name-id-mismatch", "{bad}");
 }
+
+#[test]
+fn keys_delete_is_held_up_only_by_archives_its_key_really_opens() {
+    let v = Vault::new();
+    let a = v.create_key(&[]);
+    let (id, path) = seal_file(&v, &bytes(20_000, 5));
+    let b = v.create_key(&[]);
+    v.create_key(&["--default"]);
+    // Without any key, forge the empty slot 1: slot 0's bytes, key id B, generation 2.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let h = u32::from_be_bytes(bytes[12..16].try_into().unwrap()) as usize;
+    let s0 = bytes[40 + h..296 + h].to_vec();
+    bytes[296 + h..552 + h].copy_from_slice(&s0);
+    bytes[296 + h..300 + h].copy_from_slice(&2u32.to_be_bytes());
+    let b_raw = uuid::Uuid::parse_str(&b).unwrap();
+    bytes[300 + h..316 + h].copy_from_slice(b_raw.as_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let i = v.ok(&["inspect", "--file", s(&path)]);
+    assert_eq!(i["keySlots"][1]["keyId"], b.as_str(), "{i}");
+    assert_eq!(i["keySlots"][1]["claimed"], true, "{i}");
+    // The genuine key: confirmed by its slot, so its deletion is refused.
+    let err = v.fails(&["keys", "delete", "--id", &a], 7);
+    assert!(err.contains(&id), "{err}");
+    // The key the forged slot names: a claim, not a fact; deleted, and the claim named.
+    let out = v.run(&["keys", "delete", "--id", &b]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&id) && stderr.contains("does not open with it"),
+        "{stderr}"
+    );
+    // And the archive itself is refused as tampered, not opened.
+    let err = v.fails(&["backup", "verify", "--id", &id], 5);
+    assert!(err.contains("does not vouch for"), "{err}");
+}

@@ -220,6 +220,13 @@ fn rotate(ctx: &Ctx, scope: &ScopeArgs) -> CliResult {
 
 fn delete(ctx: &Ctx, id: &str, force: bool) -> CliResult {
     let d = keys::delete(&ctx.ops()?, id, force)?;
+    if !d.claimed_only_by.is_empty() {
+        ctx.notice(&format!(
+            "archive(s) {} name key {} in a key slot that does not open with it (forged or edited; claimed, not sealed under it): run 'vault backup verify' on them",
+            d.claimed_only_by.join(", "),
+            d.key.id
+        ));
+    }
     if !d.still_used_by.is_empty() {
         ctx.notice(&format!(
             "deleted key {} although {} archive(s) use it (--force)",

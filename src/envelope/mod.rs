@@ -383,6 +383,16 @@ pub fn inspect<R: Read + Seek>(mut input: R) -> Result<Inspection, EnvelopeError
     Ok(describe(prefix, &trailer, payload_len, file_len))
 }
 
+/// Confirms with a key what a slot claims, reading only what comes before the payload
+/// (O(header)): unwraps the data key as a rewrap does (a broken *other* slot is
+/// tolerated) and authenticates the slot that opened (its region MAC and signature, v2).
+/// Returns that slot's key id, which is then a fact, not a claim. Says nothing about the
+/// payload: that is `verify`.
+pub fn confirm_key<R: Read>(mut input: R, keys: KeyLookup<'_>) -> Result<Uuid, EnvelopeError> {
+    let prefix = read_prefix(&mut input)?;
+    Ok(unlock(&prefix, keys, false)?.key_id)
+}
+
 /// Result of [`check_keyless`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeylessCheck {

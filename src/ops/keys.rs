@@ -36,6 +36,9 @@ pub struct NewKey {
 pub struct Deleted {
     pub key: KeyInfo,
     pub still_used_by: Vec<String>,
+    /// Archives that name the key in a slot that does not open with it (forged or
+    /// edited): not held up by the deletion, and reported.
+    pub claimed_only_by: Vec<String>,
 }
 
 /// An exported key file.
@@ -128,11 +131,25 @@ pub fn delete(ctx: &Context, id: &str, force: bool) -> Result<Deleted, OpsError>
         let ks = KeyStore::new(ctx.home());
         let lock = ctx.home().lock()?;
         let k = ks.find(id)?;
-        let refs = ArchiveStore::new(ctx.home()).referencing(&k.id)?;
-        let key = ks.delete(&lock, &k.id, force, &refs)?;
+        // A slot's key id is only claimed until the key opens it: only archives the key
+        // confirms hold up its deletion. Without its material (a token not present),
+        // every claim counts.
+        let store = ArchiveStore::new(ctx.home());
+        let refs = match ks.material(&k.id, false) {
+            Ok((_, m)) => store.referencing_confirmed(
+                &k.id,
+                &crate::envelope::OpeningKey::new(m, k.scope, k.domain_id.clone()),
+            )?,
+            Err(_) => crate::store::Referencing {
+                confirmed: store.referencing(&k.id)?,
+                claimed_only: Vec::new(),
+            },
+        };
+        let key = ks.delete(&lock, &k.id, force, &refs.confirmed)?;
         Ok(Deleted {
             key,
-            still_used_by: refs,
+            still_used_by: refs.confirmed,
+            claimed_only_by: refs.claimed_only,
         })
     })
 }

@@ -180,3 +180,52 @@ pub fn cannot_run(why: &str) {
     );
     eprintln!("SKIPPED (not CI): {why}");
 }
+
+/// A campaign knob: `name` from the environment as a number, else `default`.
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A campaign's seed: `name` from the environment (to replay one), else the clock.
+pub fn campaign_seed(name: &str) -> u64 {
+    env_u64(
+        name,
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64),
+    )
+}
+
+/// Runs the binary on `home` with `args` and, with `delay`, SIGKILLs it after that long
+/// unless it finished. Returns whether it was killed and how long it ran.
+pub fn run_killed_after(
+    home: &Path,
+    args: &[&str],
+    delay: Option<std::time::Duration>,
+) -> (bool, std::time::Duration) {
+    let start = std::time::Instant::now();
+    let mut child = Command::new(BIN)
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .env_remove("VAULT_HOME")
+        .env_remove("VAULT_KEY_PASSWORD")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut killed = false;
+    if let Some(d) = delay {
+        std::thread::sleep(d);
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            killed = true;
+        }
+    }
+    child.wait().unwrap();
+    (killed, start.elapsed())
+}
