@@ -15,7 +15,7 @@
 //!   file, so one unreadable file cannot hide the state of the others.
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::io::{self, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,7 +25,6 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use crate::envelope::format::MAGIC;
 use crate::envelope::{self, EnvelopeError, Inspection, SlotInfo};
 use crate::fsutil::TEMP_PREFIX;
 use crate::keystore::KeyState;
@@ -253,12 +252,35 @@ pub struct SweepReport {
     pub summary: SweepSummary,
     /// One entry per examined file, in path order.
     pub archives: Vec<ArchiveReport>,
+    /// What was not examined and why, in path order (`summary.skipped` counts these).
+    pub skipped: Vec<Skipped>,
+}
+
+/// Why a path under a swept directory was not examined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SkipReason {
+    /// A symbolic link below a named path (never followed).
+    Symlink,
+    /// A `.tmp-*` file: an interrupted write, never an archive.
+    Temporary,
+    /// A directory at [`MAX_DEPTH`] levels: nothing below it was looked at.
+    TooDeep,
+    /// A socket, FIFO or device.
+    SpecialFile,
+}
+
+/// One path a sweep did not examine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    pub path: String,
+    pub reason: SkipReason,
 }
 
 /// Sweeps `paths` (files or directories, walked recursively).
 pub fn sweep(paths: &[PathBuf], keys: &SweepKeys<'_>, opts: &SweepOptions) -> SweepReport {
     let mut files = Vec::new();
-    let mut skipped = 0u64;
+    let mut skipped = Vec::new();
     let mut unreadable = Vec::new();
     for p in paths {
         collect(p, 0, true, &mut files, &mut skipped, &mut unreadable);
@@ -292,9 +314,10 @@ pub fn sweep(paths: &[PathBuf], keys: &SweepKeys<'_>, opts: &SweepOptions) -> Sw
     summarize(archives, skipped)
 }
 
-/// The report of `archives` (sorted by path here), with `skipped` files not examined.
-pub fn summarize(mut archives: Vec<ArchiveReport>, skipped: u64) -> SweepReport {
+/// The report of `archives` (sorted by path here), with the paths `skipped`.
+pub fn summarize(mut archives: Vec<ArchiveReport>, mut skipped: Vec<Skipped>) -> SweepReport {
     archives.sort_by(|a, b| a.path.cmp(&b.path));
+    skipped.sort_by(|a, b| a.path.cmp(&b.path));
     let mut summary = SweepSummary {
         files: archives.len() as u64,
         archives: 0,
@@ -302,7 +325,7 @@ pub fn summarize(mut archives: Vec<ArchiveReport>, skipped: u64) -> SweepReport 
         with_findings: 0,
         integrity_failures: 0,
         verified: 0,
-        skipped,
+        skipped: skipped.len() as u64,
         findings: FindingCode::ALL.iter().map(|c| (c.as_str(), 0)).collect(),
     };
     for a in &archives {
@@ -337,7 +360,11 @@ pub fn summarize(mut archives: Vec<ArchiveReport>, skipped: u64) -> SweepReport 
             *summary.findings.entry(c.as_str()).or_default() += 1;
         }
     }
-    SweepReport { summary, archives }
+    SweepReport {
+        summary,
+        archives,
+        skipped,
+    }
 }
 
 /// Gathers the regular files under `path`. Named paths (`top`) are followed if they are
@@ -347,9 +374,15 @@ fn collect(
     depth: usize,
     top: bool,
     files: &mut Vec<PathBuf>,
-    skipped: &mut u64,
+    skipped: &mut Vec<Skipped>,
     unreadable: &mut Vec<ArchiveReport>,
 ) {
+    let mut skip = |reason| {
+        skipped.push(Skipped {
+            path: path.display().to_string(),
+            reason,
+        })
+    };
     let meta = if top {
         std::fs::metadata(path)
     } else {
@@ -374,13 +407,13 @@ fn collect(
                 .file_name()
                 .is_some_and(|n| n.to_string_lossy().starts_with(TEMP_PREFIX));
         if is_temp {
-            *skipped += 1;
+            skip(SkipReason::Temporary);
         } else {
             files.push(path.to_path_buf());
         }
     } else if ft.is_dir() {
         if depth >= MAX_DEPTH {
-            *skipped += 1;
+            skip(SkipReason::TooDeep);
             return;
         }
         let entries = match std::fs::read_dir(path) {
@@ -393,9 +426,10 @@ fn collect(
                 Err(e) => return fail(unreadable, "list the directory", e),
             }
         }
+    } else if ft.is_symlink() {
+        skip(SkipReason::Symlink);
     } else {
-        // Symlinks below a named path, sockets, FIFOs, devices.
-        *skipped += 1;
+        skip(SkipReason::SpecialFile);
     }
 }
 
@@ -467,30 +501,16 @@ fn check_file(path: &Path, keys: &SweepKeys<'_>, opts: &SweepOptions) -> Archive
     r
 }
 
-/// `envelope::inspect`, but a file that does not start like an archive is
-/// `NotAnArchive` even when it is shorter than the preamble (inspect would say truncated).
+/// `envelope::inspect` of the file: an empty file is `Empty`, one that does not start
+/// with the magic is `NotAnArchive` (however short), as for every other command.
 fn inspect(file: &File) -> Result<Inspection, EnvelopeError> {
-    let mut head = [0u8; MAGIC.len()];
-    let mut n = 0;
-    let mut f = file;
-    while n < head.len() {
-        match f.read(&mut head[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(EnvelopeError::Io(e)),
-        }
-    }
-    if n == 0 || head[..n] != MAGIC[..n] {
-        return Err(EnvelopeError::NotAnArchive);
-    }
     // Small buffer: inspect reads a few hundred bytes at each end of the file.
     envelope::inspect(BufReader::with_capacity(4096, file))
 }
 
 fn classify(e: &EnvelopeError) -> (FindingCode, String) {
     let code = match e {
-        EnvelopeError::NotAnArchive => FindingCode::NotAnArchive,
+        EnvelopeError::Empty | EnvelopeError::NotAnArchive => FindingCode::NotAnArchive,
         EnvelopeError::UnsupportedVersion { .. } => FindingCode::UnsupportedVersion,
         EnvelopeError::Truncated(_) => FindingCode::Truncated,
         EnvelopeError::Io(_) => FindingCode::Unreadable,
@@ -786,6 +806,8 @@ mod tests {
         let rep = sweep(&[t.path().to_path_buf()], &keys, &opts);
         assert_eq!(rep.summary.files, cases.len() as u64);
         assert_eq!(rep.summary.skipped, 2, "temp file and symlink");
+        let reasons: Vec<_> = rep.skipped.iter().map(|s| s.reason).collect();
+        assert_eq!(reasons, [SkipReason::Temporary, SkipReason::Symlink]);
         assert_eq!(rep.summary.integrity_failures, cases.len() as u64);
         for (name, _, code) in cases {
             let a = rep

@@ -366,6 +366,46 @@ fn entry<'a>(rep: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("{name} not in the sweep"))
 }
 
+/// Issue #18: the sweep's depth limit is reported, not silent. An archive 66 levels deep
+/// is not examined; the directory where the walk stopped is listed under `skipped` with
+/// reason `too-deep`, counted in `summary.skipped`, and said on stderr; sweeping that
+/// directory by name finds the archive.
+#[test]
+fn sweep_says_what_the_depth_limit_left_out() {
+    let t = tempfile::tempdir().unwrap();
+    let home = t.path().join("home");
+    ok(&home, &["keys", "create"]);
+    let top = t.path().join("deep");
+    let mut dir = top.clone();
+    for i in 0..66 {
+        dir = dir.join(format!("{i}"));
+    }
+    let sealed = seal_many(&home, &dir, 1, b"deep down");
+    seal_many(&home, &top, 1, b"at the top");
+    let o = run(&home, &["audit", "archives", top.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let rep = json_of(&o);
+    assert_eq!(
+        rep["summary"]["files"], 1,
+        "the deep archive is not examined"
+    );
+    assert_eq!(rep["summary"]["skipped"], 1);
+    let k = &rep["skipped"][0];
+    assert_eq!(k["reason"], "too-deep", "{rep}");
+    // Depth 0 is `top`, so the walk stops at the directory 64 levels below it.
+    let stopped = PathBuf::from(str_of(&k["path"]));
+    assert_eq!(stopped.strip_prefix(&top).unwrap().components().count(), 64);
+    assert!(sealed[0].starts_with(&stopped));
+    let err = stderr(&o);
+    assert!(
+        err.contains("1 director(ies) at the depth limit of 64 levels were not entered"),
+        "{err}"
+    );
+    let (code, rep) = sweep(&home, &[stopped.to_str().unwrap()]);
+    assert_eq!(code, Some(0));
+    assert_eq!(rep["summary"]["files"], 1, "swept by name, it is found");
+}
+
 #[test]
 fn sweep_of_1000_archives_and_junk_reports_each_file() {
     let t = tempfile::tempdir().unwrap();
@@ -429,6 +469,25 @@ fn sweep_of_1000_archives_and_junk_reports_each_file() {
         let s = &rep["summary"];
         assert_eq!(s["files"], files, "{s}");
         assert_eq!(s["skipped"], 2, "{s}");
+        // ... and says which and why.
+        let skipped: Vec<(String, String)> = rep["skipped"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| {
+                (
+                    str_of(&k["path"]).rsplit('/').next().unwrap().to_string(),
+                    str_of(&k["reason"]).to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            skipped,
+            [
+                (".tmp-abc123".to_string(), "temporary".to_string()),
+                ("link-to-home".to_string(), "symlink".to_string())
+            ]
+        );
         assert_eq!(s["archives"], files - 2, "{s}");
         let f = &s["findings"];
         assert_eq!(f["not-an-archive"], 2, "{s}");

@@ -268,8 +268,7 @@ fn newer_format_version_asks_to_upgrade_and_junk_is_not_an_archive() {
     std::fs::write(&t, b"PK\x03\x04 a zip file, not an archive").unwrap();
     let err = v.fails(&["inspect", "--file", s(&t)], 2);
     assert!(err.contains("not a vault archive"), "{err}");
-    std::fs::write(&t, b"").unwrap();
-    v.fails(&["inspect", "--file", s(&t)], 5);
+    // Empty files: `an_empty_file_gets_one_verdict_from_every_reader`.
 }
 
 #[test]
@@ -485,4 +484,61 @@ fn get_download_delete_and_table_output() {
     v.ok(&["backup", "delete", "--id", id]);
     v.fails(&["backup", "get", "--id", id], 3);
     assert_eq!(v.ok(&["backup", "list"])["total"], 0);
+}
+
+/// Issue #18: one verdict for an empty file. Every command that reads an archive or a key
+/// file says the same thing about 0 bytes ("the file is empty (0 bytes)", exit 2), the
+/// sweep included (finding `not-an-archive` with the same words); before, `inspect`
+/// called it truncated and the sweep not-an-archive.
+#[test]
+fn an_empty_file_gets_one_verdict_from_every_reader() {
+    let v = Vault::new();
+    v.create_key(&[]);
+    let empty = v.path("empty.vault");
+    std::fs::write(&empty, b"").unwrap();
+    let pw = v.password_file(PASSWORD);
+    let out = v.path("out.bin");
+    let readers: [&[&str]; 7] = [
+        &["inspect", "--file", s(&empty)],
+        &["backup", "inspect", "--file", s(&empty)],
+        &["backup", "verify", "--file", s(&empty)],
+        &["backup", "extract", "--file", s(&empty), "--out", s(&out)],
+        &["backup", "upload", "--file", s(&empty)],
+        &["keys", "inspect", "--file", s(&empty)],
+        &[
+            "keys",
+            "upload",
+            "--file",
+            s(&empty),
+            "--password-file",
+            s(&pw),
+        ],
+    ];
+    let before = v.state();
+    for args in readers {
+        let err = v.fails(args, 2);
+        assert!(
+            err.contains("the file is empty (0 bytes), so it is not a vault "),
+            "vault {args:?}: {err}"
+        );
+        assert!(!out.exists(), "{args:?} wrote its --out");
+    }
+    assert_eq!(v.state(), before, "an empty file changed the home");
+    // The sweep: the same words in the finding, and an integrity failure (exit 5).
+    let swept = v.run(&["audit", "archives", s(&empty)]);
+    assert_eq!(swept.status.code(), Some(5));
+    let rep: Value = serde_json::from_slice(&swept.stdout).unwrap();
+    let f = &rep["archives"][0]["findings"][0];
+    assert_eq!(f["code"], "not-an-archive", "{rep}");
+    assert!(
+        f["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("the file is empty (0 bytes), so it is not a vault archive"),
+        "{rep}"
+    );
+    // Not the verdict for a cut-short archive: 8 bytes of magic are still "truncated".
+    std::fs::write(&empty, b"VAULTARC").unwrap();
+    let err = v.fails(&["inspect", "--file", s(&empty)], 5);
+    assert!(err.contains("truncated"), "{err}");
 }

@@ -69,7 +69,8 @@ Finding codes: unreadable, not-an-archive, unsupported-version, malformed, trunc
 authentication-failed (--verify), key-missing, key-retired, key-rotation-overdue \
 (--rotation-days), archive-too-old (--max-age).\n\n\
 Symbolic links inside the directories are not followed, '.tmp-*' files (interrupted writes) \
-are skipped, and directories deeper than 64 levels are not entered.\n\n\
+are skipped, and directories deeper than 64 levels are not entered; each path not examined is \
+listed under \"skipped\" with its reason (symlink, temporary, too-deep, special-file).\n\n\
 Exit status: 5 if any file failed an integrity check (unreadable, not-an-archive, malformed, \
 truncated, authentication-failed): a file in an archive directory that is not an intact archive \
 is something to look at. Policy findings alone (key-missing, key-retired, key-rotation-overdue, \
@@ -368,7 +369,7 @@ fn archives(ctx: &Ctx, a: &ArchivesArgs) -> CliResult {
                 a.min_retention,
             )?);
         }
-        sweep::summarize(all, report.summary.skipped)
+        sweep::summarize(all, report.skipped)
     };
     let mut out = serde_json::to_value(&report).expect("sweep report serializes");
     if ctx.format == Format::Table {
@@ -384,6 +385,17 @@ fn archives(ctx: &Ctx, a: &ArchivesArgs) -> CliResult {
         super::everyday::write_sweep_metrics(ctx, m, &report.summary, started);
     }
     ctx.print(&out)?;
+    let too_deep = report
+        .skipped
+        .iter()
+        .filter(|k| k.reason == sweep::SkipReason::TooDeep)
+        .count();
+    if too_deep > 0 {
+        ctx.notice(&format!(
+            "{too_deep} director(ies) at the depth limit of {} levels were not entered; their paths are under \"skipped\" (reason \"too-deep\"): sweep them by name",
+            sweep::MAX_DEPTH
+        ));
+    }
     let s = &report.summary;
     if ctx.format == Format::Table {
         ctx.notice(&format!(

@@ -54,9 +54,20 @@ pub fn obtain(
         first
     } else {
         return Err(PasswordError::Missing {
+            flag: file_flag(env_var).to_string(),
             env_var: env_var.to_string(),
         });
     };
     ops::password::check(&pw, confirm)?;
     Ok(pw)
+}
+
+/// The flag that names the file for the password read from `env_var`, as the error for a
+/// missing password must say it (`backup pull` has no `--password-file`).
+fn file_flag(env_var: &str) -> &'static str {
+    match env_var {
+        "VAULT_BMC_PASSWORD" => "--bmc-password-file",
+        super::home::ENV_NEW_ROOT_PASSWORD => "--new-password-file",
+        _ => "--password-file",
+    }
 }

@@ -10,6 +10,13 @@ use crate::errors::{Classify, Kind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EnvelopeError {
+    /// Zero bytes: the same verdict from every command that reads an archive (inspect,
+    /// verify, upload, the sweep), and the same words as for an empty key file.
+    #[error(
+        "the file is empty (0 bytes), so it is not a vault archive; an interrupted copy or download leaves this, use a complete copy"
+    )]
+    Empty,
+
     /// The first 8 bytes are not `VAULTARC`.
     #[error(
         "input is not a vault archive (it does not start with the magic bytes \"VAULTARC\"); check that you gave the right file"
@@ -106,7 +113,9 @@ pub(crate) fn eof_is_truncation(what: &str) -> impl FnOnce(std::io::Error) -> En
 impl Classify for EnvelopeError {
     fn kind(&self) -> Kind {
         match self {
-            EnvelopeError::NotAnArchive | EnvelopeError::InvalidHeader(_) => Kind::Usage,
+            EnvelopeError::Empty
+            | EnvelopeError::NotAnArchive
+            | EnvelopeError::InvalidHeader(_) => Kind::Usage,
             EnvelopeError::UnsupportedVersion { .. } | EnvelopeError::TooLarge => Kind::Unsupported,
             EnvelopeError::Malformed(_)
             | EnvelopeError::Truncated(_)

@@ -64,7 +64,7 @@ use cobblestone::{
     gcm_seal,
 };
 use error::eof_is_truncation;
-use format::{PREAMBLE_LEN, Preamble, SALT_LEN, SLOT_COUNT, header_hash, payload_len_for};
+use format::{MAGIC, PREAMBLE_LEN, Preamble, SALT_LEN, SLOT_COUNT, header_hash, payload_len_for};
 
 use crate::secret::Key32;
 
@@ -849,13 +849,28 @@ fn context_v2(hash: &[u8; 32]) -> [u8; 48] {
 /// (works on any stream). Version dispatch happens here.
 fn read_prefix<R: Read>(input: &mut R) -> Result<Prefix, EnvelopeError> {
     let mut pre = [0u8; PREAMBLE_LEN];
-    input.read_exact(&mut pre).map_err(|e| match e.kind() {
-        // Shorter than a preamble: whatever it is, it is not a readable archive.
-        io::ErrorKind::UnexpectedEof => {
-            EnvelopeError::Truncated("input is shorter than the 16-byte preamble".into())
+    let mut got = 0;
+    while got < PREAMBLE_LEN {
+        match input.read(&mut pre[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(EnvelopeError::Io(e)),
         }
-        _ => EnvelopeError::Io(e),
-    })?;
+    }
+    if got == 0 {
+        return Err(EnvelopeError::Empty);
+    }
+    if got < PREAMBLE_LEN {
+        // Shorter than a preamble: a cut-short archive if it starts like one.
+        let n = got.min(MAGIC.len());
+        if pre[..n] != MAGIC[..n] {
+            return Err(EnvelopeError::NotAnArchive);
+        }
+        return Err(EnvelopeError::Truncated(
+            "input is shorter than the 16-byte preamble".into(),
+        ));
+    }
     let preamble = Preamble::parse(&pre)?;
     // `header_len` was bounded by `Preamble::parse`, so this allocation is at most 64 KiB.
     let mut header_bytes = vec![0u8; preamble.header_len as usize];

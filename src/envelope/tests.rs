@@ -237,7 +237,9 @@ fn truncation_is_reported_as_truncated() {
     for cut in cuts {
         assert!(cut < s.bytes.len());
         match open_bytes(&s.bytes[..cut], &ring) {
-            Err(EnvelopeError::Truncated(_)) => {}
+            Err(EnvelopeError::Truncated(_)) if cut > 0 => {}
+            // Zero bytes are "empty", the one verdict every reader gives (issue #18).
+            Err(EnvelopeError::Empty) if cut == 0 => {}
             other => panic!("cut at {cut}: {other:?}"),
         }
     }

@@ -51,6 +51,11 @@ const LABEL_WRAP: &[u8] = b"vault.keyfile.v1 wrap";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
+    /// Zero bytes (the same words as `EnvelopeError::Empty`).
+    #[error(
+        "the file is empty (0 bytes), so it is not a vault key file; an interrupted copy or download leaves this, use a complete copy"
+    )]
+    Empty,
     #[error("this is not a vault key file (bad magic bytes)")]
     NotAKeyFile,
     #[error(
@@ -74,7 +79,7 @@ pub enum KeyFileError {
 impl Classify for KeyFileError {
     fn kind(&self) -> Kind {
         match self {
-            KeyFileError::NotAKeyFile => Kind::Usage,
+            KeyFileError::Empty | KeyFileError::NotAKeyFile => Kind::Usage,
             KeyFileError::TooNew { .. } | KeyFileError::TooOld { .. } => Kind::Unsupported,
             KeyFileError::Truncated(_) | KeyFileError::Corrupted(_) => Kind::Integrity,
             KeyFileError::WrongPassword => Kind::Auth,
@@ -182,8 +187,11 @@ pub struct ExportMeta {
 
 /// Parses and checks structure, bounds and the outer checksum; needs no password.
 pub fn parse(bytes: &[u8]) -> Result<ParsedKeyFile, KeyFileError> {
+    if bytes.is_empty() {
+        return Err(KeyFileError::Empty);
+    }
     if bytes.len() < 8 || &bytes[..8] != MAGIC {
-        if bytes.len() < 8 && MAGIC.starts_with(bytes) && !bytes.is_empty() {
+        if bytes.len() < 8 && MAGIC.starts_with(bytes) {
             return Err(KeyFileError::Truncated("shorter than its magic bytes"));
         }
         return Err(KeyFileError::NotAKeyFile);
@@ -432,7 +440,8 @@ mod tests {
                     KeyFileError::Truncated(_)
                         | KeyFileError::NotAKeyFile
                         | KeyFileError::Corrupted(_)
-                ),
+                ) && len > 0
+                    || matches!(err, KeyFileError::Empty) && len == 0,
                 "len {len}: {err}"
             );
             if len >= PREFIX_LEN {

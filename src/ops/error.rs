@@ -177,10 +177,8 @@ pub enum PasswordError {
     Terminal(io::Error),
     #[error("the two passwords differ; nothing was written")]
     Mismatch,
-    #[error(
-        "a password is needed: pass --password-file FILE or set {env_var} (no terminal to prompt on)"
-    )]
-    Missing { env_var: String },
+    #[error("a password is needed: pass {flag} FILE or set {env_var} (no terminal to prompt on)")]
+    Missing { flag: String, env_var: String },
     #[error("the password is empty")]
     Empty,
     #[error("the password is too short: use at least {min} characters")]
