@@ -370,6 +370,8 @@ struct World {
     hsm: Option<common::softhsm::Hsm>,
     /// The archive the tour pulled from the simulator (its placeholders are this one).
     pulled: Option<String>,
+    /// What `KEY` stood for last.
+    last_key: Option<String>,
     shapes: BTreeMap<String, Shape>,
     shapes_used: Vec<String>,
     ran: Vec<String>,
@@ -408,6 +410,7 @@ impl World {
             current: None,
             hsm: None,
             pulled: None,
+            last_key: None,
             shapes,
             shapes_used: Vec::new(),
             ran: Vec::new(),
@@ -476,7 +479,11 @@ impl World {
                 ("--home", "/other") => self.other.display().to_string(),
                 ("--id", "5dac1d33") => self.pulled.clone().unwrap()[..8].to_string(),
                 ("--id", "ARCH") => self.pulled.clone().unwrap(),
-                ("--id", "KEY") => self.default_key(&self.home.clone()),
+                ("--id", "KEY") => {
+                    let k = self.default_key(&self.home.clone());
+                    self.last_key = Some(k.clone());
+                    k
+                }
                 ("--port", _) => "0".to_string(),
                 ("--bmc-password-file", p) => p.replace("~/", ""),
                 ("--inventory", "fleet.toml") => self.fleet_from_readme(),
@@ -737,6 +744,40 @@ impl World {
                 }
             }
             "demo" => assert_eq!(v["ok"], true),
+            "keys compromise" => {
+                // The README's comment says what comes next: "then: backup rewrap …
+                // --reencrypt (a plain rewrap is refused)". Both halves are run.
+                let then = ex.raw.split("then: ").nth(1).expect("what to do then");
+                let then = then.split(" (").next().unwrap();
+                let key = self.last_key.clone().unwrap();
+                let then: Vec<String> = shell_words(then)
+                    .into_iter()
+                    .map(|w| if w == "KEY" { key.clone() } else { w })
+                    .collect();
+                assert!(then.contains(&"--reencrypt".to_string()), "{then:?}");
+                let plain: Vec<String> = then
+                    .iter()
+                    .filter(|w| *w != "--reencrypt")
+                    .cloned()
+                    .collect();
+                let out = self.vault(Some(home), &plain).output().unwrap();
+                assert_eq!(
+                    out.status.code(),
+                    Some(7),
+                    "a plain rewrap: {}",
+                    stderr(&out)
+                );
+                // A new default to re-encrypt under (and for the examples after).
+                self.json_of(home, &["keys", "create"]);
+                let then: Vec<&str> = then.iter().map(String::as_str).collect();
+                let r = self.json_of(home, &then);
+                assert!(r["failed"].as_array().unwrap().is_empty(), "{r}");
+                assert!(!r["rewrapped"].as_array().unwrap().is_empty(), "{r}");
+            }
+            "inspect" if w.contains(&"--trust") => {
+                // "signature valid / invalid / unknown signer / unsigned": this home's.
+                assert_eq!(v["signature"], "valid", "{v}");
+            }
             _ => {}
         }
     }

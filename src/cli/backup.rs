@@ -632,7 +632,7 @@ fn rewrap(ctx: &Ctx, a: RewrapArgs) -> CliResult {
         return Err(CliError::new(
             Kind::Refused,
             format!(
-                "key {} is compromised: a plain rewrap keeps each archive's data key, which whoever holds that key can recompute; nothing was changed. Use 'vault backup rewrap --from {} --reencrypt'",
+                "key {} is compromised: a plain rewrap keeps each archive's data key, which whoever holds that key can recompute; nothing was changed. Use 'vault backup rewrap --all --from {} --reencrypt'",
                 f.id, f.id
             ),
         ));

@@ -38,7 +38,7 @@ pub enum KeysCmd {
         scope: ScopeArgs,
     },
     /// Mark a key compromised: it never seals again, still opens, and its archives must
-    /// be re-encrypted ('vault backup rewrap --from ID --reencrypt').
+    /// be re-encrypted ('vault backup rewrap --all --from ID --reencrypt').
     Compromise {
         #[arg(long, value_name = "ID")]
         id: String,
