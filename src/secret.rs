@@ -54,7 +54,8 @@ impl std::fmt::Debug for Key32 {
     }
 }
 
-/// A password or passphrase. Never printed, never logged.
+/// A password or passphrase. Never printed, never logged. A clone is wiped on drop too.
+#[derive(Clone)]
 pub struct Password(Zeroizing<String>);
 
 impl Password {

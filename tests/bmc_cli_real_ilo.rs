@@ -49,6 +49,16 @@ impl Home {
         self.cmd(args).output().unwrap()
     }
 
+    /// `backup restore --yes` of archive `id` to `bmc` plus `extra`.
+    fn restore(&self, id: &str, bmc: &str, extra: &[&str]) -> Output {
+        let pw = self.file("bmc.pw", PASSWORD);
+        let mut args = vec!["backup", "restore", "--id", id, "--bmc", bmc];
+        let pw = s(&pw);
+        args.extend(["--bmc-user", "admin", "--bmc-password-file", &pw, "--yes"]);
+        args.extend_from_slice(extra);
+        self.vault(&args)
+    }
+
     /// `backup pull` of `sim` plus `extra`.
     fn pull(&self, sim: &SimHandle, extra: &[&str]) -> Output {
         let pw = self.file("bmc.pw", PASSWORD);
@@ -84,6 +94,11 @@ fn sim_with(f: impl FnOnce(&mut SimConfig)) -> SimHandle {
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// stdout then stderr.
+fn both(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(o))
 }
 
 fn json(o: &Output) -> Value {
@@ -166,22 +181,7 @@ fn file_password_is_sealed_with_the_backup_and_used_by_restore() {
         );
     }
 
-    let pw = h.file("bmc.pw", PASSWORD);
-    let out = h.vault(&[
-        "backup",
-        "restore",
-        "--id",
-        &id,
-        "--bmc",
-        &sim.base_url(),
-        "--bmc-user",
-        "admin",
-        "--bmc-password-file",
-        &s(&pw),
-        "--ca-cert",
-        &ca,
-        "--yes",
-    ]);
+    let out = h.restore(&id, &sim.base_url(), &["--ca-cert", &ca]);
     assert!(out.status.success(), "{}", stderr(&out));
     let restores = sim.restores();
     assert_eq!(restores.len(), 1);
@@ -270,7 +270,26 @@ fn url_credentials_are_never_echoed() {
         &s(&pw),
     ]);
     assert!(!out.status.success());
-    assert!(!stderr(&out).contains("hunter2"), "{}", stderr(&out));
+    let all = both(&out);
+    assert!(!all.contains("hunter2") && !all.contains("admin:"), "{all}");
+    assert!(stderr(&out).contains(&format!("127.0.0.1:{port}")), "{all}");
+    // The same for a proxy URL with credentials.
+    let out = h.pull(
+        &sim,
+        &[
+            "--ca-cert",
+            &s(sim.ca_cert_path()),
+            "--proxy",
+            "socks5://proxyuser:hunter2-proxy@127.0.0.1:1080",
+        ],
+    );
+    assert!(!out.status.success());
+    let all = both(&out);
+    assert!(all.contains("SOCKS proxies are not supported"), "{all}");
+    assert!(
+        !all.contains("hunter2") && !all.contains("proxyuser"),
+        "{all}"
+    );
     let inv = h.file(
         "fleet.json",
         &format!(
@@ -289,13 +308,126 @@ fn url_credentials_are_never_echoed() {
         "--bmc-password-file",
         &s(&pw),
     ]);
-    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    let all = both(&out);
     assert!(!all.contains("hunter2"), "{all}");
     let v = json(&out);
     assert_eq!(v["results"][0]["bmc"], format!("127.0.0.1:{port}"));
     assert_eq!(v["results"][1]["bmc"], format!("127.0.0.1:{port}"));
     assert_eq!(v["results"][1]["status"], "ok");
+    // And for restore, of an archive that exists, to the URL with credentials.
+    let id = v["results"][1]["archiveId"].as_str().unwrap().to_string();
+    let out = h.restore(&id, &bad, &[]);
+    assert!(!out.status.success());
+    let all = both(&out);
+    assert!(all.contains("invalid BMC URL"), "{all}");
+    assert!(!all.contains("hunter2"), "{all}");
     let audit = std::fs::read_to_string(h.dir.path().join("home/audit.log")).unwrap_or_default();
     assert!(!audit.contains("hunter2"));
     assert_eq!(sim.open_sessions(), 0);
+}
+
+/// Logins (`POST` to the session collection) that `sim` received.
+fn logins(sim: &SimHandle) -> Vec<u16> {
+    sim.requests()
+        .iter()
+        .filter(|r| {
+            r.method == "POST" && r.target.starts_with("/redfish/v1/SessionService/Sessions")
+        })
+        .map(|r| r.status)
+        .collect()
+}
+
+/// Issue 14: in a fleet, a BMC that answers `SessionLimitExceeded` is tried again after
+/// the others, at most 3 times in all, instead of failing at once.
+#[test]
+fn fleet_tries_a_full_bmc_again_after_the_others() {
+    let h = Home::new();
+    // Refuses the first attempt's login and its 2 in-fleet retries, then has a slot.
+    let full = sim_with(|c| c.refused_logins = 3);
+    let other = sim_with(|_| {});
+    let never = sim_with(|c| c.refused_logins = u32::MAX);
+    let entry = |sim: &SimHandle| {
+        format!(
+            r#"{{"url": "{}", "ca_cert": "{}"}}"#,
+            sim.base_url(),
+            s(sim.ca_cert_path())
+        )
+    };
+    let inv = h.file(
+        "fleet.json",
+        &format!("[{}, {}, {}]", entry(&full), entry(&other), entry(&never)),
+    );
+    let pw = h.file("bmc.pw", PASSWORD);
+    let out = h.vault(&[
+        "backup",
+        "pull",
+        "--inventory",
+        &s(&inv),
+        "--parallel",
+        "1",
+        "--bmc-user",
+        "admin",
+        "--bmc-password-file",
+        &s(&pw),
+    ]);
+    assert!(!out.status.success(), "one BMC never had a slot");
+    let v = json(&out);
+    let host = |sim: &SimHandle| sim.base_url().trim_start_matches("https://").to_string();
+    let r = &v["results"];
+    assert_eq!(r[0]["bmc"], host(&full));
+    assert_eq!(
+        (&r[0]["status"], &r[0]["attempts"]),
+        (&"ok".into(), &2.into())
+    );
+    assert_eq!(
+        (&r[1]["status"], &r[1]["attempts"]),
+        (&"ok".into(), &1.into())
+    );
+    assert_eq!(
+        (&r[2]["status"], &r[2]["attempts"]),
+        (&"failed".into(), &3.into())
+    );
+    let err = r[2]["error"].as_str().unwrap();
+    assert!(err.contains("no free session slot"), "{err}");
+    assert_eq!(
+        (v["succeeded"].clone(), v["failed"].clone()),
+        (2.into(), 1.into())
+    );
+    assert!(
+        stderr(&out).contains("trying it again after the other BMCs"),
+        "{}",
+        stderr(&out)
+    );
+    // 1 + 2 retries per attempt: the full BMC refused 3 and then took the 4th login; the
+    // other never got more than its 3 attempts of 3.
+    assert_eq!(logins(&full), [503, 503, 503, 201]);
+    assert_eq!(logins(&other), [201]);
+    assert_eq!(logins(&never), [503; 9]);
+    // Order, from the audit log: the full BMCs went again only after the others.
+    let audit = std::fs::read_to_string(h.dir.path().join("home/audit.log")).unwrap();
+    let order: Vec<(String, bool)> = audit
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["operation"] == "backup.pull")
+        .map(|r| {
+            let ok = r.to_string().contains("\"success\"");
+            (r["bmcHost"].as_str().unwrap_or_default().to_string(), ok)
+        })
+        .collect();
+    let (f, o, n) = (host(&full), host(&other), host(&never));
+    assert_eq!(
+        order,
+        [
+            (f.clone(), false),
+            (o, true),
+            (n.clone(), false),
+            (f, true),
+            (n.clone(), false),
+            (n, false),
+        ],
+        "{audit}"
+    );
+    for sim in [&full, &other, &never] {
+        assert_eq!(sim.open_sessions(), 0);
+    }
 }

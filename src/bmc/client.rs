@@ -87,7 +87,7 @@ pub const MAX_FILE_PASSWORD_CHARS: usize = 32;
 pub const DEFAULT_SESSION_LIMIT_RETRIES: u32 = 5;
 
 /// Everything needed to reach one BMC. `Debug` is safe: the password is redacted.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct BmcOptions {
     /// `https://host[:port]` (or `http://` for the simulator and labs).
     pub url: String,
@@ -1094,8 +1094,9 @@ fn build_agent(opts: &BmcOptions) -> Result<Agent, BmcError> {
     }
     let proxy = match &opts.proxy {
         Some(p) => {
+            // Host and port only: a proxy URL may carry `user:password@`.
             let invalid = |reason: &str| BmcError::InvalidProxy {
-                proxy: redfish::sanitize(p),
+                proxy: redfish::display_host(p),
                 reason: reason.to_string(),
             };
             let proxy = ureq::Proxy::new(p)

@@ -97,6 +97,9 @@ pub struct SimConfig {
     /// Serve a self-signed certificate with `basicConstraints CA:TRUE`, like the one
     /// `openssl req -x509` makes (and many BMCs ship).
     pub ca_flag_certificate: bool,
+    /// The first this many logins with the right credentials answer 503
+    /// `SessionLimitExceeded`, as an iLO whose session slots are taken by others does.
+    pub refused_logins: u32,
 }
 
 /// Default session collection, as on iLO 5 and iLO 6.
@@ -136,6 +139,7 @@ impl Default for SimConfig {
             sessions_uri: Some(SESSIONS_URI.into()),
             failing_first_manager: None,
             ca_flag_certificate: false,
+            refused_logins: 0,
         }
     }
 }
@@ -158,6 +162,7 @@ impl std::fmt::Debug for SimConfig {
             .field("sessions_uri", &self.sessions_uri)
             .field("failing_first_manager", &self.failing_first_manager)
             .field("ca_flag_certificate", &self.ca_flag_certificate)
+            .field("refused_logins", &self.refused_logins)
             .finish()
     }
 }
@@ -196,6 +201,8 @@ struct Shared {
     port: u16,
     fault: Mutex<Fault>,
     transient_left: AtomicU32,
+    /// Logins still to refuse with `SessionLimitExceeded` ([`SimConfig::refused_logins`]).
+    refusals_left: AtomicU32,
     /// token → session
     sessions: Mutex<HashMap<String, SimSession>>,
     created: AtomicUsize,
@@ -280,8 +287,10 @@ impl SimHandle {
             Fault::TransientErrors(n) => n,
             _ => 0,
         };
+        let refusals = cfg.refused_logins;
         let shared = Arc::new(Shared {
             cfg,
+            refusals_left: AtomicU32::new(refusals),
             port: addr.port(),
             fault: Mutex::new(fault),
             transient_left: AtomicU32::new(transient),
@@ -1550,9 +1559,13 @@ fn login(conn: &mut Conn, req: &Request, shared: &Shared) -> io::Result<()> {
     if user != shared.cfg.user || password != shared.cfg.password {
         return no_session(conn);
     }
+    let refused = shared
+        .refusals_left
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
     let mut sessions = lock(&shared.sessions);
     purge_expired(&mut sessions);
-    if sessions.len() >= shared.cfg.session_limit {
+    if refused || sessions.len() >= shared.cfg.session_limit {
         drop(sessions);
         return respond_json(conn, 503, &[], &ilo_error("Base.1.12.SessionLimitExceeded"));
     }

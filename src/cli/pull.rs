@@ -2,11 +2,12 @@
 //! for the BMC operations of [`crate::ops::pull`] and [`crate::ops::restore`] (which hold
 //! the invariants: one thread from socket to sealed archive, verify before restore,
 //! sessions logged out on every path).
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufRead, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use clap::{ArgGroup, Args};
@@ -32,6 +33,11 @@ use crate::secret::Password;
 
 /// Largest fleet inventory file read.
 const MAX_INVENTORY_BYTES: u64 = 4 << 20;
+/// Attempts at a fleet BMC that answers `SessionLimitExceeded` (the others go first).
+const FLEET_ATTEMPTS: u32 = 3;
+/// Login retries within one fleet attempt: a full BMC is re-queued rather than holding
+/// a worker through the whole backoff of a single pull.
+const FLEET_SESSION_LIMIT_RETRIES: u32 = 2;
 /// Largest number of BMCs in one inventory.
 const MAX_INVENTORY_ENTRIES: usize = 10_000;
 pub const RESTORE_NOTE: &str = "iLO resets after a restore and is unreachable for a few minutes while it applies the configuration";
@@ -365,6 +371,10 @@ struct InventoryEntry {
     description: Option<String>,
 }
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 fn usage(msg: String) -> CliError {
     CliError::new(Kind::Usage, msg)
 }
@@ -497,6 +507,7 @@ fn fleet_job(
     }
     let user = e.user.as_deref().unwrap_or(&a.conn.bmc_user);
     let mut opts = bmc_options(&e.url, user, password, &conn, a.max_size);
+    opts.session_limit_retries = FLEET_SESSION_LIMIT_RETRIES;
     opts.download = e.download_method.unwrap_or(a.download_method).into();
     opts.file_password = match (&e.file_password_file, &e.file_password_env) {
         (Some(f), _) => Some(crate::ops::password::from_file(&rel(f))?),
@@ -575,6 +586,9 @@ fn pull_fleet(ctx: &Ctx, a: &PullArgs, inventory: &Path) -> CliResult {
     let n = entries.len();
     let results: Vec<Mutex<Option<Value>>> = (0..n).map(|_| Mutex::new(None)).collect();
     let next = AtomicUsize::new(0);
+    // BMCs that answered SessionLimitExceeded, tried again once the others were.
+    let again: Mutex<VecDeque<usize>> = Mutex::new(VecDeque::new());
+    let attempts: Vec<AtomicU32> = (0..n).map(|_| AtomicU32::new(0)).collect();
     let on_tty = io::stderr().is_terminal();
     let bar = if on_tty {
         let pb = ProgressBar::new(n as u64);
@@ -591,10 +605,14 @@ fn pull_fleet(ctx: &Ctx, a: &PullArgs, inventory: &Path) -> CliResult {
         for _ in 0..workers {
             s.spawn(|| {
                 loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i >= n {
-                        break;
-                    }
+                    let i = match next.fetch_add(1, Ordering::SeqCst) {
+                        i if i < n => i,
+                        _ => match lock(&again).pop_front() {
+                            Some(i) => i,
+                            None => break,
+                        },
+                    };
+                    let attempt = attempts[i].fetch_add(1, Ordering::SeqCst) + 1;
                     let url = &entries[i].url;
                     let host = host_of(url);
                     let job = jobs[i]
@@ -604,7 +622,22 @@ fn pull_fleet(ctx: &Ctx, a: &PullArgs, inventory: &Path) -> CliResult {
                         .expect("each job is taken once");
                     let one = std::time::Instant::now();
                     let r = match job {
-                        Ok(job) => op_pull::pull(&ops, job, &Silent).map_err(CliError::from),
+                        Ok(job) => {
+                            let retry = (attempt < FLEET_ATTEMPTS).then(|| job.clone());
+                            match (op_pull::pull(&ops, job, &Silent), retry) {
+                                (Err(OpsError::Bmc(BmcError::SessionLimit { .. })), Some(job)) => {
+                                    *lock(&jobs[i]) = Some(Ok(job));
+                                    lock(&again).push_back(i);
+                                    bar.suspend(|| {
+                                        ctx.notice(&format!(
+                                            "{host}: no free session slot (attempt {attempt} of {FLEET_ATTEMPTS}); trying it again after the other BMCs"
+                                        ))
+                                    });
+                                    continue;
+                                }
+                                (r, _) => r.map_err(CliError::from),
+                            }
+                        }
                         Err(e) => {
                             let failed = Err::<(), _>(CliError::new(e.kind, ""));
                             ctx.audit(pulled_audit(&host), &failed);
@@ -634,6 +667,7 @@ fn pull_fleet(ctx: &Ctx, a: &PullArgs, inventory: &Path) -> CliResult {
                                 "backupKeyId": p.key_id,
                                 "size": p.inspection.plaintext_size,
                                 "serialNumber": h.source.as_ref().and_then(|s| s.serial_number.clone()),
+                                "attempts": attempt,
                             })
                         }
                         Err(e) => {
@@ -643,6 +677,7 @@ fn pull_fleet(ctx: &Ctx, a: &PullArgs, inventory: &Path) -> CliResult {
                                 "status": "failed",
                                 "error": e.message,
                                 "errorKind": e.kind.name(),
+                                "attempts": attempt,
                             })
                         }
                     };

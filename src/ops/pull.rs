@@ -28,6 +28,7 @@ use crate::scope::Scope;
 use crate::store::{self, ArchiveStore, archive_err};
 
 /// Everything needed to pull one BMC into one archive.
+#[derive(Clone)]
 pub struct PullJob {
     pub opts: BmcOptions,
     pub scope: Scope,
