@@ -101,10 +101,13 @@ pub enum FindingCode {
     /// The file is named `<id>.vault` for another id than its header's: put in place of
     /// another archive (a restore by that id would otherwise roll back).
     NameIdMismatch,
+    /// Both key slots are occupied: a rewrap was interrupted (either key opens it); the
+    /// next rewrap completes it.
+    RewrapInterrupted,
 }
 
 impl FindingCode {
-    pub const ALL: [FindingCode; 16] = [
+    pub const ALL: [FindingCode; 17] = [
         FindingCode::Unreadable,
         FindingCode::NotAnArchive,
         FindingCode::UnsupportedVersion,
@@ -121,6 +124,7 @@ impl FindingCode {
         FindingCode::Unsigned,
         FindingCode::KeyCompromised,
         FindingCode::NameIdMismatch,
+        FindingCode::RewrapInterrupted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -141,6 +145,7 @@ impl FindingCode {
             FindingCode::Unsigned => "unsigned",
             FindingCode::KeyCompromised => "key-compromised",
             FindingCode::NameIdMismatch => "name-id-mismatch",
+            FindingCode::RewrapInterrupted => "rewrap-interrupted",
         }
     }
 
@@ -616,6 +621,15 @@ pub fn named_id(path: &Path) -> Option<Uuid> {
 }
 
 fn keyless_checks(r: &mut ArchiveReport, insp: &Inspection) {
+    if insp.region.is_ok() && insp.key_ids.len() == 2 {
+        r.add(
+            FindingCode::RewrapInterrupted,
+            format!(
+                "both key slots are occupied (claimed keys {} and {}): a rewrap was interrupted; run 'vault backup rewrap --id {}' again to complete it",
+                insp.key_ids[0].0, insp.key_ids[1].0, insp.header.id
+            ),
+        );
+    }
     if let Err(e) = &insp.region
         && !insp.slots.contains(&SlotInfo::Damaged)
     {

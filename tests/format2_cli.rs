@@ -275,3 +275,146 @@ fn keys_delete_is_held_up_only_by_archives_its_key_really_opens() {
     let err = v.fails(&["backup", "verify", "--id", &id], 5);
     assert!(err.contains("does not vouch for"), "{err}");
 }
+
+/// Issue 12 finding 1, replayed: the holder of a domain-B key seals, under that key, an
+/// archive whose header claims domain A (or system). A home holding both keys refuses it
+/// on upload and verify, never lists it under domain A, and restores nothing.
+#[test]
+fn a_domain_b_key_never_opens_an_archive_that_claims_domain_a_or_system() {
+    let v = Vault::new();
+    v.create_key(&["--scope", "domain", "--domain", "A"]);
+    let b = v.create_key(&["--scope", "domain", "--domain", "B"]);
+    v.create_key(&[]);
+    // The attacker's copy of key B (here: read from the home, as its holder would have it).
+    let home = vault::keystore::Home::open(&v.home).unwrap();
+    let b_id = uuid::Uuid::parse_str(&b).unwrap();
+    let (_, material) = vault::keystore::KeyStore::new(&home)
+        .material(&b_id, false)
+        .unwrap();
+    for (scope, domain, what) in [
+        (
+            vault::scope::Scope::Domain,
+            Some("A"),
+            "a domain archive of domain A",
+        ),
+        (vault::scope::Scope::System, None, "a system archive"),
+    ] {
+        let header = vault::envelope::ArchiveHeader::new(
+            scope,
+            domain.map(str::to_string),
+            "uid:0",
+            "forged",
+            None,
+        );
+        let mut forged = Vec::new();
+        vault::envelope::seal(&header, b_id, &material, &b"evil config"[..], &mut forged).unwrap();
+        let f = v.path("forged.vault");
+        std::fs::write(&f, &forged).unwrap();
+        // Keyless, it claims what it claims.
+        let i = v.ok(&["inspect", "--file", s(&f)]);
+        assert_eq!(i["scope"], scope.to_string(), "{i}");
+        for cmd in [
+            vec!["backup", "upload", "--file", s(&f)],
+            vec!["backup", "verify", "--file", s(&f)],
+        ] {
+            let err = v.fails(&cmd, 5);
+            assert!(err.contains(&b) && err.contains(what), "{err}");
+        }
+        let out = v.path("out.bin");
+        v.fails(&["backup", "extract", "--file", s(&f), "--out", s(&out)], 5);
+        assert!(!out.exists());
+        assert_eq!(
+            v.ok(&["backup", "list", "--scope", "domain", "--domain", "A"])["total"],
+            0
+        );
+        assert_eq!(v.ok(&["backup", "list"])["total"], 0, "nothing was stored");
+    }
+}
+
+/// A file whose writes fail after its first `sync`: a rewrap "killed" between writing the
+/// new slot and wiping the old one.
+struct DiesAfterFirstSync {
+    file: std::fs::File,
+    synced: bool,
+}
+
+impl std::io::Read for DiesAfterFirstSync {
+    fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+        self.file.read(b)
+    }
+}
+impl std::io::Write for DiesAfterFirstSync {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if self.synced {
+            return Err(std::io::Error::other("killed"));
+        }
+        self.file.write(b)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+impl std::io::Seek for DiesAfterFirstSync {
+    fn seek(&mut self, p: std::io::SeekFrom) -> std::io::Result<u64> {
+        self.file.seek(p)
+    }
+}
+impl vault::envelope::ArchiveFile for DiesAfterFirstSync {
+    fn sync(&mut self) -> std::io::Result<()> {
+        self.synced = true;
+        self.file.sync_data()
+    }
+}
+
+#[test]
+fn an_interrupted_rewrap_is_reported_and_the_next_rewrap_completes_it() {
+    let v = Vault::new();
+    let old = v.create_key(&[]);
+    let (id, path) = seal_file(&v, &bytes(30_000, 6));
+    let new = v.create_key(&["--default"]);
+    let home = vault::keystore::Home::open(&v.home).unwrap();
+    let ks = vault::keystore::KeyStore::new(&home);
+    let opening = |k: &str| {
+        let u = uuid::Uuid::parse_str(k).unwrap();
+        let (_, m) = ks.material(&u, false).unwrap();
+        vault::envelope::OpeningKey::new(m, vault::scope::Scope::System, None)
+    };
+    let old_u = uuid::Uuid::parse_str(&old).unwrap();
+    let lookup = |u: &uuid::Uuid| (*u == old_u).then(|| opening(&old));
+    let mut f = DiesAfterFirstSync {
+        file: std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap(),
+        synced: false,
+    };
+    let new_u = uuid::Uuid::parse_str(&new).unwrap();
+    assert!(
+        vault::envelope::rewrap_in_place(&mut f, &lookup, new_u, &opening(&new), None).is_err()
+    );
+    drop(f);
+    // Both slots occupied: said by inspect and the sweep; it still verifies.
+    let i = v.ok(&["inspect", "--file", s(&path)]);
+    assert_eq!(i["interruptedRewrap"], true, "{i}");
+    let rep = v.run(&["audit", "archives", s(&v.home.join("archives"))]);
+    assert_eq!(rep.status.code(), Some(0), "not an integrity failure");
+    let rep: serde_json::Value = serde_json::from_slice(&rep.stdout).unwrap();
+    assert_eq!(rep["summary"]["findings"]["rewrap-interrupted"], 1, "{rep}");
+    v.ok(&["backup", "verify", "--id", &id]);
+    // The next rewrap completes it: one slot, under the new key.
+    v.ok(&["backup", "rewrap", "--id", &id]);
+    let i = v.ok(&["inspect", "--file", s(&path)]);
+    assert!(i.get("interruptedRewrap").is_none(), "{i}");
+    let occupied: Vec<&serde_json::Value> = i["keySlots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["state"] == "occupied")
+        .collect();
+    assert_eq!(occupied.len(), 1, "{i}");
+    assert_eq!(occupied[0]["keyId"], new.as_str());
+    let rep = v.run(&["audit", "archives", s(&v.home.join("archives"))]);
+    let rep: serde_json::Value = serde_json::from_slice(&rep.stdout).unwrap();
+    assert_eq!(rep["summary"]["findings"]["rewrap-interrupted"], 0, "{rep}");
+}

@@ -384,6 +384,9 @@ pub fn inspect(ctx: &Ctx, a: &InspectArgs) -> CliResult {
     }
     if let Err(e) = &i.region {
         v["slotRegion"] = json!(e);
+    } else if i.key_ids.len() == 2 {
+        v["interruptedRewrap"] = json!(true);
+        ctx.notice("both key slots are occupied: a rewrap was interrupted; run 'vault backup rewrap' on it again to complete it");
     }
     v["signers"] = json!(
         i.signatures
