@@ -400,6 +400,8 @@ impl World {
         for pw in ["ilo.pw", ".ilo-pw"] {
             write_secret(&scratch.join(pw), BMC_PASSWORD);
         }
+        // The README's iLO backup-file password.
+        write_secret(&scratch.join("ilo-file.pw"), "doc-example-file-pw");
         write_secret(&scratch.join("pw"), common::PASSWORD);
         write_secret(&scratch.join("rootpw.txt"), ROOT_PASSWORD);
         write_secret(&scratch.join("pin.txt"), common::softhsm::PIN);
@@ -485,6 +487,7 @@ impl World {
                     k
                 }
                 ("--port", _) => "0".to_string(),
+                ("--tls-fingerprint", "sha256:FINGERPRINT") => self.sim.cert_fingerprint(),
                 ("--bmc-password-file", p) => p.replace("~/", ""),
                 ("--inventory", "fleet.toml") => self.fleet_from_readme(),
                 (_, "/srv/backups") => self.home.join("archives").display().to_string(),
@@ -695,6 +698,21 @@ impl World {
             "backup pull" => {
                 self.pulled = Some(v["id"].as_str().unwrap().to_string());
                 assert!(v["source"]["serialNumber"].is_string(), "{v}");
+                // "with a file password the download is always the POST", and "the way
+                // HPE's iLOrest does (POST with a sessionKey field)".
+                let download = self
+                    .sim
+                    .requests()
+                    .into_iter()
+                    .rfind(|r| r.target.starts_with("/bkupdata/"))
+                    .expect("the .bak was downloaded");
+                if w.contains(&"--file-password-file") {
+                    assert_eq!(download.method, "POST");
+                    assert_eq!(download.form_fields, ["sessionKey", "password"]);
+                } else if w.contains(&"--download-method") {
+                    assert_eq!(download.method, "POST");
+                    assert_eq!(download.form_fields, ["sessionKey"]);
+                }
             }
             "backup restore" => {
                 assert_eq!(v["restored"], true);
