@@ -1,73 +1,89 @@
 #!/usr/bin/env bash
-# Fleet pull benchmark: N simulated BMCs, each adding LATENCY_MS to every request, pulled
-# with --parallel 1, 8 and 32, against the ideal time.
+# Fleet pull benchmark: N simulated BMCs served by ONE simulator process (one port each,
+# `vault bmc-simulator --count N`), each adding LATENCY_MS to every request, pulled with
+# `backup pull --inventory` at each --parallel of PARALLELS, against the ideal time, with
+# vault's peak RSS and peak number of open descriptors.
 #
 #   bash benches/fleet.sh [VAULT_BIN] [N=200] [WORKDIR]
+#   N=10000: PARALLELS="32 256" bash benches/fleet.sh target/release/vault 10000
 #
 # "ideal" for --parallel P is ceil(N / P) × t1, where t1 is the measured wall time of
 # pulling ONE of these BMCs alone (its requests × latency, plus TLS and sealing): what
-# perfect parallelism would give. Simulators run as separate processes on 127.0.0.1.
+# perfect parallelism would give. EXTRA_ARGS are added to every pull (e.g.
+# "--push-to rgw" with a remote configured by PUSH_SETUP, see below).
+#
+# PUSH_SETUP, when set, is run with VAULT_HOME set to each fresh home before its pull
+# (e.g. to 'vault remote add rgw --url s3://b/p --endpoint URL'), for a fleet pushed to S3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VAULT=${1:-$PWD/target/release/vault}
 N=${2:-200}
 WORK=${3:-$(mktemp -d /var/tmp/vault-fleet.XXXXXX)}
 LATENCY_MS=${LATENCY_MS:-50}
+PARALLELS=${PARALLELS:-"1 8 32"}
+EXTRA_ARGS=${EXTRA_ARGS:-}
 [ -x "$VAULT" ] || cargo build --release --quiet
 mkdir -p "$WORK"
 export VAULT_BMC_PASSWORD=simulator-password
 
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
-trap cleanup EXIT
+"$VAULT" bmc-simulator --count "$N" --inventory "$WORK/fleet.toml" --latency-ms "$LATENCY_MS" \
+    --serial CZFLEET --backup-size 65536 --session-limit 4 >"$WORK/sim.out" 2>/dev/null &
+sim=$!
+trap 'kill "$sim" 2>/dev/null || true; wait "$sim" 2>/dev/null || true' EXIT
+for _ in $(seq 600); do grep -q '^inventory:' "$WORK/sim.out" 2>/dev/null && break; sleep 0.1; done
+grep -q '^inventory:' "$WORK/sim.out" || { echo "the simulator did not start" >&2; exit 1; }
 
-for i in $(seq 1 "$N"); do
-    "$VAULT" bmc-simulator --port 0 --latency-ms "$LATENCY_MS" --serial "CZFLEET$(printf %04d "$i")" \
-        --backup-size 65536 >"$WORK/sim-$i.out" 2>/dev/null &
-    pids+=($!)
-done
-: >"$WORK/fleet.toml"
-for i in $(seq 1 "$N"); do
-    for _ in $(seq 100); do grep -q '^CA certificate' "$WORK/sim-$i.out" 2>/dev/null && break; sleep 0.05; done
-    url=$(sed -n 's/^BMC simulator listening on //p' "$WORK/sim-$i.out")
-    ca=$(sed -n 's/^CA certificate: //p' "$WORK/sim-$i.out")
-    printf '[[bmc]]\nurl = "%s"\nca_cert = "%s"\n\n' "$url" "$ca" >>"$WORK/fleet.toml"
-done
-
-run_pull() {  # run_pull HOME ARGS... -> prints wall seconds
+run_pull() {  # run_pull HOME ARGS... -> "wall ok rc peak_rss_mib peak_fds"
     local home=$1; shift
     rm -rf "$home"; VAULT_HOME=$home "$VAULT" keys create >/dev/null
+    if [ -n "${PUSH_SETUP:-}" ]; then VAULT_HOME=$home sh -c "$PUSH_SETUP" >/dev/null; fi
     python3 - "$home" "$VAULT" "$@" <<'PY'
-import os, subprocess, sys, time, json
+import json, os, resource, subprocess, sys, time
 home, exe, args = sys.argv[1], sys.argv[2], sys.argv[3:]
 t = time.perf_counter()
-p = subprocess.run([exe, "--home", home, *args], capture_output=True)
+p = subprocess.Popen([exe, "--home", home, *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+fds = 0
+out = b""
+import threading
+def drain():
+    global out
+    out = p.stdout.read()
+th = threading.Thread(target=drain); th.start()
+while p.poll() is None:
+    try:
+        fds = max(fds, len(os.listdir(f"/proc/{p.pid}/fd")))
+    except OSError:
+        pass
+    time.sleep(0.02)
+th.join()
 wall = time.perf_counter() - t
+rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 ok = "?"
 try:
-    doc = json.loads(p.stdout)
+    doc = json.loads(out)
     ok = f'{doc.get("succeeded", 1)}/{doc.get("total", 1)}'
 except Exception:
     pass
-print(f"{wall:.3f} {ok} {p.returncode}")
+print(f"{wall:.3f} {ok} {p.returncode} {rss:.0f} {fds}")
 PY
 }
 
 first_url=$(sed -n 's/^url = "\(.*\)"/\1/p' "$WORK/fleet.toml" | sed -n 1p)
-first_ca=$(sed -n 's/^ca_cert = "\(.*\)"/\1/p' "$WORK/fleet.toml" | sed -n 1p)
+ca=$(sed -n 's/^CA certificate: //p' "$WORK/sim.out")
 t1s=()
 for _ in 1 2 3; do
-    read -r t _ _ < <(run_pull "$WORK/home1" backup pull --bmc "$first_url" --ca-cert "$first_ca")
+    read -r t _ _ _ _ < <(run_pull "$WORK/home1" backup pull --bmc "$first_url" --ca-cert "$ca")
     t1s+=("$t")
 done
 t1=$(printf '%s\n' "${t1s[@]}" | sort -n | sed -n 2p)
 
-echo "== fleet pull: $N simulated BMCs, +${LATENCY_MS} ms per request; one BMC alone: ${t1} s (median of 3)"
-printf '%-12s %10s %10s %10s %12s\n' "--parallel" "seconds" "ideal" "ratio" "succeeded"
-for p in 1 8 32; do
-    read -r t ok rc < <(run_pull "$WORK/home-p$p" backup pull --inventory "$WORK/fleet.toml" --parallel "$p")
-    ideal=$(python3 -c "import math,sys; print(f'{math.ceil($N/$p)*$t1:.3f}')")
+echo "== fleet pull: $N simulated BMCs in one simulator process, +${LATENCY_MS} ms per request; one BMC alone: ${t1} s (median of 3)${EXTRA_ARGS:+; extra: $EXTRA_ARGS}"
+printf '%-10s %9s %9s %7s %11s %9s %8s\n' "--parallel" "seconds" "ideal" "ratio" "succeeded" "peak RSS" "peak fds"
+for p in $PARALLELS; do
+    # shellcheck disable=SC2086
+    read -r t ok rc rss fds < <(run_pull "$WORK/home-p$p" backup pull --inventory "$WORK/fleet.toml" --parallel "$p" $EXTRA_ARGS)
+    ideal=$(python3 -c "import math; print(f'{math.ceil($N/$p)*$t1:.3f}')")
     ratio=$(python3 -c "print(f'{$t/$ideal:.2f}x')")
-    printf '%-12s %10s %10s %10s %12s\n' "$p" "$t" "$ideal" "$ratio" "$ok"
+    printf '%-10s %9s %9s %7s %11s %7s M %8s\n' "$p" "$t" "$ideal" "$ratio" "$ok" "$rss" "$fds"
     [ "$rc" = 0 ] || echo "  (exit status $rc)"
 done

@@ -36,7 +36,28 @@ pub struct ConfigFile {
     pub metrics_file: Option<PathBuf>,
     /// Syslog receiver for audit records (`--syslog`): udp://H:P, tcp://H:P, unix:/PATH.
     pub syslog: Option<String>,
+    /// BMC account of pulls and restores (`--bmc-user`).
+    pub bmc_user: Option<String>,
+    /// CA (PEM) that signed the BMCs' certificates (`--ca-cert`); relative paths are
+    /// relative to the home.
+    pub ca_cert: Option<PathBuf>,
+    /// BMCs pulled at the same time by a fleet pull (`--parallel`, 1 to 1024).
+    pub parallel: Option<u16>,
+    /// Seconds allowed for connecting, each read and each BMC request (`--timeout`, 1 to 3600).
+    pub timeout: Option<u64>,
+    /// Extra attempts of idempotent BMC requests (`--retries`, 0 to 10).
+    pub retries: Option<u32>,
+    /// Retention of `backup prune` when it names no `--keep-*` (`--keep-last` …).
+    pub keep_last: Option<u32>,
+    pub keep_daily: Option<u32>,
+    pub keep_weekly: Option<u32>,
+    pub keep_monthly: Option<u32>,
 }
+
+/// Bounds of the numeric settings (the flags' own bounds).
+pub const PARALLEL_RANGE: std::ops::RangeInclusive<u16> = 1..=1024;
+pub const TIMEOUT_RANGE: std::ops::RangeInclusive<u64> = 1..=3600;
+pub const RETRIES_RANGE: std::ops::RangeInclusive<u32> = 0..=10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -139,6 +160,7 @@ impl Config {
         })?;
         let file = ConfigFile {
             metrics_file: file.metrics_file.map(|p| home.join(p)),
+            ca_cert: file.ca_cert.map(|p| home.join(p)),
             ..file
         };
         Ok(Config {
@@ -153,6 +175,23 @@ impl Config {
         let file: ConfigFile = toml::from_str(text).map_err(|e| e.message().to_string())?;
         if let Some(s) = &file.syslog {
             s.parse::<Target>().map_err(|e| e.to_string())?;
+        }
+        let out_of = |name: &str, range: String| Err(format!("{name} must be in {range}"));
+        if file.parallel.is_some_and(|p| !PARALLEL_RANGE.contains(&p)) {
+            return out_of("parallel", format!("{PARALLEL_RANGE:?}"));
+        }
+        if file.timeout.is_some_and(|t| !TIMEOUT_RANGE.contains(&t)) {
+            return out_of("timeout", format!("{TIMEOUT_RANGE:?}"));
+        }
+        if file.retries.is_some_and(|r| !RETRIES_RANGE.contains(&r)) {
+            return out_of("retries", format!("{RETRIES_RANGE:?}"));
+        }
+        if file
+            .bmc_user
+            .as_deref()
+            .is_some_and(|u| u.is_empty() || u.chars().any(char::is_control))
+        {
+            return Err("bmc-user must be a non-empty name without control characters".into());
         }
         Ok(file)
     }
@@ -250,6 +289,34 @@ mod tests {
         assert_eq!(c.file.syslog.as_deref(), Some("tcp://127.0.0.1:514"));
         let rel = Config::parse("metrics-file = \"vault.prom\"").unwrap();
         assert_eq!(rel.metrics_file, Some(PathBuf::from("vault.prom")));
+    }
+
+    #[test]
+    fn bmc_defaults_and_retention_parse_and_are_bounded() {
+        let c = Config::parse(
+            "bmc-user = \"backup\"\nca-cert = \"ilo-ca.pem\"\nparallel = 32\ntimeout = 10\nretries = 1\nkeep-last = 7\nkeep-monthly = 12\n",
+        )
+        .unwrap();
+        assert_eq!(c.bmc_user.as_deref(), Some("backup"));
+        assert_eq!(
+            (c.parallel, c.timeout, c.retries),
+            (Some(32), Some(10), Some(1))
+        );
+        assert_eq!((c.keep_last, c.keep_monthly), (Some(7), Some(12)));
+        for (text, want) in [
+            ("parallel = 0", "parallel must be in"),
+            ("parallel = 5000", "parallel must be in"),
+            ("timeout = 0", "timeout must be in"),
+            ("retries = 11", "retries must be in"),
+            ("bmc-user = \"\"", "bmc-user"),
+        ] {
+            let e = Config::parse(text).unwrap_err();
+            assert!(e.contains(want), "{text}: {e}");
+        }
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), "ca-cert = \"ilo-ca.pem\"\n", 0o600);
+        let loaded = Config::load(d.path()).unwrap();
+        assert_eq!(loaded.file.ca_cert, Some(d.path().join("ilo-ca.pem")));
     }
 
     #[test]

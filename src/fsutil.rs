@@ -256,7 +256,28 @@ impl AtomicFile {
         self.persist(false)
     }
 
-    fn persist(mut self, overwrite: bool) -> io::Result<()> {
+    /// Flushes the data to disk now (fsync), so that a commit made later under a lock has
+    /// only the rename left (group commits, [`crate::store::StagedArchive::commit_grouped`]).
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.stop_flusher()?;
+        self.file().sync_all()
+    }
+
+    /// [`Self::commit_new`] without the final sync of the directory, for a batch of
+    /// commits into one directory that the caller then syncs once ([`sync_dir`]) before
+    /// it reports any of them done. A crash before that sync may lose the new name, never
+    /// leave a partial file under it.
+    pub fn commit_new_unsynced(self) -> io::Result<()> {
+        self.persist_inner(false).map(drop)
+    }
+
+    fn persist(self, overwrite: bool) -> io::Result<()> {
+        let dir = self.persist_inner(overwrite)?;
+        sync_dir(&dir)
+    }
+
+    /// Syncs the data and renames; returns the directory to sync.
+    fn persist_inner(mut self, overwrite: bool) -> io::Result<PathBuf> {
         self.stop_flusher()?;
         let tmp = self.tmp.take().expect("commit once");
         tmp.file().sync_all()?;
@@ -296,7 +317,7 @@ impl AtomicFile {
                 r?;
             }
         }
-        sync_dir(dir)
+        Ok(dir.to_path_buf())
     }
 
     fn stop_flusher(&mut self) -> io::Result<()> {

@@ -34,6 +34,7 @@ pub mod fsutil;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod group;
 pub mod hardening;
 pub mod home;
 pub mod kdf;

@@ -542,3 +542,26 @@ fn an_empty_file_gets_one_verdict_from_every_reader() {
     let err = v.fails(&["inspect", "--file", s(&empty)], 5);
     assert!(err.contains("truncated"), "{err}");
 }
+
+/// Issue 17: a command that fails never leaves a new home behind; one that existed stays.
+#[test]
+fn a_failed_command_leaves_no_new_home_behind() {
+    let v = Vault::new();
+    let input = v.path("config.bak");
+    std::fs::write(&input, b"ilo backup").unwrap();
+    // No key yet: create fails, and the home it had to make for that is gone again.
+    let err = v.fails(&["backup", "create", "--file", s(&input)], 3);
+    assert!(err.contains("no default system key"), "{err}");
+    assert!(!v.home.exists(), "a failed create left a home behind");
+    let out = v.run(&["keys", "upload", "--file", s(&v.path("missing.key"))]);
+    assert!(!out.status.success());
+    assert!(!v.home.exists(), "a failed upload left a home behind");
+
+    // A home that existed before the failing command is kept, with its audit record.
+    v.ok(&["keys", "list"]);
+    assert!(v.home.exists());
+    v.fails(&["backup", "create", "--file", s(&input)], 3);
+    assert!(v.home.join("root.key").exists());
+    let log = std::fs::read_to_string(v.home.join("audit.log")).unwrap();
+    assert!(log.contains("backup.create"), "{log}");
+}

@@ -23,11 +23,22 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 struct Rgw {
     dir: tempfile::TempDir,
     endpoint: String,
+    /// With TLS: the CA that signed the gateway's certificate.
+    ca_cert: Option<String>,
     _serial: MutexGuard<'static, ()>,
 }
 
 impl Rgw {
     fn start() -> Option<Rgw> {
+        Self::start_with(false)
+    }
+
+    /// A gateway that speaks only HTTPS, its certificate signed by a CA of its own.
+    fn start_tls() -> Option<Rgw> {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Option<Rgw> {
         let serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().unwrap();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/rgw.sh");
@@ -35,6 +46,7 @@ impl Rgw {
             .arg(&script)
             .arg("start")
             .arg(dir.path())
+            .env("RGW_TLS", if tls { "1" } else { "0" })
             .output()
             .unwrap();
         if out.status.code() == Some(3) {
@@ -57,10 +69,20 @@ impl Rgw {
             .find_map(|l| l.strip_prefix("endpoint="))
             .expect("an endpoint line")
             .to_string();
-        assert!(endpoint.starts_with("http://127.0.0.1:"), "{endpoint}");
+        let scheme = if tls { "https" } else { "http" };
+        assert!(
+            endpoint.starts_with(&format!("{scheme}://127.0.0.1:")),
+            "{endpoint}"
+        );
+        let ca_cert = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("ca_cert="))
+            .map(str::to_string);
+        assert_eq!(ca_cert.is_some(), tls, "{stdout}");
         Some(Rgw {
             dir,
             endpoint,
+            ca_cert,
             _serial: serial,
         })
     }
@@ -618,4 +640,302 @@ fn audit_archives_sweeps_a_bucket_keylessly_and_reports_short_retention() {
     assert_eq!(r["summary"]["findings"]["retention-too-short"], 2, "{r}");
     let path = r["archives"][0]["path"].as_str().unwrap();
     assert!(path.starts_with("s3://vault-sweep/p/"), "{path}");
+}
+
+#[test]
+fn https_is_verified_by_default_and_a_private_ca_is_trusted_with_ca_cert() {
+    let Some(rgw) = Rgw::start_tls() else { return };
+    let ca = rgw.ca_cert.clone().expect("a TLS gateway has a CA");
+    let (v, ids) = home_with_archives(&[3000]);
+
+    // Without --ca-cert the gateway's certificate is checked against the system roots,
+    // which do not know this CA: nothing is created, and the error says why.
+    let err = rgw.fails(
+        &v,
+        &[
+            "remote",
+            "add",
+            "tls",
+            "--url",
+            "s3://vault-tls/p",
+            "--endpoint",
+            &rgw.endpoint,
+            "--create-bucket",
+        ],
+        8,
+    );
+    assert!(
+        err.to_lowercase().contains("certificate") || err.contains("UnknownIssuer"),
+        "{err}"
+    );
+    assert!(
+        !err.contains(SECRET_KEY) && !err.contains("X-Amz-Signature"),
+        "{err}"
+    );
+    let (remotes, _) = rgw.ok(&v, &["remote", "list"]);
+    assert!(resources(&remotes).is_empty(), "a failed add left a remote");
+
+    // A CA that did not sign the gateway's certificate is no better.
+    let other = tempfile::tempdir().unwrap();
+    let other_ca = other.path().join("other-ca.pem");
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=not the gateway's CA"])
+        .arg("-keyout")
+        .arg(other.path().join("k.pem"))
+        .arg("-out")
+        .arg(&other_ca)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    rgw.fails(
+        &v,
+        &[
+            "remote",
+            "add",
+            "tls",
+            "--url",
+            "s3://vault-tls/p",
+            "--endpoint",
+            &rgw.endpoint,
+            "--create-bucket",
+            "--ca-cert",
+            s(&other_ca),
+        ],
+        8,
+    );
+
+    // With the right CA: bucket, push, keyless list and a verified fetch, all over TLS.
+    rgw.add(
+        &v,
+        "tls",
+        "s3://vault-tls/p",
+        &["--create-bucket", "--ca-cert", &ca],
+    );
+    let (remotes, _) = rgw.ok(&v, &["remote", "list"]);
+    assert_eq!(resources(&remotes)[0]["caCert"].as_str(), Some(ca.as_str()));
+    let (pushed, _) = rgw.ok(&v, &["backup", "push", "--all", "--remote", "tls"]);
+    assert_eq!(resources(&pushed)[0]["uploaded"], true);
+    let (listed, _) = rgw.ok(&v, &["backup", "list", "--remote", "tls"]);
+    assert_eq!(resources(&listed)[0]["id"].as_str(), Some(ids[0].as_str()));
+    rgw.ok(&v, &["backup", "delete", "--id", &ids[0]]);
+    let (fetched, _) = rgw.ok(&v, &["backup", "fetch", "--remote", "tls", "--id", &ids[0]]);
+    assert_eq!(fetched["verified"], true);
+    assert_eq!(fetched["added"], true);
+}
+
+/// `backup pull --push-to`: every archive of a fleet lands on the remote as it is sealed;
+/// a new machine then extracts and restores straight from the bucket (`--remote`).
+#[test]
+fn a_fleet_pull_pushes_each_archive_and_a_new_machine_restores_from_the_bucket() {
+    use std::os::unix::fs::PermissionsExt;
+    use vault::bmc::{SimConfig, SimHandle};
+    let Some(rgw) = Rgw::start() else { return };
+    let v = Vault::new();
+    v.create_key(&["--scope", "system", "--default"]);
+    rgw.add(
+        &v,
+        "rgw",
+        "s3://vault-fleet/ilo",
+        &["--create-bucket", "--object-lock"],
+    );
+    let pw = v.path("bmc.pw");
+    std::fs::write(&pw, "simulator-password").unwrap();
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let sims: Vec<SimHandle> = (0..3)
+        .map(|i| {
+            SimHandle::start(SimConfig {
+                user: "Administrator".into(),
+                password: "simulator-password".into(),
+                serial: format!("CZPUSH{i:04}"),
+                backup_bytes: bytes(30_000 + i, 40 + i as u64),
+                ..SimConfig::default()
+            })
+            .unwrap()
+        })
+        .collect();
+    let mut toml = String::new();
+    for sim in &sims {
+        toml.push_str(&format!(
+            "[[bmc]]\nurl = \"{}\"\nca_cert = \"{}\"\n\n",
+            sim.base_url(),
+            sim.ca_cert_path().display()
+        ));
+    }
+    let inv = v.path("fleet.toml");
+    std::fs::write(&inv, toml).unwrap();
+    let (out, _) = rgw.ok(
+        &v,
+        &[
+            "backup",
+            "pull",
+            "--inventory",
+            s(&inv),
+            "--bmc-password-file",
+            s(&pw),
+            "--push-to",
+            "rgw",
+            "--retain",
+            "1d",
+            "--lock",
+            "governance",
+        ],
+    );
+    assert_eq!(out["succeeded"], 3, "{out}");
+    assert_eq!(out["pushFailed"], 0, "{out}");
+    let results = out["results"].as_array().unwrap();
+    for r in results {
+        assert_eq!(r["pushed"]["uploaded"], true, "{r}");
+        assert_eq!(r["pushed"]["lockMode"], "governance", "{r}");
+        assert_eq!(r["pushed"]["id"], r["archiveId"], "{r}");
+    }
+    // Each object is there under Object Lock, with the bytes of the home's archive.
+    let direct = rgw.direct("s3://vault-fleet/ilo");
+    for r in results {
+        let id = r["archiveId"].as_str().unwrap();
+        let head = direct
+            .client()
+            .head(&format!("ilo/{id}.vault"))
+            .unwrap()
+            .expect("pushed");
+        assert_eq!(head.lock_mode, Some(LockMode::Governance));
+        let local = v.home.join("archives").join(format!("{id}.vault"));
+        let (_, sha) = vault::remote::sha256_file(&local).unwrap();
+        assert_eq!(head.sha256.as_deref(), Some(sha.as_str()));
+    }
+    // A single pull pushes too, and says so in its record.
+    let (one, _) = rgw.ok(
+        &v,
+        &[
+            "backup",
+            "pull",
+            "--bmc",
+            &sims[0].base_url(),
+            "--ca-cert",
+            s(sims[0].ca_cert_path()),
+            "--bmc-password-file",
+            s(&pw),
+            "--push-to",
+            "rgw",
+        ],
+    );
+    assert_eq!(one["pushed"]["uploaded"], true, "{one}");
+    // An unknown remote is refused before any BMC is contacted.
+    let before = sims[1].request_count();
+    rgw.fails(
+        &v,
+        &[
+            "backup",
+            "pull",
+            "--bmc",
+            &sims[1].base_url(),
+            "--ca-cert",
+            s(sims[1].ca_cert_path()),
+            "--bmc-password-file",
+            s(&pw),
+            "--push-to",
+            "nowhere",
+        ],
+        3,
+    );
+    assert_eq!(sims[1].request_count(), before);
+
+    // A new machine with the key: extract and restore read from the remote.
+    let key_id = v.ok(&["keys", "list"])["resources"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let kpw = v.password_file(common::PASSWORD);
+    let key_file = v.path("system.key");
+    v.ok(&[
+        "keys",
+        "download",
+        "--id",
+        &key_id,
+        "--file",
+        s(&key_file),
+        "--password-file",
+        s(&kpw),
+    ]);
+    let fresh = Vault::new();
+    let kpw2 = fresh.password_file(common::PASSWORD);
+    fresh.ok(&[
+        "keys",
+        "upload",
+        "--file",
+        s(&key_file),
+        "--password-file",
+        s(&kpw2),
+    ]);
+    rgw.add(&fresh, "rgw", "s3://vault-fleet/ilo", &[]);
+    let second = results
+        .iter()
+        .find(|r| r["serialNumber"] == "CZPUSH0001")
+        .unwrap();
+    let id = second["archiveId"].as_str().unwrap();
+    let out_file = fresh.path("extracted.bak");
+    rgw.ok(
+        &fresh,
+        &[
+            "backup",
+            "extract",
+            "--remote",
+            "rgw",
+            "--id",
+            &id[..8],
+            "--out",
+            s(&out_file),
+        ],
+    );
+    assert_eq!(std::fs::read(&out_file).unwrap(), bytes(30_001, 41));
+    // Restore onto the third BMC from a machine that does not have the archive yet.
+    let third = Vault::new();
+    let kpw3 = third.password_file(common::PASSWORD);
+    third.ok(&[
+        "keys",
+        "upload",
+        "--file",
+        s(&key_file),
+        "--password-file",
+        s(&kpw3),
+    ]);
+    rgw.add(&third, "rgw", "s3://vault-fleet/ilo", &[]);
+    let target = &sims[2];
+    let third_id = results
+        .iter()
+        .find(|r| r["serialNumber"] == "CZPUSH0002")
+        .unwrap()["archiveId"]
+        .as_str()
+        .unwrap();
+    rgw.ok(
+        &third,
+        &[
+            "backup",
+            "restore",
+            "--remote",
+            "rgw",
+            "--id",
+            third_id,
+            "--bmc",
+            &target.base_url(),
+            "--ca-cert",
+            s(target.ca_cert_path()),
+            "--bmc-password-file",
+            s(&pw),
+            "--yes",
+        ],
+    );
+    assert_eq!(target.restored(), vec![bytes(30_002, 42)]);
+    let log = std::fs::read_to_string(third.home.join("audit.log")).unwrap();
+    assert!(
+        log.contains("backup.fetch") && log.contains("backup.restore"),
+        "{log}"
+    );
 }

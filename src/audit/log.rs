@@ -10,10 +10,12 @@
 //!   newline and says so, with the removed length and SHA-256, in the new record's
 //!   `detail`. Verify reports a torn tail separately from tampering.
 //! - Readers never buffer more than [`MAX_LINE_LEN`] bytes of one line.
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Take, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -26,6 +28,7 @@ use super::record::{AuditEvent, AuditRecord, GENESIS_PREV_HASH, Outcome, is_hash
 use crate::account::os_account;
 use crate::clock::{self, Precision};
 use crate::fsutil;
+use crate::group::Group;
 
 /// Name of the log file inside the vault home.
 pub const LOG_FILE_NAME: &str = "audit.log";
@@ -233,6 +236,32 @@ impl Chain {
     }
 }
 
+/// An event waiting in a group commit, owned: it may be written by another thread.
+struct Pending {
+    operation: String,
+    key_id: Option<String>,
+    archive_id: Option<String>,
+    bmc_host: Option<String>,
+    result: Outcome,
+    detail: Option<String>,
+    account: String,
+}
+
+type AppendGroup = Group<Pending, Result<AuditRecord, AuditError>>;
+
+/// The group commit of each log file this process appends to.
+fn group_of(path: &Path) -> Arc<AppendGroup> {
+    static GROUPS: LazyLock<Mutex<HashMap<PathBuf, Arc<AppendGroup>>>> =
+        LazyLock::new(Default::default);
+    let mut all = GROUPS.lock().unwrap_or_else(PoisonError::into_inner);
+    Arc::clone(all.entry(path.to_path_buf()).or_default())
+}
+
+/// Batches and events group-committed so far to the log at `path` by this process.
+pub fn group_stats(path: &Path) -> (u64, u64) {
+    group_of(path).stats()
+}
+
 impl AuditLog {
     /// A handle on `<home>/audit.log`. Does no I/O; the file is created by the first append.
     pub fn open(home: &Path) -> Self {
@@ -255,19 +284,60 @@ impl AuditLog {
 
     /// Appends one record for `ev` and returns it, durably on disk.
     ///
+    /// Appends of the same log made at the same time by threads of this process are
+    /// group-committed ([`crate::group`]): one of them locks the file, writes every
+    /// pending record and syncs once. Each call still returns only once its own record
+    /// is on disk, and the records of a batch are chained in one order like any others.
+    ///
     /// The record is then handed to the process's syslog forwarder, if one is installed
     /// ([`super::syslog::install`]), after the lock is released; forwarding never fails
     /// the append.
     pub fn append(&self, ev: &AuditEvent) -> Result<AuditRecord, AuditError> {
-        let rec = self.append_locked(ev)?;
+        validate_operation(ev.operation)?;
+        let pending = Pending {
+            operation: ev.operation.to_string(),
+            key_id: ev.key_id.clone(),
+            archive_id: ev.archive_id.clone(),
+            bmc_host: ev.bmc_host.clone(),
+            result: ev.result.clone(),
+            detail: ev.detail.clone(),
+            account: self.account.clone().unwrap_or_else(os_account),
+        };
+        let rec = group_of(&self.path).submit(pending, |batch| self.append_batch(batch))?;
         if let Some(f) = super::syslog::installed() {
             f.forward(&rec);
         }
         Ok(rec)
     }
 
-    fn append_locked(&self, ev: &AuditEvent) -> Result<AuditRecord, AuditError> {
-        validate_operation(ev.operation)?;
+    /// Appends `batch` under one lock and one sync; one result per event, in order. A
+    /// failure of the shared steps (open, lock, tail, write) fails every event of it.
+    fn append_batch(&self, batch: Vec<Pending>) -> Vec<Result<AuditRecord, AuditError>> {
+        let n = batch.len();
+        match self.append_locked(batch) {
+            Ok(results) => results,
+            Err(e) => {
+                let (kind, msg) = match &e {
+                    AuditError::Io { source, .. } => (source.kind(), source.to_string()),
+                    other => (io::ErrorKind::Other, other.to_string()),
+                };
+                let mut out = vec![Err(e)];
+                out.extend((1..n).map(|_| {
+                    Err(AuditError::io(
+                        "append to",
+                        &self.path,
+                        io::Error::new(kind, msg.clone()),
+                    ))
+                }));
+                out
+            }
+        }
+    }
+
+    fn append_locked(
+        &self,
+        batch: Vec<Pending>,
+    ) -> Result<Vec<Result<AuditRecord, AuditError>>, AuditError> {
         let path = &self.path;
         fsutil::ensure_private_dir(&self.home)
             .map_err(|e| AuditError::io("create the directory of", path, e))?;
@@ -283,66 +353,85 @@ impl AuditLog {
         file.lock().map_err(|e| AuditError::io("lock", path, e))?;
 
         let tail = read_tail(&file, path)?;
-        let mut detail = ev.detail.clone();
+        let mut repair_note = None;
         if let Some(torn) = &tail.torn {
             file.set_len(tail.complete_len)
                 .map_err(|e| AuditError::io("repair the torn tail of", path, e))?;
-            let note = format!(
+            repair_note = Some(format!(
                 "repaired torn tail: removed {} unterminated bytes (sha256 {})",
                 torn.len, torn.sha256
-            );
-            detail = Some(match detail {
-                Some(d) => format!("{d}; {note}"),
-                None => note,
-            });
+            ));
         }
 
-        let (seq, prev_hash) = match &tail.last {
-            None => (1, GENESIS_PREV_HASH.to_string()),
-            Some(last) => {
-                let seq =
-                    last.seq
-                        .checked_add(1)
-                        .ok_or_else(|| AuditError::LastRecordUnreadable {
-                            path: path.clone(),
-                            reason: "seq overflow".into(),
-                        })?;
-                (seq, last.hash.clone())
+        let (mut seq, mut prev_hash) = match &tail.last {
+            None => (0, GENESIS_PREV_HASH.to_string()),
+            Some(last) => (last.seq, last.hash.clone()),
+        };
+        let mut lines = Vec::new();
+        let mut results = Vec::with_capacity(batch.len());
+        for ev in batch {
+            let Some(next) = seq.checked_add(1) else {
+                results.push(Err(AuditError::LastRecordUnreadable {
+                    path: path.clone(),
+                    reason: "seq overflow".into(),
+                }));
+                continue;
+            };
+            // The note of a repair goes into the first record written after it.
+            let detail = match (ev.detail, &repair_note) {
+                (d, None) => d,
+                (Some(d), Some(note)) => Some(format!("{d}; {note}")),
+                (None, Some(note)) => Some(note.clone()),
+            };
+            let (result, error_kind) = match &ev.result {
+                Outcome::Success => ("success".to_string(), None),
+                Outcome::Failure { kind } => ("failure".to_string(), Some(kind.clone())),
+            };
+            let mut rec = AuditRecord {
+                seq: next,
+                time: clock::now_rfc3339(Precision::Millis),
+                account: ev.account,
+                operation: ev.operation,
+                key_id: ev.key_id,
+                archive_id: ev.archive_id,
+                bmc_host: ev.bmc_host,
+                result,
+                error_kind,
+                detail,
+                prev_hash: prev_hash.clone(),
+                hash: String::new(),
+            };
+            rec.hash = rec.compute_hash();
+            let line = match serde_json::to_vec(&rec) {
+                Ok(l) => l,
+                Err(e) => {
+                    results.push(Err(AuditError::InvalidEvent(format!(
+                        "cannot serialize record: {e}"
+                    ))));
+                    continue;
+                }
+            };
+            if line.len() > MAX_LINE_LEN {
+                results.push(Err(AuditError::RecordTooLarge {
+                    operation: rec.operation,
+                    len: line.len(),
+                    max: MAX_LINE_LEN,
+                }));
+                continue;
             }
-        };
-        let (result, error_kind) = match &ev.result {
-            Outcome::Success => ("success".to_string(), None),
-            Outcome::Failure { kind } => ("failure".to_string(), Some(kind.clone())),
-        };
-        let mut rec = AuditRecord {
-            seq,
-            time: clock::now_rfc3339(Precision::Millis),
-            account: self.account.clone().unwrap_or_else(os_account),
-            operation: ev.operation.to_string(),
-            key_id: ev.key_id.clone(),
-            archive_id: ev.archive_id.clone(),
-            bmc_host: ev.bmc_host.clone(),
-            result,
-            error_kind,
-            detail,
-            prev_hash,
-            hash: String::new(),
-        };
-        rec.hash = rec.compute_hash();
-
-        let mut line = serde_json::to_vec(&rec)
-            .map_err(|e| AuditError::InvalidEvent(format!("cannot serialize record: {e}")))?;
-        if line.len() > MAX_LINE_LEN {
-            return Err(AuditError::RecordTooLarge {
-                operation: rec.operation,
-                len: line.len(),
-                max: MAX_LINE_LEN,
-            });
+            lines.extend_from_slice(&line);
+            lines.push(b'\n');
+            repair_note = None;
+            seq = next;
+            prev_hash.clone_from(&rec.hash);
+            results.push(Ok(rec));
         }
-        line.push(b'\n');
-        let written = (&file).write_all(&line).and_then(|()| file.sync_data());
+        if lines.is_empty() {
+            return Ok(results);
+        }
+        let written = (&file).write_all(&lines).and_then(|()| file.sync_data());
         if let Err(e) = written {
-            // Best effort: take back a partial line now rather than leave it for the next
+            // Best effort: take back a partial write now rather than leave it for the next
             // append to repair. If this fails too, the next append still repairs it.
             let _ = file.set_len(tail.complete_len);
             return Err(AuditError::io("write", path, e));
@@ -351,7 +440,7 @@ impl AuditLog {
             // Make the new directory entry durable too.
             fsutil::sync_dir(&self.home).map_err(|e| AuditError::io("sync", path, e))?;
         }
-        Ok(rec)
+        Ok(results)
     }
 
     /// Streams the committed records in file order. Lines that are not records are
@@ -704,6 +793,46 @@ mod tests {
         assert_eq!(recs[0].account, "tester");
         let mode = std::fs::metadata(log.path()).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    /// Issue 16: appends from many threads at once are group-committed, and the chain is
+    /// the same as if they had come one by one: every record once, in one order.
+    #[test]
+    fn concurrent_appends_share_batches_and_chain_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let threads: Vec<_> = (0..16)
+            .map(|t| {
+                let home = dir.path().to_path_buf();
+                std::thread::spawn(move || {
+                    let log = AuditLog::open(&home).with_account(format!("t{t}"));
+                    (0..20)
+                        .map(|i| {
+                            log.append(&ok("backup.pull").key_id(format!("{t}-{i}")))
+                                .unwrap()
+                                .seq
+                        })
+                        .collect::<Vec<u64>>()
+                })
+            })
+            .collect();
+        let mut seqs: Vec<u64> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, (1..=320).collect::<Vec<u64>>());
+        let log = AuditLog::open(dir.path());
+        let r = log.verify().unwrap();
+        assert!(r.is_intact() && r.records == 320);
+        let keys: std::collections::BTreeSet<String> = log
+            .records()
+            .unwrap()
+            .map(|r| r.unwrap().key_id.unwrap())
+            .collect();
+        assert_eq!(keys.len(), 320);
+        let (batches, events) = group_stats(log.path());
+        assert_eq!(events, 320);
+        assert!(batches <= 320);
     }
 
     #[test]

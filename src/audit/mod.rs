@@ -22,6 +22,6 @@ pub mod syslog;
 pub use error::AuditError;
 pub use log::{
     AnchorCheck, AuditFilter, AuditLog, BreakKind, Broken, LOG_FILE_NAME, MAX_LINE_LEN, Records,
-    TornTail, VerifyReport,
+    TornTail, VerifyReport, group_stats,
 };
 pub use record::{AuditEvent, AuditRecord, GENESIS_PREV_HASH, Outcome};

@@ -24,4 +24,4 @@ pub use client::{
     logout_all_live_sessions,
 };
 pub use error::BmcError;
-pub use simulator::{Fault, SimConfig, SimHandle, run_foreground};
+pub use simulator::{Fault, SimConfig, SimFleet, SimHandle, run_foreground};

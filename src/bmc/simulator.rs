@@ -219,6 +219,256 @@ struct Shared {
     tls: Option<Arc<ServerConfig>>,
 }
 
+/// A self-signed certificate for 127.0.0.1/localhost, its PEM in a temporary directory.
+struct Identity {
+    ck: rcgen::CertifiedKey<rcgen::KeyPair>,
+    ca_path: PathBuf,
+    fingerprint: String,
+    dir: tempfile::TempDir,
+}
+
+impl Identity {
+    fn new(ca_flag: bool) -> io::Result<Identity> {
+        let names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+        let ck = if ca_flag {
+            let mut params = rcgen::CertificateParams::new(names).map_err(io::Error::other)?;
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            let signing_key = rcgen::KeyPair::generate().map_err(io::Error::other)?;
+            let cert = params.self_signed(&signing_key).map_err(io::Error::other)?;
+            rcgen::CertifiedKey { cert, signing_key }
+        } else {
+            rcgen::generate_simple_self_signed(names).map_err(io::Error::other)?
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("vault-bmc-simulator-")
+            .tempdir()?;
+        // Removed on drop, and by the CLI's signal handler if the process is stopped.
+        crate::fsutil::register_live_temp(dir.path());
+        let ca_path = dir.path().join("bmc-simulator-ca.pem");
+        std::fs::write(&ca_path, ck.cert.pem())?;
+        let fingerprint = {
+            use sha2::Digest as _;
+            format!(
+                "sha256:{}",
+                hex::encode(sha2::Sha256::digest(ck.cert.der()))
+            )
+        };
+        Ok(Identity {
+            ck,
+            ca_path,
+            fingerprint,
+            dir,
+        })
+    }
+
+    fn server_config(&self) -> io::Result<Arc<ServerConfig>> {
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+            self.ck.signing_key.serialize_der(),
+        ));
+        let cert: CertificateDer<'static> = self.ck.cert.der().clone();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let sc = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(io::Error::other)?
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .map_err(io::Error::other)?;
+        Ok(Arc::new(sc))
+    }
+}
+
+impl Shared {
+    fn new(cfg: SimConfig, port: u16, tls: Option<Arc<ServerConfig>>) -> Arc<Shared> {
+        let fault = cfg.fault.clone();
+        let transient = match fault {
+            Fault::TransientErrors(n) => n,
+            _ => 0,
+        };
+        let refusals = cfg.refused_logins;
+        Arc::new(Shared {
+            cfg,
+            refusals_left: AtomicU32::new(refusals),
+            port,
+            fault: Mutex::new(fault),
+            transient_left: AtomicU32::new(transient),
+            sessions: Mutex::new(HashMap::new()),
+            created: AtomicUsize::new(0),
+            requests: AtomicUsize::new(0),
+            faults_served: AtomicUsize::new(0),
+            restored: Mutex::new(Vec::new()),
+            backups: Mutex::new(HashSet::new()),
+            built: AtomicUsize::new(0),
+            log: Arc::new(Mutex::new(Vec::new())),
+            stop: AtomicBool::new(false),
+            tls,
+        })
+    }
+}
+
+/// Many simulated BMCs served by one process: each its own port on 127.0.0.1, its own
+/// [`SimConfig`] (serial, credentials, latency, fault) and state, all accepted by a single
+/// thread that waits on every listener at once (epoll), one thread per connection. They
+/// share one certificate (for 127.0.0.1), so one CA file trusts the whole fleet. For the
+/// 10,000-BMC fleet runs, where a process (or an accept thread) per BMC would not scale.
+pub struct SimFleet {
+    shared: Vec<Arc<Shared>>,
+    accept: Option<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+    ca_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SimFleet {
+    /// Binds one free port on 127.0.0.1 per configuration and starts serving them all.
+    pub fn start(cfgs: Vec<SimConfig>) -> io::Result<SimFleet> {
+        // A listener per BMC, plus the connections: raise the soft limit to the hard one.
+        let _ = rlimit::increase_nofile_limit(cfgs.len() as u64 * 2 + 1024);
+        let id = Identity::new(false)?;
+        let tls = id.server_config()?;
+        let mut listeners = Vec::with_capacity(cfgs.len());
+        let mut shared = Vec::with_capacity(cfgs.len());
+        for cfg in cfgs {
+            let l = TcpListener::bind(("127.0.0.1", 0))?;
+            l.set_nonblocking(true)?;
+            let port = l.local_addr()?.port();
+            let t = cfg.tls.then(|| Arc::clone(&tls));
+            shared.push(Shared::new(cfg, port, t));
+            listeners.push(l);
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let (st, sh) = (Arc::clone(&stop), shared.clone());
+        let accept = std::thread::Builder::new()
+            .name("bmc-fleet-accept".into())
+            .spawn(move || fleet_accept_loop(listeners, sh, st))?;
+        Ok(SimFleet {
+            shared,
+            accept: Some(accept),
+            stop,
+            ca_path: id.ca_path,
+            _dir: id.dir,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.shared.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.shared.is_empty()
+    }
+
+    /// The base URL of BMC `i`.
+    pub fn base_url(&self, i: usize) -> String {
+        let s = &self.shared[i];
+        let scheme = if s.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", s.port)
+    }
+
+    /// PEM of the certificate every BMC of the fleet presents.
+    pub fn ca_cert_path(&self) -> &Path {
+        &self.ca_path
+    }
+
+    /// Complete requests received by all BMCs.
+    pub fn request_count(&self) -> usize {
+        self.shared
+            .iter()
+            .map(|s| s.requests.load(Ordering::SeqCst))
+            .sum()
+    }
+
+    /// Sessions open on BMC `i`.
+    pub fn open_sessions(&self, i: usize) -> usize {
+        let mut s = lock(&self.shared[i].sessions);
+        purge_expired(&mut s);
+        s.len()
+    }
+
+    /// Writes a fleet inventory (TOML, `vault backup pull --inventory`) of every BMC.
+    pub fn write_inventory(&self, out: &mut dyn Write) -> io::Result<()> {
+        for i in 0..self.len() {
+            writeln!(out, "[[bmc]]")?;
+            writeln!(out, "url = \"{}\"", self.base_url(i))?;
+            writeln!(out, "user = \"{}\"", self.shared[i].cfg.user)?;
+            writeln!(out, "ca_cert = \"{}\"\n", self.ca_path.display())?;
+        }
+        Ok(())
+    }
+
+    pub fn shutdown(mut self) {
+        self.stop_all();
+    }
+
+    fn stop_all(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for s in &self.shared {
+            s.stop.store(true, Ordering::SeqCst);
+        }
+        if let Some(h) = self.accept.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for SimFleet {
+    fn drop(&mut self) {
+        self.stop_all();
+        crate::fsutil::unregister_live_temp(self._dir.path());
+    }
+}
+
+/// Accepts on every listener of a fleet from one thread (epoll, level-triggered), handing
+/// each connection to a thread of its own; polls `stop` every [`POLL`].
+fn fleet_accept_loop(listeners: Vec<TcpListener>, shared: Vec<Arc<Shared>>, stop: Arc<AtomicBool>) {
+    use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+    let Ok(epoll) = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC) else {
+        return;
+    };
+    for (i, l) in listeners.iter().enumerate() {
+        if epoll
+            .add(l, EpollEvent::new(EpollFlags::EPOLLIN, i as u64))
+            .is_err()
+        {
+            return;
+        }
+    }
+    let mut events = vec![EpollEvent::empty(); 512];
+    let mut workers: Vec<JoinHandle<()>> = Vec::new();
+    let poll_ms = u16::try_from(POLL.as_millis()).unwrap_or(100);
+    while !stop.load(Ordering::SeqCst) {
+        let n = match epoll.wait(&mut events, poll_ms) {
+            Ok(n) => n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break,
+        };
+        for ev in &events[..n] {
+            let i = ev.data() as usize;
+            let (Some(l), Some(sh)) = (listeners.get(i), shared.get(i)) else {
+                continue;
+            };
+            // Until WouldBlock (this listener is drained) or another error (EMFILE, a
+            // reset before accept): the next wakeup tries again.
+            while let Ok((stream, _)) = l.accept() {
+                if stream.set_nonblocking(false).is_err() {
+                    continue;
+                }
+                let s = Arc::clone(sh);
+                match std::thread::Builder::new()
+                    .name("bmc-fleet-conn".into())
+                    .spawn(move || serve_connection(stream, &s))
+                {
+                    Ok(h) => workers.push(h),
+                    Err(_) => break,
+                }
+            }
+        }
+        workers.retain(|h| !h.is_finished());
+    }
+    for h in workers {
+        let _ = h.join();
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -243,68 +493,13 @@ impl SimHandle {
     fn start_on(cfg: SimConfig, port: u16) -> io::Result<SimHandle> {
         let listener = TcpListener::bind(("127.0.0.1", port))?;
         let addr = listener.local_addr()?;
-        let names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
-        let ck = if cfg.ca_flag_certificate {
-            let mut params = rcgen::CertificateParams::new(names).map_err(io::Error::other)?;
-            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-            let signing_key = rcgen::KeyPair::generate().map_err(io::Error::other)?;
-            let cert = params.self_signed(&signing_key).map_err(io::Error::other)?;
-            rcgen::CertifiedKey { cert, signing_key }
-        } else {
-            rcgen::generate_simple_self_signed(names).map_err(io::Error::other)?
-        };
-        let dir = tempfile::Builder::new()
-            .prefix("vault-bmc-simulator-")
-            .tempdir()?;
-        // Removed on drop, and by the CLI's signal handler if the process is stopped.
-        crate::fsutil::register_live_temp(dir.path());
-        let ca_path = dir.path().join("bmc-simulator-ca.pem");
-        std::fs::write(&ca_path, ck.cert.pem())?;
-        let fingerprint = {
-            use sha2::Digest as _;
-            format!(
-                "sha256:{}",
-                hex::encode(sha2::Sha256::digest(ck.cert.der()))
-            )
-        };
+        let id = Identity::new(cfg.ca_flag_certificate)?;
         let tls = if cfg.tls {
-            let key =
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
-            let cert: CertificateDer<'static> = ck.cert.der().clone();
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let sc = ServerConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map_err(io::Error::other)?
-                .with_no_client_auth()
-                .with_single_cert(vec![cert], key)
-                .map_err(io::Error::other)?;
-            Some(Arc::new(sc))
+            Some(id.server_config()?)
         } else {
             None
         };
-        let fault = cfg.fault.clone();
-        let transient = match fault {
-            Fault::TransientErrors(n) => n,
-            _ => 0,
-        };
-        let refusals = cfg.refused_logins;
-        let shared = Arc::new(Shared {
-            cfg,
-            refusals_left: AtomicU32::new(refusals),
-            port: addr.port(),
-            fault: Mutex::new(fault),
-            transient_left: AtomicU32::new(transient),
-            sessions: Mutex::new(HashMap::new()),
-            created: AtomicUsize::new(0),
-            requests: AtomicUsize::new(0),
-            faults_served: AtomicUsize::new(0),
-            restored: Mutex::new(Vec::new()),
-            backups: Mutex::new(HashSet::new()),
-            built: AtomicUsize::new(0),
-            log: Arc::new(Mutex::new(Vec::new())),
-            stop: AtomicBool::new(false),
-            tls,
-        });
+        let shared = Shared::new(cfg, addr.port(), tls);
         let acc_shared = Arc::clone(&shared);
         let accept = std::thread::Builder::new()
             .name("bmc-sim-accept".into())
@@ -313,9 +508,9 @@ impl SimHandle {
             shared,
             addr,
             accept: Some(accept),
-            ca_path,
-            fingerprint,
-            _dir: dir,
+            ca_path: id.ca_path,
+            fingerprint: id.fingerprint,
+            _dir: id.dir,
         })
     }
 
@@ -449,6 +644,37 @@ pub fn run_foreground_to(cfg: SimConfig, port: u16, out: &mut dyn Write) -> io::
     out.flush()?;
     let signal = stop_signals.wait().map_err(io::Error::from)?;
     handle.shutdown();
+    Ok(signal)
+}
+
+/// [`run_foreground_to`] for a fleet ([`SimFleet`]): writes its inventory to `inventory`
+/// (atomically, 0600) and prints the banner once every BMC is listening.
+pub fn run_fleet_foreground_to(
+    cfgs: Vec<SimConfig>,
+    inventory: &Path,
+    out: &mut dyn Write,
+) -> io::Result<Signal> {
+    let mut stop_signals = SigSet::empty();
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        stop_signals.add(sig);
+    }
+    stop_signals.thread_block().map_err(io::Error::from)?;
+    let fleet = SimFleet::start(cfgs)?;
+    let mut text = Vec::new();
+    fleet.write_inventory(&mut text)?;
+    crate::fsutil::write_atomic(inventory, &text, 0o600)?;
+    writeln!(
+        out,
+        "BMC simulator fleet: {} BMCs on 127.0.0.1, ports {} to {}",
+        fleet.len(),
+        fleet.shared.first().map_or(0, |s| s.port),
+        fleet.shared.last().map_or(0, |s| s.port)
+    )?;
+    writeln!(out, "CA certificate: {}", fleet.ca_cert_path().display())?;
+    writeln!(out, "inventory: {}", inventory.display())?;
+    out.flush()?;
+    let signal = stop_signals.wait().map_err(io::Error::from)?;
+    fleet.shutdown();
     Ok(signal)
 }
 

@@ -102,6 +102,10 @@ pub struct Target {
     /// An archive file anywhere.
     #[arg(long, value_name = "F")]
     file: Option<PathBuf>,
+    /// With --id: fetch the archive from this remote into the home first (verified end to
+    /// end, as 'backup fetch' does; nothing is fetched if it is already here).
+    #[arg(long, value_name = "NAME", requires = "id")]
+    remote: Option<String>,
 }
 
 #[derive(Args)]
@@ -270,6 +274,7 @@ pub fn run(ctx: &Ctx, cmd: BackupCmd) -> CliResult {
             ctx.print(&v)
         }
         BackupCmd::Verify(t) => {
+            let t = fetched(ctx, t)?;
             let home = ctx.home()?;
             let r = target_path(&home, &t).and_then(|path| verify_path(&home, &path));
             let (asked_id, detail) = asked(t.id.as_deref(), t.file.as_deref());
@@ -297,6 +302,7 @@ pub fn run(ctx: &Ctx, cmd: BackupCmd) -> CliResult {
             }))
         }
         BackupCmd::Extract { target, out } => {
+            let target = fetched(ctx, target)?;
             let home = ctx.home()?;
             let r = target_path(&home, &target).and_then(|path| extract(&home, &path, &out));
             let (asked_id, detail) = asked(target.id.as_deref(), target.file.as_deref());
@@ -470,6 +476,14 @@ fn asked(id: Option<&str>, file: Option<&Path>) -> (Option<String>, Option<Strin
         ),
         (None, None) => (None, None),
     }
+}
+
+/// A `--remote` target is fetched into the home first and then named by its full id.
+fn fetched(ctx: &Ctx, mut t: Target) -> CliResult<Target> {
+    if let (Some(remote), Some(id)) = (&t.remote, &t.id) {
+        t.id = Some(remote::fetch_first(ctx, remote, id)?);
+    }
+    Ok(t)
 }
 
 fn target_path(home: &Home, t: &Target) -> CliResult<PathBuf> {

@@ -72,6 +72,19 @@ pub struct SimulatorArgs {
     /// transient-errors[=N].
     #[arg(long, value_name = "NAME", value_parser = parse_fault)]
     fault: Option<Fault>,
+    /// Serve this many BMCs from this one process, each on a port of its own with its
+    /// own serial (SERIAL-00001, …) and sessions, all under one certificate; needs
+    /// --inventory (--port is then ignored).
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "inventory",
+          value_parser = clap::value_parser!(u32).range(1..=20_000))]
+    count: u32,
+    /// With --count: write the fleet's inventory (TOML, for 'backup pull --inventory') here.
+    #[arg(long, value_name = "FILE")]
+    inventory: Option<PathBuf>,
+    /// With --count and --fault: only every K-th BMC (the K-th, 2K-th, …) has the fault.
+    #[arg(long, value_name = "K", requires = "fault",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    fault_every: Option<u32>,
 }
 
 fn parse_fault(s: &str) -> Result<Fault, String> {
@@ -154,6 +167,26 @@ pub fn simulator(ctx: &Ctx, a: SimulatorArgs) -> CliResult {
     };
     ctx.notice("BMC simulator for tests and demos (loopback only); stop it with Ctrl-C");
     let mut out = std::io::stdout();
+    if let Some(inventory) = a.inventory.as_deref().filter(|_| a.count > 1) {
+        let every = a.fault_every.unwrap_or(1) as usize;
+        let cfgs = (1..=a.count as usize)
+            .map(|i| SimConfig {
+                serial: format!("{}-{i:05}", cfg.serial),
+                fault: if i % every == 0 {
+                    cfg.fault.clone()
+                } else {
+                    Fault::None
+                },
+                ..cfg.clone()
+            })
+            .collect();
+        let signal = crate::bmc::simulator::run_fleet_foreground_to(cfgs, inventory, &mut out)
+            .map_err(|e| {
+                CliError::new(Kind::Io, format!("cannot run the BMC simulator fleet: {e}"))
+            })?;
+        ctx.notice(&format!("BMC simulator fleet stopped by {signal}"));
+        return Ok(());
+    }
     let signal = run_foreground_to(cfg, a.port, &mut out).map_err(|e| {
         CliError::new(
             Kind::Io,

@@ -235,9 +235,21 @@ pub fn main() -> ExitCode {
         format: hi.format,
         account: hi.account,
     };
+    // A command that fails never leaves a new home behind (issue 17): a failed
+    // `backup create` on a fresh machine must not create a home with a root key.
+    let fresh_home = !ctx.home_dir.exists();
     let result = everyday::install_syslog(&ctx.home_dir, cli.syslog.clone())
         .and_then(|()| run(&ctx, cli.command));
     everyday::report_syslog();
+    if result.is_err()
+        && fresh_home
+        && let Err(e) = crate::home::discard_unused(&ctx.home_dir)
+    {
+        ctx.notice(&format!(
+            "warning: could not remove the home {} this failed command created: {e}",
+            ctx.home_dir.display()
+        ));
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -85,7 +85,11 @@ pub struct PrunedItem<'a> {
 }
 
 pub fn run(ctx: &Ctx, a: PruneArgs) -> CliResult {
-    let opts = a.resolve();
+    let mut opts = a.resolve();
+    // No --keep-* at all: the retention of config.toml (keep-last …), if any.
+    if opts.policy == Policy::default() {
+        opts.policy = super::everyday::retention_defaults(ctx)?;
+    }
     let ops = ctx.ops()?;
     let remote = match &a.remote {
         Some(name) => Some(ops_remote::connect(&ops, name, &credential_env())?),

@@ -27,6 +27,7 @@ use crate::bmc::{AuthMode, BmcError, BmcOptions};
 use crate::errors::Kind;
 use crate::keystore::Scope;
 use crate::ops::pull::{self as op_pull, PullJob, host_of};
+use crate::ops::remote as ops_remote;
 use crate::ops::restore::{self as op_restore, RestorePlan, Restored};
 use crate::ops::{OpsError, Silent};
 use crate::secret::Password;
@@ -45,18 +46,14 @@ pub const RESTORE_NOTE: &str = "iLO resets after a restore and is unreachable fo
 /// How to reach and log in to a BMC (shared by pull and restore).
 #[derive(Args, Clone)]
 pub struct ConnArgs {
-    /// BMC account.
-    #[arg(
-        long,
-        value_name = "U",
-        env = "VAULT_BMC_USER",
-        default_value = "Administrator"
-    )]
-    bmc_user: String,
+    /// BMC account [default: Administrator; env VAULT_BMC_USER, or bmc-user in config.toml].
+    #[arg(long, value_name = "U")]
+    bmc_user: Option<String>,
     /// Read the BMC password from this file (mode 0600) instead of VAULT_BMC_PASSWORD or a prompt.
     #[arg(long, value_name = "P")]
     bmc_password_file: Option<PathBuf>,
-    /// PEM file with the CA (or self-signed certificate) that signed the BMC's certificate.
+    /// PEM file with the CA (or self-signed certificate) that signed the BMC's certificate
+    /// [env VAULT_CA_CERT, or ca-cert in config.toml].
     #[arg(long, value_name = "F", conflicts_with = "insecure")]
     ca_cert: Option<PathBuf>,
     /// Do not verify the BMC's TLS certificate (anyone on the path could read the backup
@@ -66,14 +63,14 @@ pub struct ConnArgs {
     /// Redfish session login (logged out at the end) or HTTP Basic on each request.
     #[arg(long, value_enum, default_value_t = AuthArg::Session)]
     auth: AuthArg,
-    /// Seconds allowed for connecting, each read and each request.
-    #[arg(long, value_name = "S", default_value_t = 30,
-          value_parser = clap::value_parser!(u64).range(1..=3600))]
-    timeout: u64,
-    /// Extra attempts of idempotent requests after a transient failure.
-    #[arg(long, value_name = "N", default_value_t = 2,
-          value_parser = clap::value_parser!(u32).range(0..=10))]
-    retries: u32,
+    /// Seconds allowed for connecting, each read and each request [default: 30; env
+    /// VAULT_TIMEOUT, or timeout in config.toml].
+    #[arg(long, value_name = "S", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    timeout: Option<u64>,
+    /// Extra attempts of idempotent requests after a transient failure [default: 2; env
+    /// VAULT_RETRIES, or retries in config.toml].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=10))]
+    retries: Option<u32>,
     /// HTTP CONNECT proxy (http://host:port); *_PROXY variables are ignored.
     #[arg(long, value_name = "URL")]
     proxy: Option<String>,
@@ -109,6 +106,27 @@ impl From<DownloadArg> for DownloadMethod {
             DownloadArg::Get => DownloadMethod::Get,
             DownloadArg::Post => DownloadMethod::Post,
         }
+    }
+}
+
+impl ConnArgs {
+    /// Fills what no flag gave from the environment, then config.toml (flag > env >
+    /// file > default). A configured CA does not apply under --insecure.
+    fn resolve(&mut self, d: &super::everyday::BmcDefaults) {
+        if self.bmc_user.is_none() {
+            self.bmc_user.clone_from(&d.user);
+        }
+        if self.ca_cert.is_none() && !self.insecure {
+            self.ca_cert.clone_from(&d.ca_cert);
+        }
+        self.timeout = self.timeout.or(d.timeout);
+        self.retries = self.retries.or(d.retries);
+    }
+
+    fn user(&self) -> &str {
+        self.bmc_user
+            .as_deref()
+            .unwrap_or(super::everyday::DEFAULT_BMC_USER)
     }
 }
 
@@ -152,10 +170,10 @@ pub struct PullArgs {
     inventory: Option<PathBuf>,
     #[command(flatten)]
     metrics: super::everyday::MetricsArgs,
-    /// BMCs pulled at the same time (fleet only).
-    #[arg(long, value_name = "N", default_value_t = 4,
-          value_parser = clap::value_parser!(u16).range(1..=64))]
-    parallel: u16,
+    /// BMCs pulled at the same time (fleet only) [default: 4; env VAULT_PARALLEL, or
+    /// parallel in config.toml].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    parallel: Option<u16>,
     #[command(flatten)]
     conn: ConnArgs,
     /// Largest backup accepted, in bytes.
@@ -180,6 +198,75 @@ pub struct PullArgs {
     /// File (mode 0600) with the iLO backup-file password; implies --file-password.
     #[arg(long, value_name = "P")]
     file_password_file: Option<PathBuf>,
+    #[command(flatten)]
+    push: PushToArgs,
+    /// Commit each archive and audit record on its own instead of in groups (for
+    /// benchmarks that compare the two; durability is the same).
+    #[arg(long, hide = true)]
+    no_group_commit: bool,
+}
+
+/// `--push-to NAME [--retain DAYS [--lock MODE]]` of `backup pull`.
+#[derive(Args)]
+pub struct PushToArgs {
+    /// Push each archive to this remote as soon as it is sealed (as 'backup push' does:
+    /// the object appears whole or not at all); the archive stays in the home too.
+    #[arg(long, value_name = "NAME")]
+    push_to: Option<String>,
+    /// With --push-to: Object Lock retention in days (90d or 90).
+    #[arg(long, value_name = "DAYS", value_parser = super::remote::parse_days,
+          requires = "push_to")]
+    retain: Option<u32>,
+    /// With --retain: Object Lock mode (default governance).
+    #[arg(long, value_enum, requires = "retain")]
+    lock: Option<super::remote::LockArg>,
+}
+
+impl PushToArgs {
+    fn lock(&self) -> Option<(crate::remote::LockMode, u32)> {
+        self.retain.map(|days| {
+            let mode = self.lock.map(Into::into);
+            (mode.unwrap_or(crate::remote::LockMode::Governance), days)
+        })
+    }
+
+    /// The remote to push to, connected before any BMC is pulled (so a typo costs nothing).
+    fn connect(&self, ops: &crate::ops::Context) -> CliResult<Option<crate::remote::Remote>> {
+        match &self.push_to {
+            Some(name) => Ok(Some(ops_remote::connect(
+                ops,
+                name,
+                &super::remote::credential_env(),
+            )?)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The `pushed` field of a pull's record, or the push's error.
+fn push_sealed(
+    ops: &crate::ops::Context,
+    remote: Option<&crate::remote::Remote>,
+    p: &op_pull::Pulled,
+    a: &PushToArgs,
+) -> Option<Result<Value, CliError>> {
+    let remote = remote?;
+    let id = p.inspection.header.id;
+    Some(
+        ops_remote::push_sealed(ops, remote, &id, a.lock())
+            .map(|o| {
+                serde_json::to_value(super::remote::Pushed::new(remote, &o)).unwrap_or_default()
+            })
+            .map_err(|e| {
+                CliError::new(
+                    crate::errors::Classify::kind(&e),
+                    format!(
+                        "archive {id} is in the home but was not pushed to {}: {e}",
+                        remote.config.name
+                    ),
+                )
+            }),
+    )
 }
 
 #[derive(Args)]
@@ -187,6 +274,11 @@ pub struct RestoreArgs {
     /// The archive to restore.
     #[arg(long, value_name = "ID")]
     id: String,
+    /// Fetch the archive from this remote into the home first (verified end to end, as
+    /// 'backup fetch' does; nothing is fetched if it is already here): a restore on a new
+    /// machine straight from the bucket.
+    #[arg(long, value_name = "NAME")]
+    remote: Option<String>,
     /// BMC base URL, e.g. https://ilo-host
     #[arg(long, value_name = "URL")]
     bmc: String,
@@ -224,8 +316,8 @@ fn bmc_options(
     o.auth = conn.auth.into();
     o.ca_cert = conn.ca_cert.clone();
     o.insecure = conn.insecure;
-    o.timeout = Duration::from_secs(conn.timeout);
-    o.retries = conn.retries;
+    o.timeout = Duration::from_secs(conn.timeout.unwrap_or(super::everyday::DEFAULT_TIMEOUT));
+    o.retries = conn.retries.unwrap_or(super::everyday::DEFAULT_RETRIES);
     o.proxy = conn.proxy.clone();
     o.max_backup_bytes = max_size;
     o.allow_http = conn.allow_http;
@@ -280,7 +372,11 @@ fn pulled_audit<'a>(host: &str) -> AuditEvent<'a> {
     }
 }
 
-pub fn pull(ctx: &Ctx, a: PullArgs) -> CliResult {
+pub fn pull(ctx: &Ctx, mut a: PullArgs) -> CliResult {
+    crate::group::set_enabled(!a.no_group_commit);
+    let defaults = super::everyday::bmc_defaults(ctx)?;
+    a.conn.resolve(&defaults);
+    a.parallel = a.parallel.or(defaults.parallel);
     if let Some(inv) = &a.inventory {
         return pull_fleet(ctx, &a, inv);
     }
@@ -295,6 +391,7 @@ pub fn pull(ctx: &Ctx, a: PullArgs) -> CliResult {
     let metrics = super::everyday::metrics_path(ctx, &a.metrics)?;
     let started = std::time::Instant::now();
     let ops = ctx.ops()?;
+    let remote = a.push.connect(&ops)?;
     let passwords = bmc_password(&a.conn).and_then(|p| Ok((p, file_password(&a)?)));
     if let Err(e) = &passwords {
         // Failed before the operation could start: still on the record.
@@ -304,7 +401,7 @@ pub fn pull(ctx: &Ctx, a: PullArgs) -> CliResult {
         );
     }
     let (password, file_pw) = passwords?;
-    let mut opts = bmc_options(&url, &a.conn.bmc_user, password, &a.conn, a.max_size);
+    let mut opts = bmc_options(&url, a.conn.user(), password, &a.conn, a.max_size);
     opts.download = a.download_method.into();
     opts.file_password = file_pw;
     let job = PullJob {
@@ -334,7 +431,16 @@ pub fn pull(ctx: &Ctx, a: PullArgs) -> CliResult {
             "warning: the backup is stored but the session was not deleted: {w}"
         ));
     }
-    ctx.print(&backup_json(&p.inspection))
+    let mut record = backup_json(&p.inspection);
+    let pushed = push_sealed(&ops, remote.as_ref(), &p, &a.push);
+    if let Some(Ok(v)) = &pushed {
+        record["pushed"] = v.clone();
+    }
+    ctx.print(&record)?;
+    match pushed {
+        Some(Err(e)) => Err(e),
+        _ => Ok(()),
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -490,10 +596,10 @@ fn fleet_job(
         conn.auth = x;
     }
     if let Some(t) = e.timeout {
-        conn.timeout = t.clamp(1, 3600);
+        conn.timeout = Some(t.clamp(1, 3600));
     }
     if let Some(r) = e.retries {
-        conn.retries = r.min(10);
+        conn.retries = Some(r.min(10));
     }
     if e.proxy.is_some() {
         conn.proxy = e.proxy.clone();
@@ -505,7 +611,7 @@ fn fleet_job(
     if let Some(h) = e.allow_http {
         conn.allow_http = h;
     }
-    let user = e.user.as_deref().unwrap_or(&a.conn.bmc_user);
+    let user = e.user.as_deref().unwrap_or(a.conn.user());
     let mut opts = bmc_options(&e.url, user, password, &conn, a.max_size);
     opts.session_limit_retries = FLEET_SESSION_LIMIT_RETRIES;
     opts.download = e.download_method.unwrap_or(a.download_method).into();
@@ -528,6 +634,9 @@ fn fleet_job(
 }
 
 fn pull_fleet(ctx: &Ctx, a: &PullArgs, inventory: &Path) -> CliResult {
+    // Each worker holds a socket, a staged archive and, briefly, the lock and audit
+    // files: at --parallel 256 that is past the usual soft limit of 1024 descriptors.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
     let metrics = super::everyday::metrics_path(ctx, &a.metrics)?;
     let started = std::time::Instant::now();
     let samples = Mutex::new(Vec::new());
@@ -569,6 +678,8 @@ fn pull_fleet(ctx: &Ctx, a: &PullArgs, inventory: &Path) -> CliResult {
     }
     let shared_file_password = file_password(a)?;
     let ops = ctx.ops()?;
+    let remote = a.push.connect(&ops)?;
+    let push_failures = AtomicUsize::new(0);
     let jobs: Vec<Mutex<Option<CliResult<PullJob>>>> = entries
         .iter()
         .map(|e| {
@@ -600,7 +711,8 @@ fn pull_fleet(ctx: &Ctx, a: &PullArgs, inventory: &Path) -> CliResult {
     } else {
         ProgressBar::hidden()
     };
-    let workers = usize::from(a.parallel).min(n);
+    let parallel = a.parallel.unwrap_or(super::everyday::DEFAULT_PARALLEL);
+    let workers = usize::from(parallel).min(n);
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| {
@@ -660,7 +772,7 @@ fn pull_fleet(ctx: &Ctx, a: &PullArgs, inventory: &Path) -> CliResult {
                                 });
                             }
                             let h = &p.inspection.header;
-                            json!({
+                            let mut v = json!({
                                 "bmc": host_of(url),
                                 "status": "ok",
                                 "archiveId": h.id,
@@ -668,7 +780,17 @@ fn pull_fleet(ctx: &Ctx, a: &PullArgs, inventory: &Path) -> CliResult {
                                 "size": p.inspection.plaintext_size,
                                 "serialNumber": h.source.as_ref().and_then(|s| s.serial_number.clone()),
                                 "attempts": attempt,
-                            })
+                            });
+                            match push_sealed(&ops, remote.as_ref(), p, &a.push) {
+                                Some(Ok(pushed)) => v["pushed"] = pushed,
+                                Some(Err(e)) => {
+                                    push_failures.fetch_add(1, Ordering::SeqCst);
+                                    bar.suspend(|| ctx.notice(&e.message));
+                                    v["pushError"] = json!(e.message);
+                                }
+                                None => {}
+                            }
+                            v
                         }
                         Err(e) => {
                             bar.suspend(|| ctx.notice(&format!("{host}: {}", e.message)));
@@ -689,6 +811,13 @@ fn pull_fleet(ctx: &Ctx, a: &PullArgs, inventory: &Path) -> CliResult {
         }
     });
     bar.finish_and_clear();
+    let home = ops.home().dir();
+    let (archive_batches, archives) = crate::store::commit_group_stats(&ops.home().archives_dir());
+    let (audit_batches, records) =
+        crate::audit::group_stats(&home.join(crate::audit::LOG_FILE_NAME));
+    ctx.notice(&format!(
+        "group commit: {archives} archives in {archive_batches} home-lock batches, {records} audit records in {audit_batches} appends"
+    ));
     if let Some(m) = &metrics {
         let samples = samples.into_inner().unwrap_or_else(PoisonError::into_inner);
         super::everyday::write_pull_metrics(ctx, m, &samples, started);
@@ -702,17 +831,30 @@ fn pull_fleet(ctx: &Ctx, a: &PullArgs, inventory: &Path) -> CliResult {
         })
         .collect();
     let failed = results.iter().filter(|r| r["status"] != "ok").count();
-    ctx.print(&json!({
+    let push_failed = push_failures.into_inner();
+    let mut summary = json!({
         "total": n,
         "succeeded": n - failed,
         "failed": failed,
         "results": results,
-    }))?;
+    });
+    if remote.is_some() {
+        summary["pushFailed"] = json!(push_failed);
+    }
+    ctx.print(&summary)?;
     if failed > 0 {
         return Err(CliError::new(
             Kind::Bmc,
             format!(
                 "{failed} of {n} BMC(s) failed (listed in the output); the others were archived"
+            ),
+        ));
+    }
+    if push_failed > 0 {
+        return Err(CliError::new(
+            Kind::Bmc,
+            format!(
+                "{push_failed} of {n} archive(s) were not pushed (their pushError is in the output); they are in the home: push them with 'vault backup push --all --remote NAME'"
             ),
         ));
     }
@@ -757,7 +899,11 @@ fn confirm_on_tty(yes: bool) -> impl Fn(&RestorePlan<'_>) -> Result<(), OpsError
     }
 }
 
-pub fn restore(ctx: &Ctx, a: RestoreArgs) -> CliResult {
+pub fn restore(ctx: &Ctx, mut a: RestoreArgs) -> CliResult {
+    a.conn.resolve(&super::everyday::bmc_defaults(ctx)?);
+    if let Some(remote) = &a.remote {
+        a.id = super::remote::fetch_first(ctx, remote, &a.id)?;
+    }
     let ops = ctx.ops()?;
     let host = host_of(&a.bmc);
     if a.conn.insecure {
@@ -793,7 +939,7 @@ pub fn restore(ctx: &Ctx, a: RestoreArgs) -> CliResult {
             "BMC password",
             false,
         )?;
-        Ok(bmc_options(&a.bmc, &a.conn.bmc_user, password, &a.conn, 0))
+        Ok(bmc_options(&a.bmc, a.conn.user(), password, &a.conn, 0))
     };
     // The bar starts after the confirmation prompt, so it does not draw over it.
     let bar = Bar(ProgressBar::hidden());

@@ -234,7 +234,7 @@ pub struct Pushed<'a> {
 }
 
 impl<'a> Pushed<'a> {
-    fn new(remote: &'a Remote, p: &'a PushOutcome) -> Self {
+    pub fn new(remote: &'a Remote, p: &'a PushOutcome) -> Self {
         Pushed {
             id: p.id,
             remote: &remote.config.name,
@@ -359,6 +359,20 @@ pub fn fetch(ctx: &Ctx, a: FetchArgs) -> CliResult {
         size: s.plaintext_size,
         checksum: envelope::hex_digest(&s.sha256),
     })
+}
+
+/// `--remote NAME` of `backup extract`/`verify`/`restore`: brings archive `id` (or an
+/// unambiguous prefix) from the remote into the home first, verified end to end like
+/// `backup fetch` (a no-op when it is already there); returns its full id.
+pub fn fetch_first(ctx: &Ctx, remote: &str, id: &str) -> CliResult<String> {
+    let ops = ctx.ops()?;
+    let r = ops_remote::connect(&ops, remote, &credential_env())?;
+    let f = ops_remote::fetch(&ops, &r, id)?;
+    let id = f.summary.header.id;
+    if f.added {
+        ctx.notice(&format!("archive {id} fetched from {remote} and verified"));
+    }
+    Ok(id.to_string())
 }
 
 /// `vault backup list --remote NAME`: keyless, by ranged reads of header and trailer.

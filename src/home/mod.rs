@@ -87,6 +87,37 @@ pub(crate) enum RootSlot {
     Next,
 }
 
+/// Removes the home at `dir` when it holds only what opening it made (the root key, the
+/// lock, the audit log and an empty `archives/`), so that a command that failed on a home
+/// that did not exist before it ran leaves no home behind (issue 17). A home with a key
+/// store, an archive or any other file is kept. Returns whether it was removed.
+///
+/// The check runs under the home's lock, so a concurrent command that has already written
+/// something keeps its home.
+pub fn discard_unused(dir: &Path) -> std::io::Result<bool> {
+    const MADE_BY_OPEN: [&str; 4] = ["root.key", "lock", crate::audit::LOG_FILE_NAME, "archives"];
+    let lock_path = dir.join("lock");
+    let lock = match OpenOptions::new().write(true).open(&lock_path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    lock.lock()?;
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        if !MADE_BY_OPEN.iter().any(|m| name == *m) {
+            return Ok(false);
+        }
+    }
+    let archives = dir.join("archives");
+    if archives.exists() && std::fs::read_dir(&archives)?.next().is_some() {
+        return Ok(false);
+    }
+    std::fs::remove_dir_all(dir)?;
+    drop(lock);
+    Ok(true)
+}
+
 impl Home {
     /// Opens (creating on first use, with a root key in mode `file`) the home at `dir`.
     pub fn open(dir: &Path) -> Result<Home, HomeError> {

@@ -8,7 +8,8 @@
 //! - The archive is complete only when the download succeeded *and* the sealer finished;
 //!   a failed or cut download drops the writer, which removes the temporary file.
 //! - Sealing runs without the home lock (a slow BMC must not block the home or the other
-//!   pulls of a fleet); the lock is taken only for the final no-clobber rename.
+//!   pulls of a fleet); the lock is taken only for the final no-clobber rename, once per
+//!   batch of pulls finishing together (group commit, `StagedArchive::commit_grouped`).
 //! - The key is resolved before logging in: a wrong `--key` must not cost a BMC session.
 //!   The session is logged out on success, by the client's `Drop` on errors, and by the
 //!   process's signal handler on SIGINT/SIGTERM/SIGHUP.
@@ -128,7 +129,8 @@ pub fn pull_one(
         Err(e) => return Err(e.into()),
     }
     let staged = sink.inner.into_inner().finish()?;
-    let path = staged.commit(&home.lock()?)?.1;
+    // Group commit: pulls finishing together share one home lock and directory sync.
+    let path = staged.commit_grouped(home)?.1;
     let logout_warning = session.logout().err().map(|e| e.to_string());
     Ok(Pulled {
         inspection: store::inspect_file(&path)?,

@@ -138,6 +138,21 @@ pub fn push_one(
     })
 }
 
+/// Pushes an archive just sealed into the home (`backup pull --push-to`), by the thread
+/// that pulled it, right after its commit: a fleet's archives land off-box one by one as
+/// they are sealed, each holding at most one upload part in memory. The archive stays in
+/// the home whatever happens to the push.
+pub fn push_sealed(
+    ctx: &Context,
+    remote: &Remote,
+    id: &Uuid,
+    lock: Option<(LockMode, u32)>,
+) -> Result<PushOutcome, OpsError> {
+    let path = ArchiveStore::new(ctx.home()).path_of(id);
+    let lock = lock.map(|(mode, days)| (mode, remote::retain_until(days)));
+    push_one(ctx, remote, id, &path, lock)
+}
+
 /// Fetches archive `id` (or an unambiguous prefix) from `remote` into the home.
 pub fn fetch(ctx: &Context, remote: &Remote, id: &str) -> Result<Fetched, OpsError> {
     let subject = Subject {

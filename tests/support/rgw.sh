@@ -6,6 +6,10 @@
 #   rgw.sh start DIR   -> prints "endpoint=http://127.0.0.1:PORT" once S3 answers
 #   rgw.sh stop DIR    -> stops radosgw, the OSD and the mon by their pids
 #
+# With RGW_TLS=1 the gateway speaks only HTTPS, with a certificate for 127.0.0.1 signed
+# by a CA made here (openssl); start then prints "endpoint=https://127.0.0.1:PORT" and
+# "ca_cert=DIR/tls/ca.pem", the CA a client must be told to trust.
+#
 # No systemd, mgr, keyrings or disk: auth is off (loopback only), the OSD keeps objects
 # in memory (memstore). The S3 user has the fixed keys below (test-only).
 set -euo pipefail
@@ -61,6 +65,24 @@ mon_port=$(free_port)
 rgw_port=$(free_port)
 while [ "$rgw_port" = "$mon_port" ]; do rgw_port=$(free_port); done
 fsid=$(cat /proc/sys/kernel/random/uuid)
+scheme=http
+frontend="beast endpoint=127.0.0.1:$rgw_port"
+if [ "${RGW_TLS:-0}" = 1 ]; then
+    command -v openssl >/dev/null || { echo "rgw.sh: openssl is not installed" >&2; exit 3; }
+    tls="$dir/tls"
+    mkdir -p "$tls"
+    # A CA, and a leaf for 127.0.0.1 that is not a CA itself (rustls refuses a CA
+    # certificate used as a server's).
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        -subj "/CN=vault test CA" -keyout "$tls/ca.key" -out "$tls/ca.pem" 2>/dev/null
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -subj "/CN=127.0.0.1" -keyout "$tls/rgw.key" -out "$tls/rgw.csr" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$tls/ext"
+    openssl x509 -req -in "$tls/rgw.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" \
+        -CAcreateserial -days 2 -extfile "$tls/ext" -out "$tls/rgw.pem" 2>/dev/null
+    scheme=https
+    frontend="beast ssl_endpoint=127.0.0.1:$rgw_port ssl_certificate=$tls/rgw.pem ssl_private_key=$tls/rgw.key"
+fi
 export CEPH_CONF="$dir/ceph.conf"
 cat > "$CEPH_CONF" <<CONF
 [global]
@@ -91,7 +113,7 @@ mon data = $dir/mon
 [mon.a]
 [osd.0]
 [client.rgw]
-rgw frontends = beast endpoint=127.0.0.1:$rgw_port
+rgw frontends = $frontend
 rgw data = $dir/rgw
 rgw dns name = 127.0.0.1
 rgw enable usage log = false
@@ -112,10 +134,14 @@ radosgw -n client.rgw --pid-file "$dir/radosgw.pid"
 radosgw-admin user create --uid=vault --display-name=vault \
     --access-key="$ACCESS_KEY" --secret-key="$SECRET_KEY" >/dev/null 2>&1
 for _ in $(seq 1 300); do
-    if python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$rgw_port/', timeout=1)" 2>/dev/null \
-        || curl -s -o /dev/null "http://127.0.0.1:$rgw_port/" 2>/dev/null; then
+    if python3 -c "
+import ssl, sys, urllib.request
+ctx = ssl.create_default_context(cafile='$dir/tls/ca.pem') if '$scheme' == 'https' else None
+urllib.request.urlopen('$scheme://127.0.0.1:$rgw_port/', timeout=1, context=ctx)
+" 2>/dev/null; then
         trap - ERR
-        echo "endpoint=http://127.0.0.1:$rgw_port"
+        echo "endpoint=$scheme://127.0.0.1:$rgw_port"
+        [ "$scheme" = https ] && echo "ca_cert=$dir/tls/ca.pem"
         echo "access_key=$ACCESS_KEY"
         echo "secret_key=$SECRET_KEY"
         exit 0
