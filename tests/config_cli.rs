@@ -37,12 +37,13 @@ fn bmc_user_and_ca_cert_come_from_flag_env_file_then_default() {
     v.create_key(&["--scope", "system", "--default"]);
     let pw = v.path("bmc.pw");
     write_private(&pw, PASSWORD);
+    let url = sim.base_url();
     let pull = |extra: &[&str], env: &[(&str, &str)]| {
         let mut args = vec![
             "backup",
             "pull",
             "--bmc",
-            &sim.base_url(),
+            &url,
             "--bmc-password-file",
             s(&pw),
             "--retries",
