@@ -6,6 +6,7 @@
 #
 #   bash benches/fleet.sh [VAULT_BIN] [N=200] [WORKDIR]
 #   N=10000: PARALLELS="32 256" bash benches/fleet.sh target/release/vault 10000
+#   COMMITS=group (default "group per-archive": both, side by side)
 #
 # "ideal" for --parallel P is ceil(N / P) × t1, where t1 is the measured wall time of
 # pulling ONE of these BMCs alone (its requests × latency, plus TLS and sealing): what
@@ -21,6 +22,9 @@ N=${2:-200}
 WORK=${3:-$(mktemp -d /var/tmp/vault-fleet.XXXXXX)}
 LATENCY_MS=${LATENCY_MS:-50}
 PARALLELS=${PARALLELS:-"1 8 32"}
+# "group" (the default of vault), "per-archive" (--no-group-commit: one home lock,
+# directory sync and audit fsync per archive), or both, side by side.
+COMMITS=${COMMITS:-"group per-archive"}
 EXTRA_ARGS=${EXTRA_ARGS:-}
 [ -x "$VAULT" ] || cargo build --release --quiet
 mkdir -p "$WORK"
@@ -78,12 +82,15 @@ done
 t1=$(printf '%s\n' "${t1s[@]}" | sort -n | sed -n 2p)
 
 echo "== fleet pull: $N simulated BMCs in one simulator process, +${LATENCY_MS} ms per request; one BMC alone: ${t1} s (median of 3)${EXTRA_ARGS:+; extra: $EXTRA_ARGS}"
-printf '%-10s %9s %9s %7s %11s %9s %8s\n' "--parallel" "seconds" "ideal" "ratio" "succeeded" "peak RSS" "peak fds"
+printf '%-10s %-10s %9s %9s %7s %11s %9s %8s\n' "--parallel" "commit" "seconds" "ideal" "ratio" "succeeded" "peak RSS" "peak fds"
 for p in $PARALLELS; do
-    # shellcheck disable=SC2086
-    read -r t ok rc rss fds < <(run_pull "$WORK/home-p$p" backup pull --inventory "$WORK/fleet.toml" --parallel "$p" $EXTRA_ARGS)
-    ideal=$(python3 -c "import math; print(f'{math.ceil($N/$p)*$t1:.3f}')")
-    ratio=$(python3 -c "print(f'{$t/$ideal:.2f}x')")
-    printf '%-10s %9s %9s %7s %11s %7s M %8s\n' "$p" "$t" "$ideal" "$ratio" "$ok" "$rss" "$fds"
-    [ "$rc" = 0 ] || echo "  (exit status $rc)"
+    for mode in $COMMITS; do
+        flag=""; [ "$mode" = per-archive ] && flag="--no-group-commit"
+        # shellcheck disable=SC2086
+        read -r t ok rc rss fds < <(run_pull "$WORK/home-p$p" backup pull --inventory "$WORK/fleet.toml" --parallel "$p" $flag $EXTRA_ARGS)
+        ideal=$(python3 -c "import math; print(f'{math.ceil($N/$p)*$t1:.3f}')")
+        ratio=$(python3 -c "print(f'{$t/$ideal:.2f}x')")
+        printf '%-10s %-10s %9s %9s %7s %11s %7s M %8s\n' "$p" "$mode" "$t" "$ideal" "$ratio" "$ok" "$rss" "$fds"
+        [ "$rc" = 0 ] || echo "  (exit status $rc)"
+    done
 done

@@ -257,7 +257,7 @@ impl AtomicFile {
     }
 
     /// Flushes the data to disk now (fsync), so that a commit made later under a lock has
-    /// only the rename left (group commits, [`crate::store::StagedArchive::commit_grouped`]).
+    /// only the rename left (the group commit of archives in the store).
     pub fn sync(&mut self) -> io::Result<()> {
         self.stop_flusher()?;
         self.file().sync_all()

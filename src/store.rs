@@ -501,7 +501,9 @@ impl StagedArchive {
     /// then one of the threads committing into this home at the same time takes the home
     /// lock once, renames every archive of the batch (no clobber) and syncs the
     /// directory once. Returns, like `commit`, when this archive is durably under its
-    /// name; a fleet pull no longer queues on the home lock once per archive.
+    /// name; a fleet pull no longer queues on the home lock once per archive. Never call
+    /// it while holding the home lock: the leader of the batch may be another thread
+    /// that needs it.
     pub fn commit_grouped(mut self, home: &Home) -> Result<(SealSummary, PathBuf), StoreError> {
         self.out.sync().map_err(io_err(&self.path))?;
         commit_group(&home.archives_dir()).submit(self, |batch| commit_batch(home, batch))

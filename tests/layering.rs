@@ -18,6 +18,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("hardening", 0),
     ("escape", 0),
     ("retention", 0),
+    ("group", 0),
     ("aead", 1),
     ("fsutil", 1),
     ("kdf", 1),

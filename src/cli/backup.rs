@@ -94,7 +94,8 @@ pub struct CreateArgs {
 }
 
 #[derive(Args, Clone)]
-#[group(required = true, multiple = false)]
+#[group(skip)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["id", "file"])))]
 pub struct Target {
     /// An archive in this home.
     #[arg(long, value_name = "ID")]
