@@ -12,6 +12,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,36 @@ fn env_usize(name: &str, default: usize) -> usize {
 
 /// The simulator process; stopped by its pid (SIGTERM) on drop.
 struct Fleet(Child);
+
+impl Fleet {
+    /// `vault bmc-simulator --count n`, returned once every BMC listens.
+    fn start(n: usize, inventory: &Path, pw: &Path, extra: &[&str]) -> Fleet {
+        let mut child = Command::new(BIN)
+            .args(["bmc-simulator", "--count", &n.to_string(), "--inventory"])
+            .arg(inventory)
+            .args(["--password-file", s(pw), "--serial", "CZFLEET"])
+            .args(["--backup-size", "8192"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let fleet = Fleet(child);
+        // The banner comes once every BMC listens and the inventory is written.
+        let mut banner = String::new();
+        for line in BufReader::new(stdout).lines().take(3) {
+            banner.push_str(&line.unwrap());
+            banner.push('\n');
+        }
+        assert!(
+            banner.contains(&format!("fleet: {n} BMCs")),
+            "simulator banner: {banner}"
+        );
+        fleet
+    }
+}
 
 impl Drop for Fleet {
     fn drop(&mut self) {
@@ -58,28 +89,16 @@ fn one_simulator_process_serves_a_fleet_pulled_in_one_run() {
     std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
     let inventory = v.path("fleet.toml");
 
-    let mut child = Command::new(BIN)
-        .args(["bmc-simulator", "--count", &n.to_string(), "--inventory"])
-        .arg(&inventory)
-        .args(["--password-file", s(&pw), "--serial", "CZFLEET"])
-        .args(["--backup-size", "8192", "--fault", "server-error"])
-        .args(["--fault-every", &fault_every.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let fleet = Fleet(child);
-    // The banner comes once every BMC listens and the inventory is written.
-    let mut banner = String::new();
-    for line in BufReader::new(stdout).lines().take(3) {
-        banner.push_str(&line.unwrap());
-        banner.push('\n');
-    }
-    assert!(
-        banner.contains(&format!("fleet: {n} BMCs")),
-        "simulator banner: {banner}"
+    let fleet = Fleet::start(
+        n,
+        &inventory,
+        &pw,
+        &[
+            "--fault",
+            "server-error",
+            "--fault-every",
+            &fault_every.to_string(),
+        ],
     );
     let inv = std::fs::read_to_string(&inventory).unwrap();
     assert_eq!(inv.matches("[[bmc]]").count(), n);
@@ -161,4 +180,93 @@ fn one_simulator_process_serves_a_fleet_pulled_in_one_run() {
     );
     drop(fleet);
     eprintln!("fleet of {n} BMCs from one simulator process, --parallel {parallel}: {wall:?}");
+}
+
+/// Group commit keeps the crash guarantees: a fleet pull killed with SIGKILL at random
+/// moments leaves only whole archives, an intact audit chain, and a `backup.pull` success
+/// record only for an archive that is there (the archive is committed before its record).
+/// `VAULT_FLEET_KILLS` runs (default 6).
+#[test]
+fn a_fleet_pull_killed_midway_leaves_whole_archives_and_an_intact_chain() {
+    let kills = env_usize("VAULT_FLEET_KILLS", 6);
+    let n = 60;
+    let v = Vault::new();
+    v.create_key(&["--scope", "system", "--default"]);
+    let pw = v.path("bmc.pw");
+    std::fs::write(&pw, PASSWORD).unwrap();
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let inventory = v.path("fleet.toml");
+    let _fleet = Fleet::start(n, &inventory, &pw, &["--latency-ms", "20"]);
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let mut midway = 0;
+    let mut verified = std::collections::BTreeSet::new();
+    // At least `kills` rounds, and more (up to three times as many) until a kill has
+    // landed while archives were being committed.
+    for round in 0..kills * 3 {
+        if round >= kills && midway > 0 {
+            break;
+        }
+        let before = archives(&v.home).len();
+        let mut child = v
+            .cmd(&[
+                "backup",
+                "pull",
+                "--inventory",
+                s(&inventory),
+                "--bmc-password-file",
+                s(&pw),
+                "--parallel",
+                "16",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        std::thread::sleep(Duration::from_millis(150 + x % 1200));
+        let _ = child.kill(); // SIGKILL
+        child.wait().unwrap();
+        let present = archives(&v.home);
+        if present.len() > before && present.len() < before + n {
+            midway += 1;
+        }
+        // Every archive this round put under its final name is whole and authentic.
+        for id in present.difference(&verified) {
+            v.ok(&["backup", "verify", "--id", id]);
+        }
+        verified.clone_from(&present);
+        let report = vault::audit::AuditLog::open(&v.home).verify().unwrap();
+        assert!(report.is_intact(), "round {round}: audit chain broken");
+        let log = std::fs::read_to_string(v.home.join("audit.log")).unwrap();
+        for r in log
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|r| r["operation"] == "backup.pull" && r["result"] == "success")
+        {
+            let id = r["archiveId"].as_str().unwrap();
+            assert!(
+                present.contains(id),
+                "round {round}: audited pull {id} has no archive"
+            );
+        }
+    }
+    assert!(
+        midway > 0,
+        "no kill landed while archives were being committed"
+    );
+}
+
+fn archives(home: &Path) -> std::collections::BTreeSet<String> {
+    std::fs::read_dir(home.join("archives"))
+        .unwrap()
+        .filter_map(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .strip_suffix(".vault")
+                .map(str::to_string)
+        })
+        .collect()
 }
