@@ -438,6 +438,50 @@ fn sigterm_and_sighup_log_out_of_every_session_in_pulls_and_fleets() {
     }
 }
 
+/// Issue 13.8: a restore interrupted by SIGTERM or SIGHUP after its login logs out of the
+/// BMC before exiting, and nothing is restored. The BMC answers each request after
+/// 1 s, so the signal arrives while discovery (three more requests) is still going on.
+#[test]
+fn sigterm_and_sighup_during_a_restore_log_out() {
+    let origin = sim_with(|c| c.user = "admin".into());
+    let h = Home::new();
+    let out = h.run(&h.pull_args(&origin), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = json(&out)["id"].as_str().unwrap().to_string();
+    let pw = h.pw();
+    for (signal, code) in [("TERM", 143), ("HUP", 129)] {
+        let slow = sim_with(|c| {
+            c.user = "admin".into();
+            c.latency = Duration::from_secs(1);
+        });
+        let mut args = restore_args(&h, &id, &slow, &pw);
+        args.push("--yes".into());
+        let child = h
+            .cmd(&args.iter().map(String::as_str).collect::<Vec<_>>())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_until("the restore's login", || slow.open_sessions() == 1);
+        let out = signal_and_wait(child, signal);
+        assert_eq!(out.status.code(), Some(code), "{signal}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!("SIG{signal}")),
+            "{}",
+            stderr(&out)
+        );
+        assert_eq!(slow.sessions_created(), 1, "{signal}");
+        assert_eq!(slow.open_sessions(), 0, "{signal}: a session leaked");
+        assert!(slow.restored().is_empty(), "{signal}");
+        let deletes = slow
+            .requests()
+            .iter()
+            .filter(|r| r.method == "DELETE" && r.target.contains("/Sessions/"))
+            .count();
+        assert_eq!(deletes, 1, "{signal}: logged out by the handler");
+    }
+}
+
 fn signal_and_wait(mut child: Child, signal: &str) -> Output {
     let st = Command::new("kill")
         .args([&format!("-{signal}"), &child.id().to_string()])
