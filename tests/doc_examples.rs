@@ -574,7 +574,7 @@ impl World {
         if cmd.contains('…') && !cmd.contains("--anchor") {
             return self.check_flags(ex, "elided arguments");
         }
-        if w.contains(&"--remote") {
+        if w.contains(&"--remote") || w.contains(&"--push-to") {
             return self.check_flags(
                 ex,
                 "needs an S3 store: tests/remote_rgw.rs runs push, list, fetch and prune against Ceph RGW",

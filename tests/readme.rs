@@ -1,4 +1,4 @@
-//! Issue 17: the README's copy-paste examples work. Every ```sh block of README.md that
+//! Issue 17: the README's copy-paste examples work. Every ```bash block of README.md that
 //! follows a `<!-- tested: tests/readme.rs runs this block -->` line is run, in README
 //! order, by `bash -euo pipefail` in one scratch directory, with `vault` (this build) on
 //! PATH, a fresh `VAULT_HOME` and a temporary `PREFIX` for install steps; each must exit 0.
@@ -17,8 +17,8 @@ fn tested_blocks(readme: &str) -> Vec<(usize, String)> {
         if lines[i].trim() == MARKER {
             assert_eq!(
                 lines.get(i + 1).map(|l| l.trim()),
-                Some("```sh"),
-                "README.md line {}: the marker must be followed by a ```sh block",
+                Some("```bash"),
+                "README.md line {}: the marker must be followed by a ```bash block",
                 i + 1
             );
             let start = i + 2;
@@ -38,8 +38,8 @@ fn every_tested_readme_example_runs() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
     let blocks = tested_blocks(&readme);
-    // Config, metrics, syslog, man pages and completions, tables: at least these.
-    assert!(blocks.len() >= 5, "only {} tested blocks", blocks.len());
+    // Fleet, config, metrics, syslog, man pages and completions, tables: at least these.
+    assert!(blocks.len() >= 6, "only {} tested blocks", blocks.len());
     let scratch = tempfile::tempdir().unwrap();
     let bin_dir = Path::new(common::BIN).parent().unwrap();
     let path = format!(
@@ -57,6 +57,8 @@ fn every_tested_readme_example_runs() {
             .env_remove("VAULT_SYSLOG")
             .env_remove("VAULT_PARALLEL")
             .env_remove("VAULT_METRICS_FILE")
+            .env_remove("VAULT_BMC_PASSWORD")
+            .env_remove("VAULT_BMC_USER")
             .output()
             .unwrap();
         assert!(
@@ -76,4 +78,11 @@ fn every_tested_readme_example_runs() {
     );
     let prom = std::fs::read_to_string(scratch.path().join("vault.prom")).unwrap();
     assert!(prom.contains("vault_sweep_timestamp_seconds"), "{prom}");
+    let fleet: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(scratch.path().join("fleet-result.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        (fleet["total"].as_u64(), fleet["succeeded"].as_u64()),
+        (Some(200), Some(200))
+    );
 }
