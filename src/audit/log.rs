@@ -23,6 +23,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::error::AuditError;
+use super::intent::{self, Abandoned, Intent, IntentRecord};
 use super::lines::{Line, LineReader};
 use super::record::{AuditEvent, AuditRecord, GENESIS_PREV_HASH, Outcome, is_hash_hex};
 use crate::account::os_account;
@@ -72,6 +73,10 @@ pub struct VerifyReport {
     pub first_broken: Option<Broken>,
     /// Unterminated bytes at the end (an interrupted append), if the chain reached them.
     pub torn_tail: Option<TornTail>,
+    /// Intents of processes that died after announcing a change and before recording its
+    /// outcome ([`AuditLog::unfinished`]), not yet in the chain: the next append records
+    /// them as `unfinished`. Their changes may or may not have been made.
+    pub unfinished: Vec<IntentRecord>,
 }
 
 impl VerifyReport {
@@ -310,6 +315,40 @@ impl AuditLog {
         Ok(rec)
     }
 
+    /// Announces a change before its commit point: writes and fsyncs an intent for `ev`
+    /// (see [`super::intent`]). The change may be made only once this returned `Ok`.
+    pub fn intend(&self, ev: &AuditEvent) -> Result<Intent, AuditError> {
+        validate_operation(ev.operation)?;
+        fsutil::ensure_private_dir(&self.home)
+            .map_err(|e| AuditError::io("create the directory of", &self.path, e))?;
+        let account = self.account.clone().unwrap_or_else(os_account);
+        intent::write(&self.home, &account, ev)
+    }
+
+    /// Appends the outcome `ev` of the change announced by `intent`, then removes the
+    /// intent. If the removal fails, the outcome is recorded and the error says so (the
+    /// next append records the intent as unfinished too).
+    pub fn conclude(&self, intent: Intent, ev: &AuditEvent) -> Result<AuditRecord, AuditError> {
+        let rec = self.append(ev)?;
+        let path = intent.path().to_path_buf();
+        intent
+            .remove()
+            .map_err(|e| AuditError::io("remove the concluded intent", &path, e))?;
+        Ok(rec)
+    }
+
+    /// Intents of processes that died between announcing a change and recording its
+    /// outcome, not yet taken into the chain (the next append does that). Read-only.
+    pub fn unfinished(&self) -> Result<Vec<IntentRecord>, AuditError> {
+        Ok(intent::abandoned(&self.home)?
+            .into_iter()
+            .filter_map(|a| match a {
+                Abandoned::Intent { record: Ok(r), .. } => Some(r),
+                _ => None,
+            })
+            .collect())
+    }
+
     /// Appends `batch` under one lock and one sync; one result per event, in order. A
     /// failure of the shared steps (open, lock, tail, write) fails every event of it.
     fn append_batch(&self, batch: Vec<Pending>) -> Vec<Result<AuditRecord, AuditError>> {
@@ -363,6 +402,50 @@ impl AuditLog {
             ));
         }
 
+        // Abandoned intents first: each becomes an `unfinished` record, in the account
+        // that announced it, and its file goes once that record is on disk.
+        let mut recorded = Vec::new();
+        let mut temporaries = Vec::new();
+        let mut all = Vec::with_capacity(batch.len());
+        for a in intent::abandoned(&self.home)? {
+            match a {
+                Abandoned::Temporary(p) => temporaries.push(p),
+                Abandoned::Intent {
+                    path: p,
+                    record,
+                    _lock,
+                } => {
+                    all.push(match record {
+                        Ok(i) => Pending {
+                            detail: Some(intent::unfinished_detail(&i)),
+                            operation: i.operation,
+                            key_id: i.key_id,
+                            archive_id: i.archive_id,
+                            bmc_host: i.bmc_host,
+                            result: Outcome::Unfinished,
+                            account: i.account,
+                        },
+                        Err(reason) => Pending {
+                            operation: "audit.intent".into(),
+                            key_id: None,
+                            archive_id: None,
+                            bmc_host: None,
+                            result: Outcome::Unfinished,
+                            detail: Some(format!(
+                                "abandoned intent {} is {reason}; removed",
+                                p.display()
+                            )),
+                            account: self.account.clone().unwrap_or_else(os_account),
+                        },
+                    });
+                    recorded.push((p, _lock));
+                }
+            }
+        }
+        let n_recorded = recorded.len();
+        all.extend(batch);
+        let batch = all;
+
         let (mut seq, mut prev_hash) = match &tail.last {
             None => (0, GENESIS_PREV_HASH.to_string()),
             Some(last) => (last.seq, last.hash.clone()),
@@ -384,6 +467,7 @@ impl AuditLog {
                 (None, Some(note)) => Some(note.clone()),
             };
             let (result, error_kind) = match &ev.result {
+                Outcome::Unfinished => ("unfinished".to_string(), None),
                 Outcome::Success => ("success".to_string(), None),
                 Outcome::Failure { kind } => ("failure".to_string(), Some(kind.clone())),
             };
@@ -427,7 +511,7 @@ impl AuditLog {
             results.push(Ok(rec));
         }
         if lines.is_empty() {
-            return Ok(results);
+            return Ok(results.split_off(n_recorded));
         }
         let written = (&file).write_all(&lines).and_then(|()| file.sync_data());
         if let Err(e) = written {
@@ -440,7 +524,16 @@ impl AuditLog {
             // Make the new directory entry durable too.
             fsutil::sync_dir(&self.home).map_err(|e| AuditError::io("sync", path, e))?;
         }
-        Ok(results)
+        for ((p, _lock), r) in recorded.iter().zip(&results) {
+            if r.is_ok() {
+                std::fs::remove_file(p)
+                    .map_err(|e| AuditError::io("remove the recorded intent", p, e))?;
+            }
+        }
+        for p in temporaries {
+            let _ = std::fs::remove_file(p);
+        }
+        Ok(results.split_off(n_recorded))
     }
 
     /// Streams the committed records in file order. Lines that are not records are
@@ -512,7 +605,9 @@ impl AuditLog {
     /// Checks the whole chain from genesis and names the first record that breaks it.
     /// Holds a shared lock throughout, so it sees no append half-done.
     pub fn verify(&self) -> Result<VerifyReport, AuditError> {
-        self.scan(None)
+        let mut report = self.scan(None)?;
+        report.unfinished = self.unfinished()?;
+        Ok(report)
     }
 
     /// Checks that the chain is intact from genesis up to `seq` and that record `seq`
@@ -547,6 +642,7 @@ impl AuditLog {
             last_hash: chain.last_hash.clone(),
             first_broken: None,
             torn_tail: None,
+            unfinished: Vec::new(),
         };
         let Some(file) = self.open_shared()? else {
             return Ok(report);
@@ -865,6 +961,76 @@ mod tests {
         let line = &read_lines(&log)[0];
         assert!(line.contains(r#""bmcHost":"ilo1.example""#), "{line}");
         assert!(line.contains(r#""errorKind":"bmc-unreachable""#), "{line}");
+    }
+
+    #[test]
+    fn intents_are_concluded_or_recorded_as_unfinished_exactly_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path()).with_account("tester");
+        let ev = |a: &str| ok("backup.create").archive_id(a).key_id("k1");
+        // Concluded: one success record, no file left.
+        let i = log.intend(&ev("a")).unwrap();
+        assert!(i.path().exists());
+        // Held by a live owner: neither listed nor recorded by another append.
+        let held = log.intend(&ev("b")).unwrap();
+        assert!(log.unfinished().unwrap().is_empty());
+        log.append(&ok("keys.list")).unwrap();
+        let done = log.conclude(i, &ev("a")).unwrap();
+        assert_eq!(done.result, "success");
+        // The owner dies (its lock goes with its descriptor): listed, then recorded once.
+        let path = held.path().to_path_buf();
+        drop(held);
+        let open = log.unfinished().unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].archive_id.as_deref(), Some("b"));
+        assert_eq!(open[0].account, "tester");
+        let next = log.append(&ok("keys.list")).unwrap();
+        assert!(!path.exists());
+        let recs: Vec<_> = log.records().unwrap().map(Result::unwrap).collect();
+        assert_eq!(recs.len(), 4);
+        let folded = &recs[2];
+        assert_eq!(
+            (folded.result.as_str(), folded.archive_id.as_deref()),
+            ("unfinished", Some("b"))
+        );
+        assert!(
+            folded
+                .detail
+                .as_deref()
+                .unwrap()
+                .starts_with("announced at ")
+        );
+        assert_eq!(next.seq, 4);
+        let r = log.verify().unwrap();
+        assert!(r.is_intact() && r.unfinished.is_empty(), "{r:?}");
+        log.append(&ok("keys.list")).unwrap();
+        assert_eq!(log.records().unwrap().count(), 5, "recorded twice");
+    }
+
+    #[test]
+    fn a_damaged_intent_is_recorded_and_a_torn_one_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path());
+        let pending = dir.path().join(super::intent::PENDING_DIR);
+        std::fs::create_dir_all(&pending).unwrap();
+        std::fs::write(pending.join("x.intent"), b"{not json").unwrap();
+        // A torn temporary of a process that no longer exists (pid above the kernel's
+        // maximum), and one of this live process, which must be left alone.
+        std::fs::write(pending.join(".tmp-4194305-y"), b"{\"time\"").unwrap();
+        let mine = pending.join(format!(".tmp-{}-z", std::process::id()));
+        std::fs::write(&mine, b"").unwrap();
+        log.append(&ok("keys.list")).unwrap();
+        let recs: Vec<_> = log.records().unwrap().map(Result::unwrap).collect();
+        assert_eq!(recs.len(), 2, "{recs:?}");
+        assert_eq!(
+            (recs[0].operation.as_str(), recs[0].result.as_str()),
+            ("audit.intent", "unfinished")
+        );
+        let left: Vec<_> = std::fs::read_dir(&pending)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(left, vec![mine]);
     }
 
     #[test]

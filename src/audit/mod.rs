@@ -12,14 +12,21 @@
 //! Records never hold secrets: the API takes no key material, and callers must not put
 //! passwords, tokens or key bytes into [`AuditEvent::detail`] (or any other field).
 //! SECURITY-audit.md documents the exact encoding for independent verifiers.
+//!
+//! A change to the home is announced before its commit point by an [`Intent`]
+//! ([`AuditLog::intend`]) and concluded by its outcome record ([`AuditLog::conclude`]);
+//! an intent its process never concluded becomes an `unfinished` record on the next
+//! append (see [`intent`]), so a kill never leaves a committed change with no record.
 
 mod error;
+pub mod intent;
 mod lines;
 mod log;
 mod record;
 pub mod syslog;
 
 pub use error::AuditError;
+pub use intent::{Intent, IntentRecord, PENDING_DIR};
 pub use log::{
     AnchorCheck, AuditFilter, AuditLog, BreakKind, Broken, LOG_FILE_NAME, MAX_LINE_LEN, Records,
     TornTail, VerifyReport, group_stats,

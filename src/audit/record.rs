@@ -19,8 +19,13 @@ pub(crate) const HASH_DOMAIN: &[u8] = b"vault-audit-record-v1\n";
 /// (e.g. `"wrong-password"`, `"bmc-unreachable"`), never a message that could echo input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
+    /// Written only by the log itself, for an intent whose process died before
+    /// recording its outcome (see [`super::intent`]).
+    Unfinished,
     Success,
-    Failure { kind: String },
+    Failure {
+        kind: String,
+    },
 }
 
 /// What a caller reports about one operation. The log adds seq, time, account and hashes.

@@ -186,6 +186,7 @@ fn verify_json(report: &VerifyReport) -> Value {
         "lastHash": report.last_hash,
         "firstBroken": report.first_broken,
         "tornTail": report.torn_tail,
+        "unfinished": report.unfinished,
         "anchor": format!("{}:{}", report.records, report.last_hash),
         "anchorNote": "record the anchor somewhere an attacker cannot write; 'vault audit verify --anchor SEQ:HASH' then detects a truncated or rewritten log",
     })

@@ -12,7 +12,7 @@ use clap::Args;
 use rand::RngCore;
 use serde_json::{Value, json};
 
-use super::backup::{key_lookup, verify_path};
+use super::backup::key_lookup;
 use super::event;
 use super::pull::restored_json;
 use super::{CliError, CliResult, Ctx};
@@ -25,6 +25,7 @@ use crate::fsutil::{self, AtomicFile};
 use crate::keystore::kdf::KdfParams;
 use crate::keystore::{KeyStore, Scope};
 use crate::ops::Silent;
+use crate::ops::backup::verify_path;
 use crate::ops::pull::{self, PullJob};
 use crate::ops::restore::restore_one;
 use crate::secret::Password;
@@ -397,17 +398,10 @@ fn cycle(ctx: &Ctx, root: &Path, steps: &mut Steps) -> Vec<(String, Value)> {
             key: None,
             description: Some("demo backup".into()),
         };
-        let r = pull::pull_one(&home_a, &account, job, &Silent).map_err(CliError::from);
-        ctx_a.audit(
-            AuditEvent {
-                bmc_host: Some(pull::host_of(&sim.base_url())),
-                archive_id: r.as_ref().ok().map(|p| p.inspection.header.id.to_string()),
-                key_id: Some(key1.id.to_string()),
-                ..event("backup.pull")
-            },
-            &r,
-        );
-        let p = r?;
+        let p = pull::pull(&ctx_a.ops()?, job, &Silent)?;
+        check(p.key_id == key1.id, || {
+            "the archive is not sealed under the system default".into()
+        })?;
         let d = format!(
             "archive {} ({} bytes from {}, sealed under key {})",
             short(p.inspection.header.id),
@@ -448,7 +442,7 @@ fn cycle(ctx: &Ctx, root: &Path, steps: &mut Steps) -> Vec<(String, Value)> {
     });
 
     steps.run("verify the archive completely with its key", || {
-        let s = verify_path(&home_a, &path_a)?;
+        let s = verify_path(&home_a, &path_a, &Silent)?;
         Ok((
             (),
             format!(
@@ -479,7 +473,7 @@ fn cycle(ctx: &Ctx, root: &Path, steps: &mut Steps) -> Vec<(String, Value)> {
                 .map_err(archive_err(&path_a))?;
             let after = std::fs::read(&path_a).map_err(|e| super::backup::file_err(&path_a, e))?;
             let changed = before.iter().zip(&after).filter(|(x, y)| x != y).count();
-            let v = verify_path(&home_a, &path_a)?;
+            let v = verify_path(&home_a, &path_a, &Silent)?;
             check(v.key_id == key2.id, || {
                 "the archive does not open with the new key".into()
             })?;

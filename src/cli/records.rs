@@ -129,3 +129,58 @@ impl<'a> From<&'a KeyFileMeta> for KeyFileRecord<'a> {
         }
     }
 }
+
+/// `backup download`.
+#[derive(Serialize)]
+pub struct Downloaded {
+    pub id: Uuid,
+    pub file: String,
+    pub bytes: u64,
+}
+
+/// `backup verify`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Verified {
+    pub id: Uuid,
+    pub verified: bool,
+    pub backup_key_id: Uuid,
+    pub version: u16,
+    pub size: u64,
+    pub checksum: String,
+}
+
+/// `backup extract`.
+#[derive(Serialize)]
+pub struct Extracted {
+    pub id: Uuid,
+    pub out: String,
+    pub size: u64,
+    pub checksum: String,
+}
+
+/// One archive of `backup rewrap`.
+#[derive(Serialize)]
+pub struct RewrapItem {
+    pub id: Uuid,
+    pub from: Uuid,
+    pub to: Uuid,
+    pub changed: bool,
+    pub reencrypted: bool,
+}
+
+/// One failed item of a batch: its id (when known), the message and the exit-code kind.
+#[derive(Serialize)]
+pub struct Failed {
+    pub id: Option<String>,
+    pub error: String,
+    pub kind: &'static str,
+}
+
+/// `backup rewrap`.
+#[derive(Serialize)]
+pub struct RewrapResult {
+    pub total: usize,
+    pub rewrapped: Vec<RewrapItem>,
+    pub failed: Vec<Failed>,
+}

@@ -765,7 +765,25 @@ impl<'h> KeyStore<'h> {
         description: &str,
         account: &str,
     ) -> Result<KeyInfo, KeyError> {
-        let info = new_info(scope, domain, description, account);
+        let new = NewKeyInfo {
+            id: Uuid::new_v4(),
+            scope,
+            domain,
+            description,
+            account,
+        };
+        self.create_as(lock, new, make_default)
+    }
+
+    /// [`KeyStore::create`] under an id chosen by the caller (so that it can be recorded
+    /// before the key exists); a clash with an existing id is refused.
+    pub fn create_as(
+        &self,
+        lock: &HomeLock,
+        new: NewKeyInfo<'_>,
+        make_default: bool,
+    ) -> Result<KeyInfo, KeyError> {
+        let info = new.info();
         self.insert(lock, info, Material::Key(Key32::random()), make_default)
     }
 
@@ -774,16 +792,14 @@ impl<'h> KeyStore<'h> {
     pub fn create_tied(
         &self,
         lock: &HomeLock,
-        scope: Scope,
+        new: NewKeyInfo<'_>,
         make_default: bool,
-        description: &str,
-        account: &str,
     ) -> Result<KeyInfo, KeyError> {
-        if scope != Scope::System {
+        if new.scope != Scope::System || new.domain.is_some() {
             return Err(KeyError::TiedDomainKey);
         }
         let loaded = self.load()?;
-        let mut info = new_info(scope, None, description, account);
+        let mut info = new.info();
         info.tied_to_hsm = true;
         let key = Key32::random();
         let blob = self.home.with_root(loaded.root_id, |u| match u.token() {
@@ -884,6 +900,19 @@ impl<'h> KeyStore<'h> {
         domain: Option<String>,
         account: &str,
     ) -> Result<Rotation, KeyError> {
+        let new = NewKeyInfo {
+            id: Uuid::new_v4(),
+            scope,
+            domain,
+            description: "",
+            account,
+        };
+        self.rotate_to(lock, new)
+    }
+
+    /// [`KeyStore::rotate`] to a new key whose id the caller chose (see [`Self::create_as`]).
+    pub fn rotate_to(&self, lock: &HomeLock, new: NewKeyInfo<'_>) -> Result<Rotation, KeyError> {
+        let (scope, domain) = (new.scope, new.domain.clone());
         let old =
             self.default_key(scope, domain.as_deref())?
                 .ok_or_else(|| KeyError::NoDefault {
@@ -891,7 +920,10 @@ impl<'h> KeyStore<'h> {
                     domain: domain.clone(),
                 })?;
         let mut loaded = self.load()?;
-        let mut new_key = new_info(scope, domain, "", account);
+        if loaded.keys.iter().any(|k| k.info.id == new.id) {
+            return Err(KeyError::IdClash(new.id));
+        }
+        let mut new_key = new.info();
         new_key.is_default = true;
         for k in loaded.keys.iter_mut() {
             if k.info.in_scope(scope, new_key.domain_id.as_deref()) {
@@ -1148,18 +1180,30 @@ impl<'h> KeyStore<'h> {
     }
 }
 
-fn new_info(scope: Scope, domain: Option<String>, description: &str, account: &str) -> KeyInfo {
-    KeyInfo {
-        scope,
-        account: account.to_string(),
-        domain_id: domain,
-        version: KEY_VERSION.to_string(),
-        id: Uuid::new_v4(),
-        created_at: crate::clock::now_rfc3339(crate::clock::Precision::Nanos),
-        is_default: false,
-        state: KeyState::Active,
-        description: description.to_string(),
-        tied_to_hsm: false,
+/// A key about to be created: its id (chosen first, so it can be recorded before the key
+/// exists) and what describes it.
+pub struct NewKeyInfo<'a> {
+    pub id: Uuid,
+    pub scope: Scope,
+    pub domain: Option<String>,
+    pub description: &'a str,
+    pub account: &'a str,
+}
+
+impl NewKeyInfo<'_> {
+    fn info(self) -> KeyInfo {
+        KeyInfo {
+            scope: self.scope,
+            account: self.account.to_string(),
+            domain_id: self.domain,
+            version: KEY_VERSION.to_string(),
+            id: self.id,
+            created_at: crate::clock::now_rfc3339(crate::clock::Precision::Nanos),
+            is_default: false,
+            state: KeyState::Active,
+            description: self.description.to_string(),
+            tied_to_hsm: false,
+        }
     }
 }
 
@@ -1439,7 +1483,14 @@ mod tests {
         let mut legacy = root::MAGIC_LEGACY.to_vec();
         legacy.extend_from_slice(root.expose());
         write600(&home.dir().join("root.key"), &legacy);
-        let info = new_info(Scope::System, None, "", "me");
+        let info = NewKeyInfo {
+            id: Uuid::new_v4(),
+            scope: Scope::System,
+            domain: None,
+            description: "",
+            account: "me",
+        }
+        .info();
         let key = Key32::random();
         let mut stored_info = info.clone();
         stored_info.is_default = true;

@@ -93,6 +93,17 @@ pub enum OpsError {
     /// Opening, reading or writing a file the caller named.
     #[error("cannot access {}: {source}", path.display())]
     File { path: PathBuf, source: io::Error },
+    /// A `--trust` file that is not a home public key.
+    #[error("{}: {reason}", path.display())]
+    TrustFile { path: PathBuf, reason: String },
+    /// A plain rewrap away from a compromised key would keep the data keys it exposes.
+    #[error(
+        "key {0} is compromised: a plain rewrap keeps each archive's data key, which whoever holds that key can recompute; nothing was changed. Use 'vault backup rewrap --all --from {0} --reencrypt'"
+    )]
+    CompromisedRewrap(uuid::Uuid),
+    /// Writing the output of an extract failed; nothing was left under its name.
+    #[error("cannot write {}: {source}; nothing was written there", path.display())]
+    Destination { path: PathBuf, source: io::Error },
     #[error("cannot read {what} {}: {source}", path.display())]
     Read {
         what: &'static str,
@@ -126,8 +137,13 @@ impl Classify for OpsError {
             OpsError::Remote(e) => e.kind(),
             OpsError::InvalidPolicy(_) => Kind::Usage,
             OpsError::KeyFile { source, .. } => source.kind(),
-            OpsError::KeyFileTooLarge(_) | OpsError::KdfParams(_) => Kind::Usage,
-            OpsError::File { source, .. } => Classify::kind(source),
+            OpsError::KeyFileTooLarge(_) | OpsError::KdfParams(_) | OpsError::TrustFile { .. } => {
+                Kind::Usage
+            }
+            OpsError::CompromisedRewrap(_) => Kind::Refused,
+            OpsError::File { source, .. } | OpsError::Destination { source, .. } => {
+                Classify::kind(source)
+            }
             OpsError::Read { .. } | OpsError::Write { .. } => Kind::Io,
             OpsError::KeyOutOfScope { .. }
             | OpsError::SerialMismatch { .. }

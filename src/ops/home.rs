@@ -119,6 +119,7 @@ pub fn protect(
         // The current root first: a wrong PIN or passphrase costs no new token key.
         ks.unlock()?;
         let c = with_target(protection, passphrase, ctx.home().unlocker(), |t| {
+            s.intent()?;
             Ok(ks.protect(&lock, t)?)
         })?;
         s.detail = Some(format!(
@@ -134,6 +135,7 @@ pub fn protect(
 pub fn rotate_root(ctx: &Context) -> Result<RootChange, OpsError> {
     ctx.audited("home.rotate-root", Subject::default(), |s| {
         let lock = ctx.home().lock()?;
+        s.intent()?;
         let c = KeyStore::new(ctx.home()).rotate_root(&lock)?;
         let id = |i: &RootInfo| i.root_id.map(|u| u.to_string()).unwrap_or_default();
         s.detail = Some(format!("root {} -> {}", id(&c.previous), id(&c.current)));

@@ -1,15 +1,19 @@
 //! Key operations: create, list, get, set-default, rotate, delete, export and import.
 //!
 //! Invariant: every operation that changes `keys.json` (or writes a key file) holds the
-//! home lock for the change and appends its audit record through
-//! [`Context::audited`]; reading operations take no lock and write no record.
+//! home lock for the change and appends its audit records through
+//! [`Context::audited`]: the intent, naming the key (a new key's id is chosen first for
+//! that), right before the write, and the outcome after it. Reading operations take no
+//! lock and write no record.
 use std::io::Read;
 use std::path::{Path, PathBuf};
+
+use uuid::Uuid;
 
 use super::{Context, OpsError, PasswordSource, Subject};
 use crate::keystore::kdf::{ImportLimit, KdfParams};
 use crate::keystore::keyfile::{self, ParsedKeyFile};
-use crate::keystore::{Imported, KeyInfo, KeyStore, Rotation};
+use crate::keystore::{Imported, KeyError, KeyInfo, KeyStore, NewKeyInfo, Rotation};
 use crate::scope::Scope;
 use crate::store::ArchiveStore;
 
@@ -49,29 +53,24 @@ pub struct Exported {
 }
 
 pub fn create(ctx: &Context, new: &NewKey) -> Result<KeyInfo, OpsError> {
+    let id = Uuid::new_v4();
     ctx.audited("keys.create", Subject::default(), |s| {
         let lock = ctx.home().lock()?;
         let ks = KeyStore::new(ctx.home());
-        let k = if new.tied_to_hsm {
-            ks.create_tied(
-                &lock,
-                new.scope,
-                new.make_default,
-                &new.description,
-                ctx.account(),
-            )?
-        } else {
-            ks.create(
-                &lock,
-                new.scope,
-                new.domain.clone(),
-                new.make_default,
-                &new.description,
-                ctx.account(),
-            )?
+        let info = NewKeyInfo {
+            id,
+            scope: new.scope,
+            domain: new.domain.clone(),
+            description: &new.description,
+            account: ctx.account(),
         };
-        s.key_id = Some(k.id.to_string());
-        Ok(k)
+        s.key_id = Some(id.to_string());
+        s.intent()?;
+        Ok(if new.tied_to_hsm {
+            ks.create_tied(&lock, info, new.make_default)?
+        } else {
+            ks.create_as(&lock, info, new.make_default)?
+        })
     })
 }
 
@@ -91,10 +90,12 @@ pub fn get(ctx: &Context, id: &str) -> Result<KeyInfo, OpsError> {
 }
 
 pub fn set_default(ctx: &Context, id: &str) -> Result<KeyInfo, OpsError> {
-    ctx.audited("keys.set-default", subject_key(id), |_| {
+    ctx.audited("keys.set-default", subject_key(id), |s| {
         let ks = KeyStore::new(ctx.home());
         let lock = ctx.home().lock()?;
         let k = ks.find(id)?;
+        s.key_id = Some(k.id.to_string());
+        s.intent()?;
         Ok(ks.set_default(&lock, &k.id)?)
     })
 }
@@ -111,10 +112,28 @@ pub fn compromise(ctx: &Context, id: &str) -> Result<KeyInfo, OpsError> {
 }
 
 pub fn rotate(ctx: &Context, scope: Scope, domain: Option<String>) -> Result<Rotation, OpsError> {
+    let id = Uuid::new_v4();
     ctx.audited("keys.rotate", Subject::default(), |s| {
         let lock = ctx.home().lock()?;
-        let r = KeyStore::new(ctx.home()).rotate(&lock, scope, domain, ctx.account())?;
-        s.key_id = Some(r.new_key.id.to_string());
+        let ks = KeyStore::new(ctx.home());
+        // No default: fails here, before announcing a change that cannot happen.
+        let old = ks
+            .default_key(scope, domain.as_deref())?
+            .ok_or_else(|| KeyError::NoDefault {
+                scope,
+                domain: domain.clone(),
+            })?;
+        s.detail = Some(format!("retiring {}", old.id));
+        s.key_id = Some(id.to_string());
+        s.intent()?;
+        let new = NewKeyInfo {
+            id,
+            scope,
+            domain,
+            description: "",
+            account: ctx.account(),
+        };
+        let r = ks.rotate_to(&lock, new)?;
         s.detail = Some(format!("retired {}", r.retired_key.id));
         Ok(r)
     })
@@ -127,10 +146,11 @@ pub fn delete(ctx: &Context, id: &str, force: bool) -> Result<Deleted, OpsError>
         detail: force.then(|| "forced".to_string()),
         ..subject_key(id)
     };
-    ctx.audited("keys.delete", subject, |_| {
+    ctx.audited("keys.delete", subject, |s| {
         let ks = KeyStore::new(ctx.home());
         let lock = ctx.home().lock()?;
         let k = ks.find(id)?;
+        s.key_id = Some(k.id.to_string());
         // A slot's key id is only claimed until the key opens it: only archives the key
         // confirms hold up its deletion. Without its material (a token not present),
         // every claim counts.
@@ -145,6 +165,7 @@ pub fn delete(ctx: &Context, id: &str, force: bool) -> Result<Deleted, OpsError>
                 claimed_only: Vec::new(),
             },
         };
+        s.intent()?;
         let key = ks.delete(&lock, &k.id, force, &refs.confirmed)?;
         Ok(Deleted {
             key,
@@ -176,6 +197,7 @@ pub fn export(
         }
         let pw = password()?;
         let (_, bytes) = ks.export(&key.id, &pw, params)?;
+        s.intent()?;
         crate::fsutil::write_atomic(file, &bytes, 0o600).map_err(|source| OpsError::Write {
             what: "key file",
             path: file.to_path_buf(),
@@ -230,6 +252,7 @@ pub fn import(
         ));
         let pw = password()?;
         let lock = ctx.home().lock()?;
+        s.intent()?;
         let imported = KeyStore::new(ctx.home())
             .import_with(&lock, &bytes, scope, &pw, ctx.account(), limit)
             .map_err(|source| OpsError::Import {

@@ -10,7 +10,10 @@
 //! Invariant: an operation that changes the home records itself in the audit log through
 //! [`Context::audited`], on success and on failure, naming what was asked for (key id,
 //! archive id, BMC host) even when it was not found. A caller cannot forget the record,
-//! because it cannot reach the change without going through the operation.
+//! because it cannot reach the change without going through the operation. Before its
+//! commit point (rename, `keys.json` write) it writes a durable *intent*
+//! ([`Audit::intent`], [`crate::audit::intent`]) and after it the outcome record, so a
+//! kill at any instant leaves a committed change with its intent or its outcome on record.
 pub mod backup;
 pub mod error;
 pub mod home;
@@ -27,7 +30,7 @@ use std::path::Path;
 pub use error::{OpsError, PasswordError};
 pub use progress::{Progress, Silent};
 
-use crate::audit::{AuditEvent, AuditLog, Outcome};
+use crate::audit::{AuditEvent, AuditLog, Intent, Outcome};
 use crate::errors::Classify;
 use crate::home::Home;
 use crate::secret::Password;
@@ -89,38 +92,118 @@ impl Context {
         self.reporter.warn(message);
     }
 
-    /// Runs `f` as the audited operation `operation` and appends its record: success, or
-    /// failure with the error's kind. `f` fills in `subject` as it learns what it acts
-    /// on. A failure to append is reported as a warning and does not undo the operation.
+    /// Runs `f` as the audited operation `operation` and appends its outcome record:
+    /// success, or failure with the error's kind. `f` fills in the subject as it learns
+    /// what it acts on, and calls [`Audit::intent`] right before its commit point (the
+    /// rename of an archive, the write of `keys.json`); the outcome then concludes that
+    /// intent. A failure to append the outcome is reported as a warning and does not undo
+    /// the operation: its intent is durable and the next append records it.
     pub(crate) fn audited<T>(
         &self,
         operation: &'static str,
-        mut subject: Subject,
-        f: impl FnOnce(&mut Subject) -> Result<T, OpsError>,
+        subject: Subject,
+        f: impl FnOnce(&mut Audit<'_>) -> Result<T, OpsError>,
     ) -> Result<T, OpsError> {
-        let r = f(&mut subject);
+        let mut audit = Audit {
+            ctx: self,
+            operation,
+            subject,
+            intent: None,
+        };
+        let r = f(&mut audit);
         let result = match &r {
             Ok(_) => Outcome::Success,
             Err(e) => Outcome::Failure {
                 kind: e.kind().name().to_string(),
             },
         };
-        self.record(operation, subject, result);
+        let Audit {
+            subject, intent, ..
+        } = audit;
+        #[cfg(feature = "fuzzing")]
+        if intent.is_some() {
+            pause_before_outcome();
+        }
+        let ev = subject.event(operation, result);
+        let log = self.log();
+        let appended = match intent {
+            Some(intent) => log.conclude(intent, &ev),
+            None => log.append(&ev),
+        };
+        if let Err(e) = appended {
+            self.warn(&format!("warning: could not append to the audit log: {e}"));
+        }
         r
     }
 
-    fn record(&self, operation: &str, s: Subject, result: Outcome) {
-        let ev = AuditEvent {
+    fn log(&self) -> AuditLog {
+        AuditLog::open(self.home.dir()).with_account(self.account.clone())
+    }
+}
+
+impl Subject {
+    fn event(&self, operation: &'static str, result: Outcome) -> AuditEvent<'static> {
+        AuditEvent {
             operation,
-            key_id: s.key_id,
-            archive_id: s.archive_id,
-            bmc_host: s.bmc_host,
+            key_id: self.key_id.clone(),
+            archive_id: self.archive_id.clone(),
+            bmc_host: self.bmc_host.clone(),
             result,
-            detail: s.detail,
-        };
-        let log = AuditLog::open(self.home.dir()).with_account(self.account.clone());
-        if let Err(e) = log.append(&ev) {
-            self.warn(&format!("warning: could not append to the audit log: {e}"));
+            detail: self.detail.clone(),
         }
+    }
+}
+
+/// An audited operation in progress (see [`Context::audited`]): its [`Subject`], and its
+/// intent record once announced.
+pub(crate) struct Audit<'c> {
+    ctx: &'c Context,
+    operation: &'static str,
+    subject: Subject,
+    intent: Option<Intent>,
+}
+
+impl Audit<'_> {
+    /// Announces the change durably ([`AuditLog::intend`]), naming the subject as known
+    /// now. Call it right before the commit point: if it fails, the operation fails
+    /// without making its change, so no change is ever made without a record. Calling it
+    /// again is a no-op.
+    pub(crate) fn intent(&mut self) -> Result<(), OpsError> {
+        if self.intent.is_none() {
+            let ev = self.subject.event(self.operation, Outcome::Success);
+            self.intent = Some(self.ctx.log().intend(&ev)?);
+        }
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for Audit<'_> {
+    type Target = Subject;
+    fn deref(&self) -> &Subject {
+        &self.subject
+    }
+}
+
+impl std::ops::DerefMut for Audit<'_> {
+    fn deref_mut(&mut self) -> &mut Subject {
+        &mut self.subject
+    }
+}
+
+/// Name of the environment variable read by [`pause_before_outcome`].
+#[cfg(feature = "fuzzing")]
+pub const PAUSE_BEFORE_OUTCOME: &str = "VAULT_FUZZ_PAUSE_BEFORE_OUTCOME_MS";
+
+/// Test hook of the `fuzzing` feature (never in a shipped build): when
+/// [`PAUSE_BEFORE_OUTCOME`] is set, an audited operation that announced its change sleeps
+/// that many milliseconds after its commit point and before recording its outcome, so
+/// `tests/audit_kill.rs` can SIGKILL it exactly in that window.
+#[cfg(feature = "fuzzing")]
+fn pause_before_outcome() {
+    if let Some(ms) = std::env::var(PAUSE_BEFORE_OUTCOME)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms.min(60_000)));
     }
 }

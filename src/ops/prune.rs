@@ -268,10 +268,11 @@ fn remove(ctx: &Context, remote: Option<&Remote>, e: &Entry, dry_run: bool) -> A
         }),
         ..Subject::default()
     };
-    let r = ctx.audited("backup.prune", subject, |_| match (remote, &e.key) {
+    let r = ctx.audited("backup.prune", subject, |s| match (remote, &e.key) {
         (Some(r), Some(key)) => Ok(r.delete_version(key, version.as_deref())?),
         _ => {
             let lock = ctx.home().lock()?;
+            s.intent()?;
             Ok(ArchiveStore::new(ctx.home()).delete(&lock, &id)?)
         }
     });

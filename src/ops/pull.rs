@@ -64,19 +64,24 @@ pub fn pull(ctx: &Context, job: PullJob, progress: &dyn Progress) -> Result<Pull
         ..Subject::default()
     };
     ctx.audited("backup.pull", subject, |s| {
-        let p = pull_one(ctx.home(), ctx.account(), job, progress)?;
-        s.archive_id = Some(p.inspection.header.id.to_string());
-        s.key_id = Some(p.key_id.to_string());
-        Ok(p)
+        let before_commit = &mut |archive: Uuid, key: Uuid| {
+            s.archive_id = Some(archive.to_string());
+            s.key_id = Some(key.to_string());
+            s.intent()
+        };
+        pull_one(ctx.home(), ctx.account(), job, progress, before_commit)
     })
 }
 
-/// Pulls one backup into a new archive of `home` (not audited: see [`pull`]).
+/// Pulls one backup into a new archive of `home` (audited by [`pull`]): `before_commit`
+/// learns the archive and key ids once the archive is sealed, right before its rename,
+/// and can refuse the commit (e.g. when the intent record cannot be written).
 pub fn pull_one(
     home: &Home,
     account: &str,
     job: PullJob,
     progress: &dyn Progress,
+    before_commit: &mut dyn FnMut(Uuid, Uuid) -> Result<(), OpsError>,
 ) -> Result<Pulled, OpsError> {
     let ks = KeyStore::new(home);
     let (key, material) = sealing_key(&ks, job.scope, job.domain.as_deref(), job.key.as_deref())?;
@@ -129,6 +134,7 @@ pub fn pull_one(
         Err(e) => return Err(e.into()),
     }
     let staged = sink.inner.into_inner().finish()?;
+    before_commit(header.id, key.id)?;
     // Group commit: pulls finishing together share one home lock and directory sync.
     let path = staged.commit_grouped(home)?.1;
     let logout_warning = session.logout().err().map(|e| e.to_string());

@@ -67,12 +67,13 @@ pub fn add(
         detail: Some(format!("remote {} {}", new.config.name, new.config.url)),
         ..Subject::default()
     };
-    ctx.audited("remote.add", subject, |_| {
+    ctx.audited("remote.add", subject, |s| {
         let _lock = ctx.home().lock()?;
         if new.create_bucket {
             let r = Remote::connect(new.config.clone(), creds, TIMEOUT)?;
             r.client().create_bucket(new.object_lock)?;
         }
+        s.intent()?;
         remote::config::add(ctx.home().dir(), new.config.clone())?;
         Ok(new.config.clone())
     })
@@ -185,6 +186,7 @@ pub fn fetch(ctx: &Context, remote: &Remote, id: &str) -> Result<Fetched, OpsErr
                 added: false,
             });
         }
+        s.intent()?;
         tmp.commit_new().map_err(|e| OpsError::Write {
             what: "the fetched archive",
             path: dest.clone(),
