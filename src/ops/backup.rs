@@ -22,7 +22,7 @@ use crate::envelope::{
     self, ArchiveHeader, Inspection, OpenSummary, OpeningKey, SealOptions, Source,
 };
 use crate::fsutil::AtomicFile;
-use crate::home::{Home, HomeLock};
+use crate::home::Home;
 use crate::keystore::{KeyError, KeyInfo, KeyStore};
 use crate::scope::Scope;
 use crate::secret::Key32;
@@ -475,7 +475,7 @@ pub fn rewrap(ctx: &Context, plan: &RewrapPlan) -> Result<RewrapReport, OpsError
             ..Subject::default()
         };
         let r = ctx.audited("backup.rewrap", subject, |s| {
-            let r = rewrap_one(&ks, &lookup, &signer, &lock, &path, &insp, plan, s);
+            let r = rewrap_one(&ks, &lookup, &signer, &path, &insp, plan, s);
             if r.is_err() {
                 s.key_id = None;
             }
@@ -494,7 +494,6 @@ fn rewrap_one(
     ks: &KeyStore<'_>,
     lookup: &dyn Fn(&Uuid) -> Option<envelope::OpeningKey>,
     signer: &ed25519_dalek::SigningKey,
-    _lock: &HomeLock,
     path: &Path,
     insp: &Inspection,
     plan: &RewrapPlan,
