@@ -665,7 +665,7 @@ pub fn run_fleet_foreground_to(
     crate::fsutil::write_atomic(inventory, &text, 0o600)?;
     writeln!(
         out,
-        "BMC simulator fleet: {} BMCs on 127.0.0.1, ports {} to {}",
+        "BMC simulator fleet: {} BMCs on 127.0.0.1 (the first on port {}, the last on {}; every port is in the inventory)",
         fleet.len(),
         fleet.shared.first().map_or(0, |s| s.port),
         fleet.shared.last().map_or(0, |s| s.port)
