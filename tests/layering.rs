@@ -229,3 +229,34 @@ fn the_reference_parser_sees_grouped_and_plain_imports() {
     );
     assert!(crate_refs(&code_only("// crate::cli is not an import\n")).is_empty());
 }
+
+/// Issue 11: the archive commands of `src/cli/backup.rs` only parse, call an operation
+/// (`ops::backup`) and print; opening archives, sealing, opening and rewrapping are the
+/// operations layer's. (Still not covered: `backup list/get` and `inspect` read headers
+/// through `store::inspect_file` here, and the demo and the fleet runner do some of it.)
+#[test]
+fn cli_backup_opens_no_archive_and_does_no_crypto() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/cli/backup.rs");
+    let code = code_only(&std::fs::read_to_string(&path).unwrap());
+    let forbidden = [
+        "std::fs::File",
+        "File::open",
+        "open_archive",
+        "AtomicFile",
+        "envelope::open(",
+        "envelope::verify(",
+        "envelope::seal",
+        "rewrap_file",
+        "reencrypt(",
+        "envelope::check_keyless",
+        "seal_new",
+        ".stage(",
+        "ctx.audit(",
+    ];
+    let found: Vec<&str> = forbidden
+        .iter()
+        .copied()
+        .filter(|f| code.contains(f))
+        .collect();
+    assert!(found.is_empty(), "src/cli/backup.rs does itself: {found:?}");
+}
