@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Seal and open on tmpfs (/dev/shm, CPU-bound): vault vs age in the same run, medians of
-# RUNS (default 5) over MIB (default 512) MiB, wall and CPU seconds. Needs age and GNU time
+# RUNS (default 5) over MIB (default 512) MiB, wall and CPU seconds and peak RSS. Needs age and GNU time
 # and a release build (cargo build --release); installs age and GNU time from Debian if
 # missing. Nothing is asserted: these are figures to read (issue 12's targets: seal >= 1.2x
 # and open >= 1.5x age's throughput, as medians of several runs).
@@ -16,7 +16,7 @@ export VAULT_HOME="$D/home"
 head -c $((MIB << 20)) /dev/urandom > "$D/in"
 "$VAULT" keys create >/dev/null
 age-keygen -o "$D/age.key" 2>/dev/null; R=$(age-keygen -y "$D/age.key")
-t() { /usr/bin/time -f "%e %U %S" -o "$D/one" "$@" >/dev/null 2>&1; cat "$D/one"; }
+t() { /usr/bin/time -f "%e %U %S %M" -o "$D/one" "$@" >/dev/null 2>&1; cat "$D/one"; }
 for i in $(seq $RUNS); do
   rm -f "$VAULT_HOME"/archives/*.vault
   echo "vs $(t "$VAULT" backup create --file "$D/in")" >> "$D/times"
@@ -34,6 +34,7 @@ mb = int(sys.argv[2]) * 1048576 / 1e6
 def med(k, i): return st.median(float(r[i]) for r in rows if r[0] == k)
 for k, name in (("vs","vault seal"),("as","age encrypt"),("vo","vault open"),("ao","age decrypt")):
     wall = med(k, 1); cpu = st.median(float(r[2]) + float(r[3]) for r in rows if r[0] == k)
-    print(f"{name:12} wall {wall:.3f} s {mb/wall:7.0f} MB/s   cpu {cpu:.3f} s ({mb/cpu:6.0f} MB per cpu-s)")
+    rss = st.median(float(r[4]) for r in rows if r[0] == k) / 1024
+    print(f"{name:12} wall {wall:.3f} s {mb/wall:7.0f} MB/s   cpu {cpu:.3f} s ({mb/cpu:6.0f} MB per cpu-s)   peak RSS {rss:5.1f} MiB")
 print(f"ratio vault/age wall throughput: seal {med('as',1)/med('vs',1):.2f}x  open {med('ao',1)/med('vo',1):.2f}x")
 PY
