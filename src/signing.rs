@@ -7,7 +7,8 @@
 //!   (`KeyStore::put_secret`), so it is protected exactly like the backup keys in every
 //!   root protection mode and re-wrapped with them by `home rotate-root` / `home protect`
 //!   and by a key deletion's re-key. It is never exported or printed.
-//! - It is created on first use, under the home lock, and never replaced (replacing it
+//! - It is created with the home's first backup key (or on first use by an older home),
+//!   under the home lock, and never replaced (replacing it
 //!   would make every archive already written "unknown signer" for those who trust it).
 //! - The public key file (`vault home public-key`) is one line of text:
 //!   `vault-home-ed25519 <base64 of the 32-byte public key>`, optionally followed by a
@@ -18,7 +19,7 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use rand::rngs::OsRng;
 use zeroize::Zeroizing;
 
-use crate::home::Home;
+use crate::home::{Home, HomeLock};
 use crate::keystore::{KeyError, KeyStore};
 
 /// Name of the signing key's secret in the key store.
@@ -32,12 +33,19 @@ pub fn home_signer(home: &Home, ks: &KeyStore<'_>) -> Result<SigningKey, KeyErro
         return Ok(s);
     }
     let lock = home.lock()?;
+    ensure(home, ks, &lock)
+}
+
+/// The home's signing key, created under a lock the caller already holds if it has none
+/// yet. Key creation and import call it, so that a home that has a backup key has its
+/// signing key too and a later pull or seal that fails changes nothing in the home.
+pub fn ensure(home: &Home, ks: &KeyStore<'_>, lock: &HomeLock) -> Result<SigningKey, KeyError> {
     // Another process may have created it while this one waited for the lock.
     if let Some(s) = load(home, ks)? {
         return Ok(s);
     }
     let key = SigningKey::generate(&mut OsRng);
-    ks.put_secret(&lock, SECRET_NAME, &Zeroizing::new(key.to_bytes())[..])?;
+    ks.put_secret(lock, SECRET_NAME, &Zeroizing::new(key.to_bytes())[..])?;
     Ok(key)
 }
 

@@ -66,11 +66,13 @@ pub fn create(ctx: &Context, new: &NewKey) -> Result<KeyInfo, OpsError> {
         };
         s.key_id = Some(id.to_string());
         s.intent()?;
-        Ok(if new.tied_to_hsm {
+        let k = if new.tied_to_hsm {
             ks.create_tied(&lock, info, new.make_default)?
         } else {
             ks.create_as(&lock, info, new.make_default)?
-        })
+        };
+        crate::signing::ensure(ctx.home(), &ks, &lock)?;
+        Ok(k)
     })
 }
 
@@ -253,12 +255,14 @@ pub fn import(
         let pw = password()?;
         let lock = ctx.home().lock()?;
         s.intent()?;
-        let imported = KeyStore::new(ctx.home())
+        let ks = KeyStore::new(ctx.home());
+        let imported = ks
             .import_with(&lock, &bytes, scope, &pw, ctx.account(), limit)
             .map_err(|source| OpsError::Import {
                 path: file.to_path_buf(),
                 source,
             })?;
+        crate::signing::ensure(ctx.home(), &ks, &lock)?;
         let (Imported::New(k) | Imported::AlreadyPresent(k)) = &imported;
         s.key_id = Some(k.id.to_string());
         if matches!(imported, Imported::AlreadyPresent(_)) {
