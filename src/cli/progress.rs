@@ -12,7 +12,8 @@ pub struct Bar(pub ProgressBar);
 
 impl crate::ops::Progress for Bar {
     fn phase(&self, message: &str, total: Option<u64>) {
-        self.0.set_message(message.to_string());
+        self.0
+            .set_message(crate::escape::for_terminal(message).into_owned());
         if let Some(t) = total {
             self.0.set_length(t);
         }
@@ -23,7 +24,8 @@ impl crate::ops::Progress for Bar {
     }
 
     fn warn(&self, message: &str) {
-        self.0.suspend(|| eprintln!("vault: {message}"));
+        self.0
+            .suspend(|| eprintln!("vault: {}", crate::escape::for_terminal(message)));
     }
 }
 
@@ -72,7 +74,7 @@ impl crate::ops::Progress for Terminal {
                     .expect("valid template"),
             ),
         };
-        b.set_message(message.to_string());
+        b.set_message(crate::escape::for_terminal(message).into_owned());
         *bar = Some(b);
     }
 
@@ -96,5 +98,25 @@ impl Drop for Terminal {
         if let Some(b) = self.bar().take() {
             b.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::Progress;
+
+    /// Issue 13.3: a progress line shows control and bidi characters escaped, never raw
+    /// (a BMC host or file name with ESC, OSC or U+202E).
+    #[test]
+    fn progress_messages_are_escaped() {
+        let bar = Bar(ProgressBar::hidden());
+        bar.phase("ilo\u{1b}]0;owned\u{7}: downloading \u{202e}kab.exe", None);
+        let shown = bar.0.message();
+        assert!(!shown.chars().any(crate::escape::is_dangerous), "{shown:?}");
+        assert!(
+            shown.contains("\\u{1b}") && shown.contains("\\u{202e}"),
+            "{shown:?}"
+        );
     }
 }

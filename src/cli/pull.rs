@@ -804,7 +804,7 @@ fn pull_fleet(ctx: &Ctx, a: &PullArgs, inventory: &Path) -> CliResult {
                         }
                     };
                     *results[i].lock().unwrap_or_else(PoisonError::into_inner) = Some(v);
-                    bar.set_message(host);
+                    bar.set_message(crate::escape::for_terminal(&host).into_owned());
                     bar.inc(1);
                 }
             });
