@@ -318,12 +318,17 @@ fn sigkill_at_random_moments_never_leaves_a_change_without_its_record() {
     let (mut kills, mut changed_and_killed) = (0u64, 0u64);
     let mut kills_per_op = std::collections::BTreeMap::<Op, u64>::new();
     let mut failures = Vec::new();
-    for i in 0..runs {
+    // At least `runs` attempts, and more (up to 4 × runs) until half of `runs` were kills:
+    // an estimate taken on a cold first run can aim most kills after the process ended.
+    let mut i = 0;
+    while i < runs || (kills * 2 < runs && i < runs * 4) {
         // Every operation gets its share of kills.
         let op = OPS[(i % 4) as usize];
+        i += 1;
         let before = state(&c.v.home);
         let est = estimate[&op].as_micros() as u64;
         let delay = Duration::from_micros(rng.below(est + est / 4));
+        let start = Instant::now();
         let mut child = c.spawn(&c.args(op, &mut rng), None);
         std::thread::sleep(delay);
         let killed = child.try_wait().unwrap().is_none();
@@ -331,6 +336,11 @@ fn sigkill_at_random_moments_never_leaves_a_change_without_its_record() {
             child.kill().unwrap();
         }
         child.wait().unwrap();
+        if !killed {
+            // It ended before the kill: aim the next ones inside what it really took.
+            let took = start.elapsed().max(Duration::from_millis(2));
+            estimate.insert(op, took.min(estimate[&op]));
+        }
         kills += u64::from(killed);
         *kills_per_op.entry(op).or_default() += u64::from(killed);
         changed_and_killed += u64::from(killed && state(&c.v.home) != before);
@@ -358,7 +368,7 @@ fn sigkill_at_random_moments_never_leaves_a_change_without_its_record() {
         .filter(|r| r.result == "unfinished")
         .count();
     println!(
-        "audit kill campaign: {runs} runs, {kills} kills {kills_per_op:?}, {changed_and_killed} \
+        "audit kill campaign: {i} runs, {kills} kills {kills_per_op:?}, {changed_and_killed} \
          killed after changing the home, {} intents abandoned, {folded} unfinished records",
         seen_intents.len()
     );
