@@ -733,8 +733,24 @@ fn bmc_simulator_subcommand_serves_pulls() {
         "--ca-cert",
         &ca,
     ]);
-    let _ = sim.kill();
-    let _ = sim.wait();
+    // Issue 14: stopped by SIGTERM, it exits cleanly and removes its certificate directory.
+    let ca_dir = std::path::Path::new(&ca).parent().unwrap().to_path_buf();
+    assert!(
+        ca_dir.is_dir(),
+        "{} missing while serving",
+        ca_dir.display()
+    );
+    let stopped = signal_and_wait(sim, "TERM");
+    assert!(
+        stopped.status.success(),
+        "simulator exit: {:?}",
+        stopped.status
+    );
+    assert!(
+        !ca_dir.exists(),
+        "{} left behind after SIGTERM",
+        ca_dir.display()
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let v = json(&out);
     assert_eq!(v["size"], 10000);
