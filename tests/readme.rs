@@ -1,7 +1,8 @@
 //! Issue 17: the README's copy-paste examples work. Every ```bash block of README.md that
 //! follows a `<!-- tested: tests/readme.rs runs this block -->` line is run, in README
 //! order, by `bash -euo pipefail` in one scratch directory, with `vault` (this build) on
-//! PATH, a fresh `VAULT_HOME` and a temporary `PREFIX` for install steps; each must exit 0.
+//! PATH, a fresh `VAULT_HOME`, a temporary `PREFIX` and `ROOT` for install steps (with
+//! `VAULT_SRC` the checkout and `VAULT_BIN` this build); each must exit 0.
 mod common;
 
 use std::path::Path;
@@ -38,8 +39,8 @@ fn every_tested_readme_example_runs() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
     let blocks = tested_blocks(&readme);
-    // Fleet, config, metrics, syslog, man pages and completions, tables: at least these.
-    assert!(blocks.len() >= 6, "only {} tested blocks", blocks.len());
+    // Scheduling, fleet, config, metrics, syslog, man pages and completions, tables.
+    assert!(blocks.len() >= 7, "only {} tested blocks", blocks.len());
     let scratch = tempfile::tempdir().unwrap();
     let bin_dir = Path::new(common::BIN).parent().unwrap();
     let path = format!(
@@ -54,6 +55,9 @@ fn every_tested_readme_example_runs() {
             .env("PATH", &path)
             .env("VAULT_HOME", scratch.path().join("home"))
             .env("PREFIX", scratch.path().join("prefix"))
+            .env("ROOT", scratch.path().join("root"))
+            .env("VAULT_SRC", root)
+            .env("VAULT_BIN", common::BIN)
             .env_remove("VAULT_SYSLOG")
             .env_remove("VAULT_PARALLEL")
             .env_remove("VAULT_METRICS_FILE")
@@ -70,6 +74,23 @@ fn every_tested_readme_example_runs() {
         );
     }
     // What the blocks claim to leave behind.
+    let sysroot = scratch.path().join("root");
+    for installed in [
+        "usr/local/bin/vault",
+        "etc/systemd/system/vault-pull.service",
+        "etc/systemd/system/timers.target.wants/vault-pull.timer",
+        "etc/cron.d/vault",
+    ] {
+        assert!(
+            sysroot.join(installed).symlink_metadata().is_ok(),
+            "the scheduling install left no {installed}"
+        );
+    }
+    let passwd = std::fs::read_to_string(sysroot.join("etc/passwd")).unwrap();
+    assert!(
+        passwd.lines().any(|l| l.starts_with("vault:")),
+        "systemd-sysusers made no vault user: {passwd}"
+    );
     assert!(
         scratch
             .path()
