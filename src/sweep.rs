@@ -186,6 +186,9 @@ pub struct ArchiveReport {
     /// The key that opens the archive here: the newest slot's key present in the home,
     /// else the newest slot's key.
     pub key_id: Option<Uuid>,
+    /// `keyId` is read from an unauthenticated slot (a claim) until `--verify` opens the
+    /// archive with that key.
+    pub key_id_claimed: bool,
     pub created_at: Option<String>,
     /// Plaintext size as claimed by the (unverified unless `verified`) trailer.
     pub size: Option<u64>,
@@ -209,6 +212,7 @@ impl ArchiveReport {
             scope: None,
             domain_id: None,
             key_id: None,
+            key_id_claimed: true,
             created_at: None,
             size: None,
             archive_size: None,
@@ -752,6 +756,7 @@ fn authenticate(r: &mut ArchiveReport, mut file: File, material: MaterialLookup<
         Ok(s) => {
             r.verified = Some(true);
             r.key_id = Some(s.key_id);
+            r.key_id_claimed = false;
         }
         Err(e) => {
             r.verified = Some(false);

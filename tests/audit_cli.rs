@@ -539,6 +539,8 @@ fn sweep_of_1000_archives_and_junk_reports_each_file() {
             assert_eq!(g["keyState"], "active");
             assert_eq!(g["scope"], "system");
             assert_eq!(g["size"], 3);
+            // Issue 12: a keyless sweep's key id is a claim; --verify confirms it.
+            assert_eq!(g["keyIdClaimed"], !verify, "{g}");
             assert!(ids.insert(str_of(&g["id"]).to_string()), "distinct ids");
         }
     };
