@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{BIN, Vault, s};
+use common::{BIN, Vault, env_u64, s};
 use vault::home::Home;
 use vault::home::root::{RootError, Unlocker};
 use vault::home::token::TokenConfig;
@@ -41,13 +41,6 @@ impl Rng {
         self.0 ^= self.0 << 17;
         self.0 % n.max(1)
     }
-}
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

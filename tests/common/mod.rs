@@ -181,6 +181,21 @@ pub fn cannot_run(why: &str) {
     eprintln!("SKIPPED (not CI): {why}");
 }
 
+/// xorshift64*: seeded, so a campaign can be replayed from its printed seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
 /// A campaign knob: `name` from the environment as a number, else `default`.
 pub fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
