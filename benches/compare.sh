@@ -3,6 +3,11 @@
 #
 #   bash benches/compare.sh            # full run (1 GiB file; needs ~5 GiB free in $BENCH_DIR)
 #   BENCH_BIG_MIB=256 bash benches/compare.sh    # quicker
+#   VAULT_BIN=path/to/vault BEFORE_BIN=path/to/older/vault bash benches/compare.sh
+#
+# VAULT_BIN skips the release build and measures that binary. BEFORE_BIN adds a second
+# vault binary (an older revision, built by the caller) to the seal/open and fleet tables,
+# measured in the same run on the same files, so a change is compared side by side.
 #
 # Prints medians over several runs: throughput (MB/s = 10^6 bytes/s of plaintext), the
 # vault/age ratio, and peak resident memory of each process (GNU time %M). Installs what it
@@ -24,9 +29,15 @@ if ! need age || ! [ -x /usr/bin/time ]; then
     (apt-get update -qq && apt-get install -y -qq age time) >/dev/null
 fi
 
-cargo build --release --quiet
-VAULT="$PWD/target/release/vault"
+if [ -n "${VAULT_BIN:-}" ]; then
+    VAULT=$(realpath "$VAULT_BIN")
+else
+    cargo build --release --quiet
+    VAULT="$PWD/target/release/vault"
+fi
+BEFORE=${BEFORE_BIN:+$(realpath "$BEFORE_BIN")}
 export VAULT_HOME="$BENCH_DIR/home"
+BEFORE_HOME="$BENCH_DIR/home-before"
 W="$BENCH_DIR/work"
 mkdir -p "$W"
 
@@ -56,6 +67,7 @@ ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); pri
 echo "== machine"
 echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //') ($(nproc) cores)"
 echo "vault: $($VAULT --version); age: $(age --version)"
+[ -z "$BEFORE" ] || echo "before: $($BEFORE --version) ($BEFORE)"
 
 echo
 echo "== the machine's own limits (one core)"
@@ -65,6 +77,7 @@ openssl speed -elapsed -seconds 2 -bytes 16384 -evp sha256 2>/dev/null | grep -E
 "$VAULT" keys create >/dev/null
 age-keygen -o "$W/age.key" 2>/dev/null
 RECIP=$(age-keygen -y "$W/age.key")
+[ -z "$BEFORE" ] || "$BEFORE" --home "$BEFORE_HOME" keys create >/dev/null
 
 bench_size() {  # bench_size NAME BYTES RUNS
     local name=$1 bytes=$2 runs=$3 f="$W/in-$1"
@@ -76,6 +89,14 @@ bench_size() {  # bench_size NAME BYTES RUNS
         timed "vault-open-$name" "$VAULT" backup extract --file "$arch" --out "$W/out-vault"
         cmp -s "$f" "$W/out-vault" || { echo "vault round trip differs!" >&2; exit 1; }
         rm -f "$W/out-vault"
+        if [ -n "$BEFORE" ]; then
+            rm -rf "$BEFORE_HOME/archives"/*.vault
+            timed "before-seal-$name" "$BEFORE" --home "$BEFORE_HOME" backup create --file "$f"
+            arch=$(ls "$BEFORE_HOME"/archives/*.vault | sed -n 1p)
+            timed "before-open-$name" "$BEFORE" --home "$BEFORE_HOME" backup extract --file "$arch" --out "$W/out-vault"
+            cmp -s "$f" "$W/out-vault" || { echo "before round trip differs!" >&2; exit 1; }
+            rm -f "$W/out-vault"
+        fi
         timed "age-seal-$name" age -r "$RECIP" -o "$W/x.age" "$f"
         timed "age-open-$name" age -d -i "$W/age.key" -o "$W/out-age" "$W/x.age"
         cmp -s "$f" "$W/out-age" || { echo "age round trip differs!" >&2; exit 1; }
@@ -93,6 +114,10 @@ bench_size() {  # bench_size NAME BYTES RUNS
     read -r t m r c b < <(stats "vault-seal-$name" "$bytes"); row "vault seal (backup create)" "$t" "$m" "$r" "$c" "$b"; vs=$t; bvs=$b
     read -r t m r c b < <(stats "age-seal-$name" "$bytes"); row "age encrypt (X25519)" "$t" "$m" "$r" "$c" "$b"; va=$t; bva=$b
     read -r t m r c b < <(stats "vault-open-$name" "$bytes"); row "vault open (backup extract)" "$t" "$m" "$r" "$c" "$b"; os=$t; bos=$b
+    if [ -n "$BEFORE" ]; then
+        read -r t m r c b < <(stats "before-seal-$name" "$bytes"); row "before: vault seal" "$t" "$m" "$r" "$c" "$b"; bs=$t
+        read -r t m r c b < <(stats "before-open-$name" "$bytes"); row "before: vault open" "$t" "$m" "$r" "$c" "$b"; bo=$t
+    fi
     read -r t m r c b < <(stats "age-open-$name" "$bytes"); row "age decrypt" "$t" "$m" "$r" "$c" "$b"; oa=$t; boa=$b
     if [ "$name" = big ]; then
         read -r t m r c b < <(stats "copy-$name" "$bytes"); row "cp (plain copy, same file)" "$t" "$m" "$r" "$c" "$b"
@@ -102,6 +127,7 @@ bench_size() {  # bench_size NAME BYTES RUNS
     # Throughput ratio = age's time / vault's time; "best" compares the fastest runs, which
     # the occasional slow run of a busy VM does not reach.
     echo "ratio vault/age (throughput): seal $(ratio "$va" "$vs"), open $(ratio "$oa" "$os"); best runs: seal $(ratio "$bva" "$bvs"), open $(ratio "$boa" "$bos")"
+    [ -z "$BEFORE" ] || echo "ratio after/before (throughput): seal $(ratio "$bs" "$vs"), open $(ratio "$bo" "$os")"
 }
 
 bench_size small $((64 * 1024)) "$RUNS_SMALL"
@@ -148,4 +174,8 @@ read -r t _ r c _ < <(stats ku 1); row "vault keys upload" "$t" "" "$r" "$c"
 if "$VAULT" bmc-simulator --help >/dev/null 2>&1 && [ -x benches/fleet.sh ]; then
     echo
     bash benches/fleet.sh "$VAULT" "$FLEET_SIZE" "$BENCH_DIR/fleet"
+    if [ -n "$BEFORE" ]; then
+        echo "-- the same fleet with the before binary"
+        SIM_BIN="$VAULT" COMMITS=native bash benches/fleet.sh "$BEFORE" "$FLEET_SIZE" "$BENCH_DIR/fleet-before"
+    fi
 fi

@@ -6,7 +6,10 @@
 #
 #   bash benches/fleet.sh [VAULT_BIN] [N=200] [WORKDIR]
 #   N=10000: PARALLELS="32 256" bash benches/fleet.sh target/release/vault 10000
-#   COMMITS=group (default "group per-archive": both, side by side)
+#   COMMITS=group (default "group per-archive": both, side by side; "native": no commit
+#   flag at all, for an older binary that predates group commit)
+#   SIM_BIN=path/to/vault: serve the fleet with another binary's simulator (an older vault
+#   measured against today's simulator)
 #
 # "ideal" for --parallel P is ceil(N / P) × t1, where t1 is the measured wall time of
 # pulling ONE of these BMCs alone (its requests × latency, plus TLS and sealing): what
@@ -27,10 +30,11 @@ PARALLELS=${PARALLELS:-"1 8 32"}
 COMMITS=${COMMITS:-"group per-archive"}
 EXTRA_ARGS=${EXTRA_ARGS:-}
 [ -x "$VAULT" ] || cargo build --release --quiet
+SIM=${SIM_BIN:-$VAULT}
 mkdir -p "$WORK"
 export VAULT_BMC_PASSWORD=simulator-password
 
-"$VAULT" bmc-simulator --count "$N" --inventory "$WORK/fleet.toml" --latency-ms "$LATENCY_MS" \
+"$SIM" bmc-simulator --count "$N" --inventory "$WORK/fleet.toml" --latency-ms "$LATENCY_MS" \
     --serial CZFLEET --backup-size 65536 --session-limit 4 >"$WORK/sim.out" 2>/dev/null &
 sim=$!
 trap 'kill "$sim" 2>/dev/null || true; wait "$sim" 2>/dev/null || true' EXIT
