@@ -334,3 +334,80 @@ fn cli_forwards_every_record_and_survives_a_dead_receiver() {
     );
     assert_eq!(AuditLog::open(&home).verify().unwrap().records, seq as u64);
 }
+
+/// A kill between an operation's commit point and its outcome leaves an intent; the next
+/// append takes it into the chain as an `unfinished` record, and that record reaches the
+/// syslog receiver like every other one (the receiver's copy of the chain has no gap).
+#[test]
+fn an_unfinished_record_is_forwarded_like_any_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(rs) = Rsyslog::start(dir.path()) else {
+        return;
+    };
+    let home = dir.path().join("home");
+    let tcp = format!("tcp://{}", rs.tcp);
+    let vault = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_vault"));
+        c.arg("--home")
+            .arg(&home)
+            .args(args)
+            .env("VAULT_SYSLOG", &tcp)
+            .env_remove("VAULT_METRICS_FILE")
+            .env_remove(vault::ops::PAUSE_BEFORE_OUTCOME)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        c
+    };
+    let ok = |args: &[&str]| {
+        let out = vault(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ok(&["keys", "create"]);
+
+    // `keys rotate` held after its commit point, then SIGKILLed there.
+    let pending = home.join(vault::audit::PENDING_DIR);
+    let mut child = vault(&["keys", "rotate"])
+        .env(vault::ops::PAUSE_BEFORE_OUTCOME, "30000")
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let keys_before = std::fs::read(home.join("keys.json")).unwrap();
+    while std::fs::read(home.join("keys.json")).unwrap() == keys_before {
+        assert!(child.try_wait().unwrap().is_none(), "rotate exited early");
+        assert!(Instant::now() < deadline, "rotate changed nothing in 60 s");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "rotate exited before the kill: the pause hook did not hold it"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(std::fs::read_dir(&pending).unwrap().count(), 1);
+
+    ok(&["keys", "create", "--scope", "domain", "--domain", "d1"]);
+    let local: Vec<AuditRecord> = AuditLog::open(&home)
+        .records()
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        local
+            .iter()
+            .any(|r| r.result == "unfinished" && r.operation == "keys.rotate"),
+        "{local:#?}"
+    );
+    let got: Vec<AuditRecord> = rs
+        .wait_lines(local.len())
+        .iter()
+        .map(|l| parse(l).record)
+        .collect();
+    assert_eq!(
+        got, local,
+        "the receiver has every record, unfinished included"
+    );
+}

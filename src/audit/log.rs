@@ -15,7 +15,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Take, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -255,6 +255,15 @@ struct Pending {
 type AppendGroup = Group<Pending, Result<AuditRecord, AuditError>>;
 
 /// The group commit of each log file this process appends to.
+/// `unfinished` records written into the chain by a batch and not yet handed to the
+/// syslog forwarder: [`AuditLog::append`] takes them after its own batch is on disk.
+static UNFORWARDED: Mutex<Vec<AuditRecord>> = Mutex::new(Vec::new());
+
+fn lock_unforwarded() -> MutexGuard<'static, Vec<AuditRecord>> {
+    // A panic while holding it leaves only a list of records to forward: still usable.
+    UNFORWARDED.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 fn group_of(path: &Path) -> Arc<AppendGroup> {
     static GROUPS: LazyLock<Mutex<HashMap<PathBuf, Arc<AppendGroup>>>> =
         LazyLock::new(Default::default);
@@ -309,7 +318,12 @@ impl AuditLog {
             account: self.account.clone().unwrap_or_else(os_account),
         };
         let rec = group_of(&self.path).submit(pending, |batch| self.append_batch(batch))?;
+        // Taken whether or not a forwarder is installed, so the queue never grows.
+        let unfinished = std::mem::take(&mut *lock_unforwarded());
         if let Some(f) = super::syslog::installed() {
+            for u in &unfinished {
+                f.forward(u);
+            }
             f.forward(&rec);
         }
         Ok(rec)
@@ -524,6 +538,9 @@ impl AuditLog {
             // Make the new directory entry durable too.
             fsutil::sync_dir(&self.home).map_err(|e| AuditError::io("sync", path, e))?;
         }
+        // The `unfinished` records are in the chain now: the appending thread forwards
+        // them to syslog with its own record, like every other record.
+        lock_unforwarded().extend(results[..n_recorded].iter().flatten().cloned());
         for ((p, _lock), r) in recorded.iter().zip(&results) {
             if r.is_ok() {
                 std::fs::remove_file(p)
