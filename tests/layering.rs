@@ -64,13 +64,18 @@ fn code_only(src: &str) -> String {
 
 /// Top-level modules named by `crate::x` or `crate::{x, y::z}` in `code`.
 fn crate_refs(code: &str) -> BTreeSet<String> {
+    refs_after(code, "crate::")
+}
+
+/// The first path segments after `prefix` (`prefix x`, `prefix {x, y::z}`) in `code`.
+fn refs_after(code: &str, prefix: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let mut rest = code;
-    while let Some(i) = rest.find("crate::") {
+    while let Some(i) = rest.find(prefix) {
         let before = rest[..i].chars().next_back();
-        rest = &rest[i + "crate::".len()..];
+        rest = &rest[i + prefix.len()..];
         if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '$') {
-            continue; // `$crate::` or an identifier ending in "crate"
+            continue; // `$crate::` or an identifier ending in the prefix
         }
         if let Some(group) = rest.strip_prefix('{') {
             let mut depth = 0;
@@ -185,38 +190,39 @@ fn an_upward_import_is_caught() {
     assert_eq!(upward(&g), ["store (layer 4) uses ops (layer 6)"]);
 }
 
-#[test]
-fn module_graph_has_no_cycle() {
-    let graph = module_graph();
-    // Kahn's algorithm: whatever cannot be ordered is on a cycle.
-    let mut indeg: BTreeMap<&str, usize> = graph.keys().map(|k| (k.as_str(), 0)).collect();
+/// The nodes of `graph` that are on a cycle (or between two cycles): what is left after
+/// repeatedly removing every node that nothing uses, or that uses nothing, still left.
+fn on_cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
+    let mut left: BTreeMap<&str, BTreeSet<&str>> = graph
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.iter().map(String::as_str).collect()))
+        .collect();
     for tos in graph.values() {
         for t in tos {
-            *indeg.entry(t.as_str()).or_default() += 1;
+            left.entry(t.as_str()).or_default();
         }
     }
-    let mut ready: Vec<&str> = indeg
-        .iter()
-        .filter(|(_, d)| **d == 0)
-        .map(|(k, _)| *k)
-        .collect();
-    let mut seen = 0;
-    while let Some(n) = ready.pop() {
-        seen += 1;
-        for t in graph.get(n).into_iter().flatten() {
-            let d = indeg.get_mut(t.as_str()).unwrap();
-            *d -= 1;
-            if *d == 0 {
-                ready.push(t);
-            }
+    loop {
+        let used: BTreeSet<&str> = left.values().flatten().copied().collect();
+        let removable: Vec<&str> = left
+            .iter()
+            .filter(|(k, v)| !used.contains(*k) || v.iter().all(|t| !left.contains_key(t)))
+            .map(|(k, _)| *k)
+            .collect();
+        if removable.is_empty() {
+            break;
+        }
+        for k in removable {
+            left.remove(k);
         }
     }
-    let stuck: Vec<_> = indeg
-        .iter()
-        .filter(|(_, d)| **d > 0)
-        .map(|(k, _)| *k)
-        .collect();
-    assert_eq!(seen, indeg.len(), "modules on a cycle: {stuck:?}");
+    left.keys().map(|k| k.to_string()).collect()
+}
+
+#[test]
+fn module_graph_has_no_cycle() {
+    let stuck = on_cycle(&module_graph());
+    assert!(stuck.is_empty(), "modules on a cycle: {stuck:?}");
 }
 
 #[test]
@@ -259,4 +265,251 @@ fn cli_backup_opens_no_archive_and_does_no_crypto() {
         .filter(|f| code.contains(f))
         .collect();
     assert!(found.is_empty(), "src/cli/backup.rs does itself: {found:?}");
+}
+
+/// Source of `src/cli/`, file name -> code without comments and without its
+/// `#[cfg(test)] mod tests` (tests may write temporary files and name `super::*`).
+fn cli_sources() -> BTreeMap<String, String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/cli");
+    let mut files = Vec::new();
+    rust_files(&dir, &mut files);
+    files
+        .into_iter()
+        .map(|f| {
+            let name = f.strip_prefix(&dir).unwrap().to_string_lossy().into_owned();
+            let text = without_tests(&std::fs::read_to_string(&f).unwrap());
+            (name, code_only(&text))
+        })
+        .collect()
+}
+
+/// `src` without its `#[cfg(test)] mod tests { ... }` block (braces matched).
+fn without_tests(src: &str) -> String {
+    let Some(start) = src.find("#[cfg(test)]\nmod tests {") else {
+        return src.to_string();
+    };
+    let open = start + src[start..].find('{').unwrap();
+    let mut depth = 0;
+    for (i, c) in src[open..].char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return format!("{}{}", &src[..start], &src[open + i + 1..]);
+                }
+            }
+            _ => {}
+        }
+    }
+    src[..start].to_string()
+}
+
+/// `module -> sibling modules it uses`, among the modules of `src/cli/`: `super::x` and
+/// `crate::cli::x` where `x` is another module of `src/cli/`. `mod.rs` (the root that
+/// declares them, dispatches the commands and holds `Ctx`/`CliError`) is not a node:
+/// every module uses its context, and it uses every command.
+fn cli_graph() -> BTreeMap<String, BTreeSet<String>> {
+    let sources = cli_sources();
+    let modules: BTreeSet<String> = sources
+        .keys()
+        .filter(|f| *f != "mod.rs")
+        .map(|f| f.trim_end_matches(".rs").to_string())
+        .collect();
+    let mut graph = BTreeMap::new();
+    for (file, code) in &sources {
+        let from = file.trim_end_matches(".rs").to_string();
+        if !modules.contains(&from) {
+            continue;
+        }
+        let mut uses: BTreeSet<String> = refs_after(code, "super::");
+        uses.extend(refs_after(code, "crate::cli::"));
+        uses.retain(|m| modules.contains(m) && *m != from);
+        graph.insert(from, uses);
+    }
+    graph
+}
+
+/// Issue 11: the modules of `src/cli/` use each other in one direction only (a command
+/// may use a leaf helper module, never one that uses it back). Print the graph with
+/// `cargo test --test layering -- --nocapture`.
+#[test]
+fn cli_modules_have_no_import_cycle() {
+    let graph = cli_graph();
+    for (from, tos) in &graph {
+        println!("cli::{from} -> {tos:?}");
+    }
+    assert!(
+        graph.len() > 10,
+        "the cli modules were not found: {graph:?}"
+    );
+    let stuck = on_cycle(&graph);
+    assert!(
+        stuck.is_empty(),
+        "src/cli modules on an import cycle: {stuck:?}"
+    );
+}
+
+#[test]
+fn a_cli_import_cycle_is_caught() {
+    let code = "use super::{Ctx, records::List, pull};\nlet x = crate::cli::remote::f();";
+    assert_eq!(
+        refs_after(code, "super::").into_iter().collect::<Vec<_>>(),
+        ["Ctx", "pull", "records"]
+    );
+    assert_eq!(
+        refs_after(code, "crate::cli::")
+            .into_iter()
+            .collect::<Vec<_>>(),
+        ["remote"]
+    );
+    let mut g = BTreeMap::new();
+    g.insert("backup".to_string(), BTreeSet::from(["pull".to_string()]));
+    g.insert("pull".to_string(), BTreeSet::from(["remote".to_string()]));
+    g.insert("remote".to_string(), BTreeSet::from(["backup".to_string()]));
+    g.insert("records".to_string(), BTreeSet::new());
+    assert_eq!(on_cycle(&g), ["backup", "pull", "remote"]);
+    g.get_mut("remote").unwrap().clear();
+    assert!(on_cycle(&g).is_empty());
+}
+
+/// What `src/cli/` must not do itself (issue 11): open or write files, call crypto, the
+/// key or archive store, the audit log, or HTTP. Those are the operations layer's
+/// (`src/ops/`); the CLI parses, resolves, calls an operation and prints.
+const CLI_FORBIDDEN: &[(&str, &str)] = &[
+    ("std::fs::File", "opens a file"),
+    ("File::open", "opens a file"),
+    ("File::create", "creates a file"),
+    ("OpenOptions", "opens a file"),
+    ("fs::write", "writes a file"),
+    ("fs::read", "reads a file or directory"),
+    ("fs::create_dir", "creates a directory"),
+    ("fs::remove", "removes a file"),
+    ("fs::rename", "renames a file"),
+    ("fs::copy", "copies a file"),
+    ("AtomicFile", "writes a file"),
+    ("write_atomic", "writes a file"),
+    ("copy_atomic", "writes a file"),
+    ("envelope::open", "decrypts"),
+    ("envelope::verify", "decrypts"),
+    ("envelope::seal", "encrypts"),
+    ("envelope::inspect", "parses an archive"),
+    ("envelope::rewrap", "rewraps"),
+    ("envelope::reencrypt", "re-encrypts"),
+    ("envelope::check_keyless", "reads an archive"),
+    ("envelope::confirm_key", "unwraps a key"),
+    ("OpeningKey", "handles key material"),
+    ("SealOptions", "encrypts"),
+    ("crate::aead", "calls crypto"),
+    ("crate::kdf", "calls crypto"),
+    ("crate::signing", "signs or hashes keys"),
+    ("sha2::", "hashes"),
+    ("ed25519", "signs"),
+    ("chacha20", "calls crypto"),
+    ("argon2::", "calls crypto"),
+    ("KeyStore::new", "uses the key store"),
+    ("ArchiveStore", "uses the archive store"),
+    ("store::inspect_file", "parses an archive"),
+    ("store::open_archive", "opens an archive"),
+    ("AuditLog::open", "writes or reads the audit log"),
+    ("BmcSession", "talks HTTP to a BMC"),
+    ("bmc::client::", "talks HTTP to a BMC"),
+    ("Remote::connect", "talks HTTP to S3"),
+    ("reqwest", "talks HTTP"),
+    ("ureq", "talks HTTP"),
+    ("hyper", "talks HTTP"),
+    ("rustls", "talks TLS"),
+    ("TcpStream", "opens a socket"),
+];
+
+/// Known exceptions: (file, forbidden pattern, why). Each must still be needed (a stale
+/// one fails the test, so the list only shrinks).
+const CLI_ALLOWED: &[(&str, &str, &str)] = &[
+    // The man pages are the CLI's own artifact, written by clap_mangen.
+    ("shell.rs", "fs::create_dir", "man page directory"),
+    ("shell.rs", "fs::read", "lists the man pages written"),
+    // Still to move into ops (issue 11 part B: audit, home).
+    ("audit.rs", "KeyStore::new", "part B: audit archives/sweep"),
+    ("audit.rs", "AuditLog::open", "part B: audit log/verify"),
+    ("home.rs", "KeyStore::new", "part B: home public-key"),
+    ("home.rs", "crate::signing", "part B: home public-key"),
+    ("home.rs", "write_atomic", "part B: home public-key --file"),
+    ("mod.rs", "AuditLog::open", "Ctx::audit, for the demo"),
+    // The demo's steps not yet calling ops.
+    ("demo.rs", "KeyStore::new", "demo"),
+    ("demo.rs", "ArchiveStore", "demo"),
+    ("demo.rs", "AuditLog::open", "demo"),
+    ("demo.rs", "store::inspect_file", "demo"),
+    ("demo.rs", "envelope::open", "demo"),
+    ("demo.rs", "envelope::rewrap", "demo"),
+    ("demo.rs", "OpeningKey", "demo"),
+    ("demo.rs", "AtomicFile", "demo"),
+    ("demo.rs", "write_atomic", "demo"),
+    ("demo.rs", "copy_atomic", "demo"),
+    ("demo.rs", "std::fs::File", "demo"),
+    ("demo.rs", "File::open", "demo"),
+    ("demo.rs", "File::create", "demo"),
+    ("demo.rs", "fs::read", "demo"),
+];
+
+/// Every (file, pattern) of `sources` that uses a forbidden pattern and is not allowed,
+/// and every allowance that is no longer needed.
+fn cli_violations(
+    sources: &BTreeMap<String, String>,
+    allowed: &[(&str, &str, &str)],
+) -> (Vec<String>, Vec<String>) {
+    let mut found = Vec::new();
+    let mut used = BTreeSet::new();
+    for (file, code) in sources {
+        for (pat, what) in CLI_FORBIDDEN {
+            if !code.contains(pat) {
+                continue;
+            }
+            match allowed.iter().find(|(f, p, _)| f == file && p == pat) {
+                Some(a) => {
+                    used.insert((a.0, a.1));
+                }
+                None => found.push(format!("src/cli/{file} {what} itself ({pat})")),
+            }
+        }
+    }
+    let stale = allowed
+        .iter()
+        .filter(|(f, p, _)| !used.contains(&(*f, *p)))
+        .map(|(f, p, why)| format!("src/cli/{f}: {p} ({why}) is allowed but no longer used"))
+        .collect();
+    (found, stale)
+}
+
+/// Issue 11: nothing under `src/cli/` opens or writes files, calls crypto, the stores,
+/// the audit log or HTTP except through the operations layer (known exceptions listed in
+/// `CLI_ALLOWED`, each with its reason).
+#[test]
+fn cli_does_no_io_crypto_or_http_itself() {
+    let (found, stale) = cli_violations(&cli_sources(), CLI_ALLOWED);
+    assert!(found.is_empty(), "{}", found.join("\n"));
+    assert!(
+        stale.is_empty(),
+        "remove from CLI_ALLOWED:\n{}",
+        stale.join("\n")
+    );
+}
+
+#[test]
+fn a_forbidden_cli_call_is_caught() {
+    let src = "#[cfg(test)]\nmod tests {\n fn t() { AtomicFile::x(); }\n}\nfn after() { let f = std::fs::File::open(p)?; } // envelope::open in a comment\n";
+    let mut sources = BTreeMap::new();
+    sources.insert("backup.rs".to_string(), code_only(&without_tests(src)));
+    let (found, stale) = cli_violations(&sources, &[("backup.rs", "AtomicFile", "x")]);
+    assert_eq!(
+        found,
+        [
+            "src/cli/backup.rs opens a file itself (std::fs::File)",
+            "src/cli/backup.rs opens a file itself (File::open)",
+        ]
+    );
+    assert_eq!(
+        stale,
+        ["src/cli/backup.rs: AtomicFile (x) is allowed but no longer used"]
+    );
 }

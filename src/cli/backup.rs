@@ -1,21 +1,19 @@
 //! `vault backup …` (local archive commands) and `vault inspect`.
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
 
 use super::progress::Terminal;
 use super::records::{
-    Deleted, Downloaded, Extracted, Failed, List, RewrapItem, RewrapResult, Verified,
+    Archive, Deleted, Downloaded, Extracted, Failed, Inspected, List, RewrapItem, RewrapResult,
+    Verified,
 };
 use super::{CliError, CliResult, Ctx, ScopeArgs, prune, pull, remote};
-use crate::envelope::{self, Inspection, SlotInfo};
-use crate::errors::{Classify, Kind};
-use crate::keystore::{KeyStore, Scope};
+use crate::errors::Kind;
+use crate::keystore::Scope;
 pub use crate::ops::backup::key_lookup;
 use crate::ops::{self, backup::Input};
-use crate::store::{self, ArchiveStore};
 
 #[derive(Subcommand)]
 pub enum BackupCmd {
@@ -161,50 +159,18 @@ pub fn run(ctx: &Ctx, cmd: BackupCmd) -> CliResult {
             remote: Some(name), ..
         } => remote::list(ctx, &name),
         BackupCmd::List { scope, .. } => {
-            let home = ctx.home()?;
-            let filter = match (scope.scope, &scope.domain) {
+            let only = match (scope.scope, &scope.domain) {
                 (None, None) => None,
                 _ => Some(scope.resolve(Scope::System)?),
             };
-            let mut items = Vec::new();
-            let deps = KeyStore::new(&home).dependencies()?;
-            let st = ArchiveStore::new(&home);
-            for a in st.list()? {
-                match a.inspection {
-                    Ok(i) => {
-                        if filter
-                            .as_ref()
-                            .is_none_or(|(s, d)| i.header.scope == *s && i.header.domain_id == *d)
-                        {
-                            let status = st.status(&a.path, &i);
-                            if status == store::ArchiveStatus::IdMismatch {
-                                ctx.notice(&format!("{} holds archive {}, not the archive its name says: it was put in place of another one (integrity finding name-id-mismatch)", a.path.display(), i.header.id));
-                            }
-                            items.push(with_status(
-                                with_dependency(backup_json(&i), &i, &deps),
-                                status,
-                            ));
-                        }
-                    }
-                    Err(e) => ctx.notice(&format!(
-                        "skipping unreadable archive {}: {e}",
-                        a.path.display()
-                    )),
-                }
-            }
-            ctx.print(&List::of(items))
+            let (archives, deps) = ops::backup::list(&ctx.ops()?, only.as_ref())?;
+            ctx.print(&List::of(
+                archives.iter().map(|l| Archive::listed(l, &deps)).collect(),
+            ))
         }
         BackupCmd::Get { id } => {
-            let home = ctx.home()?;
-            let st = ArchiveStore::new(&home);
-            let (_, path) = st.find(&id)?;
-            let i = store::inspect_file(&path)?;
-            let deps = KeyStore::new(&home).dependencies()?;
-            let status = st.status(&path, &i);
-            ctx.print(&with_status(
-                with_dependency(backup_json(&i), &i, &deps),
-                status,
-            ))
+            let (l, deps) = ops::backup::get(&ctx.ops()?, &id)?;
+            ctx.print(&Archive::listed(&l, &deps))
         }
         BackupCmd::Download { id, file } => {
             let (id, bytes) = ops::backup::download(&ctx.ops()?, &id, &file)?;
@@ -227,9 +193,10 @@ pub fn run(ctx: &Ctx, cmd: BackupCmd) -> CliResult {
             {
                 ctx.notice(&format!("stored UNVERIFIED: its key {k} (claimed) is not in this home, so nothing about its content is known; import the key with 'vault keys upload', then run 'vault backup verify'"));
             }
-            let mut v = backup_json(&up.inspection);
-            v["verified"] = json!(up.verified);
-            ctx.print(&v)
+            ctx.print(&Archive {
+                verified: Some(up.verified),
+                ..Archive::of(&up.inspection)
+            })
         }
         BackupCmd::Verify(t) => {
             let t = fetched(ctx, t)?;
@@ -240,7 +207,7 @@ pub fn run(ctx: &Ctx, cmd: BackupCmd) -> CliResult {
                 backup_key_id: s.key_id,
                 version: s.version,
                 size: s.plaintext_size,
-                checksum: envelope::hex_digest(&s.sha256),
+                checksum: hex::encode(s.sha256),
             })
         }
         BackupCmd::Extract { target, out } => {
@@ -250,7 +217,7 @@ pub fn run(ctx: &Ctx, cmd: BackupCmd) -> CliResult {
                 id: s.header.id,
                 out: out.display().to_string(),
                 size: s.plaintext_size,
-                checksum: envelope::hex_digest(&s.sha256),
+                checksum: hex::encode(s.sha256),
             })
         }
         BackupCmd::Rewrap(a) => rewrap(ctx, a),
@@ -268,124 +235,31 @@ pub fn run(ctx: &Ctx, cmd: BackupCmd) -> CliResult {
 
 /// `vault inspect --file F`: metadata only, no key, nothing verified.
 pub fn inspect(ctx: &Ctx, a: &InspectArgs) -> CliResult {
-    let i = store::inspect_file(&a.file)?;
-    let h = &i.header;
-    let mut v = json!({
-        "version": i.version,
-        "createdAt": h.created_at,
-        "scope": h.scope,
-        "domainID": h.domain_id.clone().unwrap_or_default(),
-        "backupKeyId": i.key_ids.first().map(|(k, _)| k.to_string()).unwrap_or_default(),
-        "isEncrypted": true,
-        "creatorAccount": h.creator_account,
-        "isHSMBacked": false,
-        "description": h.description,
-        "checksum": envelope::hex_digest(&i.sha256),
-        "productVersion": h.product_version,
-        "id": h.id,
-        "size": i.plaintext_size,
-        "archiveSize": i.file_len,
-        "source": h.source.clone().map(|s| serde_json::to_value(s).expect("serializes")).unwrap_or(json!({})),
-        "keySlots": i.slots.iter().map(slot_json).collect::<Vec<_>>(),
-        "lengthConsistent": i.length_consistent,
-        "verified": false,
-    });
+    let i = ops::backup::inspect(&a.file)?;
+    let signers = ops::backup::signers(&i);
+    let mut record = Inspected::new(&i, &signers);
     // HSM-backed: sealed under a key that this home's key store says is tied to the
     // token (claimed, like every keyless view; opening checks it).
     if ctx.home_dir().join("keys.json").exists() {
-        let home = ctx.home()?;
-        let deps = KeyStore::new(&home).dependencies()?;
+        let deps = ops::backup::dependencies(&ctx.ops()?)?;
         if let Some((k, _)) = i.key_ids.first() {
-            v["isHSMBacked"] = json!(deps.tied(k));
-            v["dependsOn"] = json!(deps.of(k));
+            record.is_hsm_backed = deps.tied(k);
+            record.depends_on = Some(deps.of(k));
         }
     }
-    if !i.length_consistent {
-        v["warning"] = json!(
-            "the file length does not match the size in its trailer: it is truncated or damaged"
-        );
-    }
-    if let Err(e) = &i.region {
-        v["slotRegion"] = json!(e);
-    } else if i.key_ids.len() == 2 {
-        v["interruptedRewrap"] = json!(true);
+    if record.interrupted_rewrap.is_some() {
         ctx.notice("both key slots are occupied: a rewrap was interrupted; run 'vault backup rewrap' on it again to complete it");
     }
-    v["signers"] = json!(
-        i.signatures
-            .iter()
-            .map(|s| json!({
-                "part": s.slot.map_or("trailer".to_string(), |n| format!("slot {n}")),
-                "fingerprint": crate::signing::fingerprint(&s.public_key),
-                "valid": s.valid,
-            }))
-            .collect::<Vec<_>>()
-    );
     if !a.trust.is_empty() {
         let trusted = trusted_keys(&a.trust)?;
         let check = ops::backup::check_keyless(&a.file)?;
-        v["signature"] = json!(check.provenance(&trusted).to_string());
-        v["ciphertextMatches"] = json!(check.ciphertext_matches);
+        record.signature = Some(check.provenance(&trusted).to_string());
+        record.ciphertext_matches = Some(check.ciphertext_matches);
     }
     ctx.notice(
         "metadata shown as stored (key ids are claimed); nothing is verified without the key: run 'vault backup verify'",
     );
-    ctx.print(&v)
-}
-
-fn slot_json(s: &SlotInfo) -> Value {
-    match s {
-        SlotInfo::Empty => json!({"state": "empty"}),
-        SlotInfo::Occupied { key_id, generation } => {
-            json!({"state": "occupied", "keyId": key_id, "generation": generation, "claimed": true})
-        }
-        SlotInfo::Damaged => json!({"state": "damaged"}),
-    }
-}
-
-/// Sets `tiedToHSM` and `dependsOn` (what is lost if a passphrase or token is) from
-/// the key store's view of the archive's key.
-fn with_dependency(mut v: Value, i: &Inspection, deps: &crate::keystore::Dependencies) -> Value {
-    if let Some((k, _)) = i.key_ids.first() {
-        v["tiedToHSM"] = json!(deps.tied(k));
-        v["dependsOn"] = json!(deps.of(k));
-    }
-    v
-}
-
-/// `status` of a `backup list/get` item; an unverified archive's key id is only claimed.
-fn with_status(mut v: Value, status: store::ArchiveStatus) -> Value {
-    v["status"] = json!(status.as_str());
-    if status != store::ArchiveStatus::Completed {
-        v["backupKeyClaimed"] = json!(true);
-    }
-    v
-}
-
-/// ksctl-like description of an archive in the store.
-pub fn backup_json(i: &Inspection) -> Value {
-    let h = &i.header;
-    let mut v = json!({
-        "scope": h.scope,
-        "account": h.creator_account,
-        "version": i.version.to_string(),
-        "id": h.id,
-        "createdAt": h.created_at,
-        "status": "Completed",
-        "tiedToHSM": false,
-        "backupKey": i.key_ids.first().map(|(k, _)| k.to_string()).unwrap_or_default(),
-        "productVersion": h.product_version,
-        "description": h.description,
-        "checksum": envelope::hex_digest(&i.sha256),
-        "size": i.plaintext_size,
-    });
-    if let Some(d) = &h.domain_id {
-        v["domainID"] = json!(d);
-    }
-    if let Some(s) = &h.source {
-        v["source"] = serde_json::to_value(s).expect("serializes");
-    }
-    v
+    ctx.print(&record)
 }
 
 /// A `--remote` target is fetched into the home first and then named by its full id.
@@ -406,13 +280,6 @@ impl Target {
     }
 }
 
-pub fn file_err(path: &Path, e: io::Error) -> CliError {
-    CliError::new(
-        Classify::kind(&e),
-        format!("cannot access {}: {e}", path.display()),
-    )
-}
-
 fn create(ctx: &Ctx, a: CreateArgs) -> CliResult {
     let (scope, domain) = a.scope.resolve(Scope::System)?;
     let new = ops::backup::NewArchive {
@@ -427,7 +294,7 @@ fn create(ctx: &Ctx, a: CreateArgs) -> CliResult {
         Input::File(&a.file)
     };
     let i = ops::backup::create(&ctx.ops()?, &new, input, &Terminal::new())?;
-    ctx.print(&backup_json(&i))
+    ctx.print(&Archive::sealed(&i))
 }
 
 fn rewrap(ctx: &Ctx, a: RewrapArgs) -> CliResult {

@@ -14,7 +14,6 @@ use serde_json::{Value, json};
 
 use super::backup::key_lookup;
 use super::event;
-use super::pull::restored_json;
 use super::{CliError, CliResult, Ctx};
 use crate::audit::{AuditEvent, AuditLog};
 use crate::bmc::simulator::run_foreground_to;
@@ -143,14 +142,15 @@ pub fn simulator(ctx: &Ctx, a: SimulatorArgs) -> CliResult {
     };
     let backup_bytes = match (&a.backup_file, a.backup_size) {
         (Some(f), _) => {
-            let meta = std::fs::metadata(f).map_err(|e| super::backup::file_err(f, e))?;
+            let meta = std::fs::metadata(f)
+                .map_err(|e| CliError::from(crate::ops::OpsError::file(f)(e)))?;
             if meta.len() > 256 << 20 {
                 return Err(CliError::new(
                     Kind::Usage,
                     format!("{} is larger than 256 MiB", f.display()),
                 ));
             }
-            std::fs::read(f).map_err(|e| super::backup::file_err(f, e))?
+            std::fs::read(f).map_err(|e| CliError::from(crate::ops::OpsError::file(f)(e)))?
         }
         (None, Some(n)) => filler(usize::try_from(n).unwrap_or(usize::MAX)),
         (None, None) => SimConfig::default().backup_bytes,
@@ -399,21 +399,21 @@ fn cycle(ctx: &Ctx, root: &Path, steps: &mut Steps) -> Vec<(String, Value)> {
             description: Some("demo backup".into()),
         };
         let p = pull::pull(&ctx_a.ops()?, job, &Silent)?;
-        check(p.key_id == key1.id, || {
+        check(p.sealed.key_id == key1.id, || {
             "the archive is not sealed under the system default".into()
         })?;
         let d = format!(
             "archive {} ({} bytes from {}, sealed under key {})",
-            short(p.inspection.header.id),
-            p.inspection.plaintext_size,
+            short(p.sealed.header.id),
+            p.sealed.plaintext_size,
             p.host,
-            short(p.key_id)
+            short(p.sealed.key_id)
         );
         Ok((p, d))
     }) else {
         return facts;
     };
-    let id = pulled.inspection.header.id;
+    let id = pulled.sealed.header.id;
     facts.push(("archiveId".into(), json!(id)));
     let path_a = ArchiveStore::new(&home_a).path_of(&id);
 
@@ -465,13 +465,15 @@ fn cycle(ctx: &Ctx, root: &Path, steps: &mut Steps) -> Vec<(String, Value)> {
 
     if let Some(key2) = &key2 {
         steps.run("rewrap the archive onto the new key (header only)", || {
-            let before = std::fs::read(&path_a).map_err(|e| super::backup::file_err(&path_a, e))?;
+            let before = std::fs::read(&path_a)
+                .map_err(|e| CliError::from(crate::ops::OpsError::file(&path_a)(e)))?;
             let (info, material) = ks_a.material(&key2.id, true)?;
             let lookup = key_lookup(&ks_a)?;
             let new_key = envelope::OpeningKey::new(material, info.scope, info.domain_id);
             let s = envelope::rewrap_file(&path_a, &lookup, key2.id, &new_key, None)
                 .map_err(archive_err(&path_a))?;
-            let after = std::fs::read(&path_a).map_err(|e| super::backup::file_err(&path_a, e))?;
+            let after = std::fs::read(&path_a)
+                .map_err(|e| CliError::from(crate::ops::OpsError::file(&path_a)(e)))?;
             let changed = before.iter().zip(&after).filter(|(x, y)| x != y).count();
             let v = verify_path(&home_a, &path_a, &Silent)?;
             check(v.key_id == key2.id, || {
@@ -495,7 +497,7 @@ fn cycle(ctx: &Ctx, root: &Path, steps: &mut Steps) -> Vec<(String, Value)> {
             || {
                 let (_, bytes) = ks_a.export(&key2.id, &key_password(), KdfParams::default())?;
                 fsutil::write_atomic(&key_file, &bytes, 0o600)
-                    .map_err(|e| super::backup::file_err(&key_file, e))?;
+                    .map_err(|e| CliError::from(crate::ops::OpsError::file(&key_file)(e)))?;
                 Ok((
                     (),
                     format!("{} ({} bytes, Argon2id)", key_file.display(), bytes.len()),
@@ -503,8 +505,8 @@ fn cycle(ctx: &Ctx, root: &Path, steps: &mut Steps) -> Vec<(String, Value)> {
             },
         );
         steps.run("import the key into home B (keys upload)", || {
-            let bytes =
-                std::fs::read(&key_file).map_err(|e| super::backup::file_err(&key_file, e))?;
+            let bytes = std::fs::read(&key_file)
+                .map_err(|e| CliError::from(crate::ops::OpsError::file(&key_file)(e)))?;
             let lock = home_b.lock()?;
             KeyStore::new(&home_b).import(
                 &lock,
@@ -534,18 +536,20 @@ fn cycle(ctx: &Ctx, root: &Path, steps: &mut Steps) -> Vec<(String, Value)> {
         let out = root.join("extracted.bak");
         let ks_b = KeyStore::new(&home_b);
         let lookup = key_lookup(&ks_b)?;
-        let f = std::fs::File::open(&path_b).map_err(|e| super::backup::file_err(&path_b, e))?;
+        let f = std::fs::File::open(&path_b)
+            .map_err(|e| CliError::from(crate::ops::OpsError::file(&path_b)(e)))?;
         let mut dest = AtomicFile::create_unnamed(&out, 0o600)
-            .map_err(|e| super::backup::file_err(&out, e))?;
+            .map_err(|e| CliError::from(crate::ops::OpsError::file(&out)(e)))?;
         envelope::open(std::io::BufReader::new(f), &lookup, &mut dest)
             .map_err(archive_err(&path_b))?;
-        dest.flush().map_err(|e| super::backup::file_err(&out, e))?;
+        dest.flush()
+            .map_err(|e| CliError::from(crate::ops::OpsError::file(&out)(e)))?;
         dest.commit()
-            .map_err(|e| super::backup::file_err(&out, e))?;
+            .map_err(|e| CliError::from(crate::ops::OpsError::file(&out)(e)))?;
         let mut got = Vec::new();
         std::fs::File::open(&out)
             .and_then(|mut f| f.read_to_end(&mut got))
-            .map_err(|e| super::backup::file_err(&out, e))?;
+            .map_err(|e| CliError::from(crate::ops::OpsError::file(&out)(e)))?;
         check(got == backup, || {
             "the extracted bytes differ from the BMC's backup".into()
         })?;
@@ -568,7 +572,8 @@ fn cycle(ctx: &Ctx, root: &Path, steps: &mut Steps) -> Vec<(String, Value)> {
         check(got.len() == 1 && got[0] == backup, || {
             "the simulator did not receive exactly the original backup".into()
         })?;
-        let v = restored_json(&x);
+        let v = serde_json::to_value(super::records::RestoredRecord::from(&x))
+            .expect("a record serializes");
         Ok((
             v,
             format!(

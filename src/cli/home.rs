@@ -20,7 +20,7 @@ use crate::ops::home::{self, Protection};
 use crate::secret::Password;
 
 pub const ENV_ROOT_PASSWORD: &str = "VAULT_ROOT_PASSWORD";
-pub const ENV_NEW_ROOT_PASSWORD: &str = "VAULT_NEW_ROOT_PASSWORD";
+pub use super::password::ENV_NEW_ROOT_PASSWORD;
 pub const ENV_PIN: &str = "VAULT_PKCS11_PIN";
 
 #[derive(Subcommand)]

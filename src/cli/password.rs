@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use crate::ops::{self, OpsError, PasswordError};
 use crate::secret::Password;
 
+/// The environment variable of a new root passphrase (`home protect`, `home rotate-root`).
+pub const ENV_NEW_ROOT_PASSWORD: &str = "VAULT_NEW_ROOT_PASSWORD";
+
 /// How to obtain one password, resolved from the arguments; asked only when an
 /// operation calls [`PasswordArg::get`].
 pub struct PasswordArg {
@@ -67,7 +70,7 @@ pub fn obtain(
 fn file_flag(env_var: &str) -> &'static str {
     match env_var {
         "VAULT_BMC_PASSWORD" => "--bmc-password-file",
-        super::home::ENV_NEW_ROOT_PASSWORD => "--new-password-file",
+        ENV_NEW_ROOT_PASSWORD => "--new-password-file",
         _ => "--password-file",
     }
 }

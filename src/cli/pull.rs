@@ -2,46 +2,31 @@
 //! for the BMC operations of [`crate::ops::pull`] and [`crate::ops::restore`] (which hold
 //! the invariants: one thread from socket to sealed archive, verify before restore,
 //! sessions logged out on every path).
-use std::collections::VecDeque;
-use std::fs::File;
-use std::io::{self, BufRead, IsTerminal, Read, Write};
+use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use clap::{ArgGroup, Args};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
-use serde_json::{Value, json};
 
-use super::backup::{backup_json, file_err};
-use super::event;
 use super::progress::Bar;
+use super::records::{Archive, FleetItem, FleetReport, Pushed, RESTORE_NOTE, RestoredRecord};
 use super::{CliError, CliResult, Ctx, ScopeArgs, password};
-use crate::audit::AuditEvent;
-use crate::bmc::client::{DEFAULT_MAX_BACKUP_BYTES, DownloadMethod};
 use crate::bmc::redfish::Origin;
 use crate::bmc::tls::Fingerprint;
 use crate::bmc::{AuthMode, BmcError, BmcOptions};
 use crate::errors::Kind;
 use crate::keystore::Scope;
-use crate::ops::pull::{self as op_pull, PullJob, host_of};
+use crate::ops::fleet::{self as ops_fleet, FLEET_SESSION_LIMIT_RETRIES, FleetJob, FleetOutcome};
+use crate::ops::pull::{
+    self as op_pull, DEFAULT_MAX_BACKUP_BYTES, DownloadMethod, PullJob, host_of,
+};
 use crate::ops::remote as ops_remote;
-use crate::ops::restore::{self as op_restore, RestorePlan, Restored};
-use crate::ops::{OpsError, Silent};
+use crate::ops::restore::{self as op_restore, RestorePlan};
+use crate::ops::{OpsError, Subject};
+use crate::remote::Remote;
 use crate::secret::Password;
-
-/// Largest fleet inventory file read.
-const MAX_INVENTORY_BYTES: u64 = 4 << 20;
-/// Attempts at a fleet BMC that answers `SessionLimitExceeded` (the others go first).
-const FLEET_ATTEMPTS: u32 = 3;
-/// Login retries within one fleet attempt: a full BMC is re-queued rather than holding
-/// a worker through the whole backoff of a single pull.
-const FLEET_SESSION_LIMIT_RETRIES: u32 = 2;
-/// Largest number of BMCs in one inventory.
-const MAX_INVENTORY_ENTRIES: usize = 10_000;
-pub const RESTORE_NOTE: &str = "iLO resets after a restore and is unreachable for a few minutes while it applies the configuration";
 
 /// How to reach and log in to a BMC (shared by pull and restore).
 #[derive(Args, Clone)]
@@ -231,7 +216,7 @@ impl PushToArgs {
     }
 
     /// The remote to push to, connected before any BMC is pulled (so a typo costs nothing).
-    fn connect(&self, ops: &crate::ops::Context) -> CliResult<Option<crate::remote::Remote>> {
+    fn connect(&self, ops: &crate::ops::Context) -> CliResult<Option<Remote>> {
         match &self.push_to {
             Some(name) => Ok(Some(ops_remote::connect(
                 ops,
@@ -241,32 +226,6 @@ impl PushToArgs {
             None => Ok(None),
         }
     }
-}
-
-/// The `pushed` field of a pull's record, or the push's error.
-fn push_sealed(
-    ops: &crate::ops::Context,
-    remote: Option<&crate::remote::Remote>,
-    p: &op_pull::Pulled,
-    a: &PushToArgs,
-) -> Option<Result<Value, CliError>> {
-    let remote = remote?;
-    let id = p.inspection.header.id;
-    Some(
-        ops_remote::push_sealed(ops, remote, &id, a.lock())
-            .map(|o| {
-                serde_json::to_value(super::remote::Pushed::new(remote, &o)).unwrap_or_default()
-            })
-            .map_err(|e| {
-                CliError::new(
-                    crate::errors::Classify::kind(&e),
-                    format!(
-                        "archive {id} is in the home but was not pushed to {}: {e}",
-                        remote.config.name
-                    ),
-                )
-            }),
-    )
 }
 
 #[derive(Args)]
@@ -364,12 +323,19 @@ fn insecure_warning(ctx: &Ctx, what: &str) {
     ));
 }
 
-/// The record of a pull that failed before [`op_pull::pull`] could start.
-fn pulled_audit<'a>(host: &str) -> AuditEvent<'a> {
-    AuditEvent {
+/// Audits a pull that failed before [`op_pull::pull`] could start, naming its BMC.
+fn not_started(ops: &crate::ops::Context, host: &str, e: CliError) -> CliError {
+    let subject = Subject {
         bmc_host: Some(host.to_string()),
-        ..event("backup.pull")
-    }
+        ..Subject::default()
+    };
+    let job = OpsError::Job {
+        kind: e.kind,
+        message: e.message,
+    };
+    ops.audited("backup.pull", subject, |_| Err::<(), _>(job))
+        .unwrap_err()
+        .into()
 }
 
 pub fn pull(ctx: &Ctx, mut a: PullArgs) -> CliResult {
@@ -392,15 +358,10 @@ pub fn pull(ctx: &Ctx, mut a: PullArgs) -> CliResult {
     let started = std::time::Instant::now();
     let ops = ctx.ops()?;
     let remote = a.push.connect(&ops)?;
-    let passwords = bmc_password(&a.conn).and_then(|p| Ok((p, file_password(&a)?)));
-    if let Err(e) = &passwords {
-        // Failed before the operation could start: still on the record.
-        ctx.audit(
-            pulled_audit(&host_of(&url)),
-            &Err::<(), _>(CliError::new(e.kind, "")),
-        );
-    }
-    let (password, file_pw) = passwords?;
+    // A failure before the operation could start is still on the record.
+    let (password, file_pw) = bmc_password(&a.conn)
+        .and_then(|p| Ok((p, file_password(&a)?)))
+        .map_err(|e| not_started(&ops, &host_of(&url), e))?;
     let mut opts = bmc_options(&url, a.conn.user(), password, &a.conn, a.max_size);
     opts.download = a.download_method.into();
     opts.file_password = file_pw;
@@ -417,7 +378,7 @@ pub fn pull(ctx: &Ctx, mut a: PullArgs) -> CliResult {
     if let Some(m) = &metrics {
         let bytes = r
             .as_ref()
-            .map(|p| p.inspection.plaintext_size)
+            .map(|p| p.sealed.plaintext_size)
             .map_err(crate::errors::Classify::kind);
         let sample = super::everyday::pull_sample(&host_of(&url), started, bytes);
         super::everyday::write_pull_metrics(ctx, m, &[sample], started);
@@ -431,27 +392,25 @@ pub fn pull(ctx: &Ctx, mut a: PullArgs) -> CliResult {
             "warning: the backup is stored but the session was not deleted: {w}"
         ));
     }
-    let mut record = backup_json(&p.inspection);
-    let pushed = push_sealed(&ops, remote.as_ref(), &p, &a.push);
-    if let Some(Ok(v)) = &pushed {
-        record["pushed"] = v.clone();
-    }
-    ctx.print(&record)?;
+    let pushed = remote.as_ref().map(|r| {
+        let o = ops_remote::push_sealed(&ops, r, &p.sealed.header.id, a.push.lock());
+        (r, o)
+    });
+    ctx.print(&Archive {
+        pushed: match &pushed {
+            Some((r, Ok(o))) => Some(Pushed::new(r, o)),
+            _ => None,
+        },
+        ..Archive::sealed(&p.sealed)
+    })?;
     match pushed {
-        Some(Err(e)) => Err(e),
+        Some((_, Err(e))) => Err(e.into()),
         _ => Ok(()),
     }
 }
 
 // ---------------------------------------------------------------------------------------
 // Fleet
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Inventory {
-    #[serde(default)]
-    bmc: Vec<InventoryEntry>,
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -477,66 +436,21 @@ struct InventoryEntry {
     description: Option<String>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 fn usage(msg: String) -> CliError {
     CliError::new(Kind::Usage, msg)
 }
 
+/// The inventory's entries; an invalid one is told where its format is described.
 fn read_inventory(path: &Path) -> CliResult<Vec<InventoryEntry>> {
-    let f = File::open(path).map_err(|e| file_err(path, e))?;
-    let mut text = String::new();
-    f.take(MAX_INVENTORY_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| file_err(path, e))?;
-    if text.len() as u64 > MAX_INVENTORY_BYTES {
-        return Err(usage(format!(
-            "inventory {} is larger than {MAX_INVENTORY_BYTES} bytes",
-            path.display()
-        )));
-    }
-    let ext = path
-        .extension()
-        .map(|e| e.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default();
-    let bad = |e: String| {
-        usage(format!(
-            "inventory {} is not valid: {e}; see 'vault backup pull --help' for the format",
-            path.display()
-        ))
-    };
-    let entries = match ext.as_str() {
-        "toml" => {
-            toml::from_str::<Inventory>(&text)
-                .map_err(|e| bad(e.to_string()))?
-                .bmc
+    ops_fleet::read_inventory(path).map_err(|e| {
+        let invalid = matches!(e, OpsError::Inventory { .. });
+        let mut e = CliError::from(e);
+        if invalid {
+            e.message
+                .push_str("; see 'vault backup pull --help' for the format");
         }
-        "json" => {
-            let v: Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-            if v.is_array() {
-                serde_json::from_value(v).map_err(|e| bad(e.to_string()))?
-            } else {
-                serde_json::from_value::<Inventory>(v)
-                    .map_err(|e| bad(e.to_string()))?
-                    .bmc
-            }
-        }
-        _ => {
-            return Err(usage(format!(
-                "inventory {} must end in .toml or .json",
-                path.display()
-            )));
-        }
-    };
-    if entries.is_empty() {
-        return Err(bad("it lists no BMC ([[bmc]] entries)".into()));
-    }
-    if entries.len() > MAX_INVENTORY_ENTRIES {
-        return Err(bad(format!("more than {MAX_INVENTORY_ENTRIES} BMCs")));
-    }
-    Ok(entries)
+        e
+    })
 }
 
 /// Turns one inventory entry into a job; `shared` is the command-line password.
@@ -634,18 +548,10 @@ fn fleet_job(
 }
 
 fn pull_fleet(ctx: &Ctx, a: &PullArgs, inventory: &Path) -> CliResult {
-    // Each worker holds a socket, a staged archive and, briefly, the lock and audit
-    // files: at --parallel 256 that is past the usual soft limit of 1024 descriptors.
-    let _ = rlimit::increase_nofile_limit(u64::MAX);
     let metrics = super::everyday::metrics_path(ctx, &a.metrics)?;
     let started = std::time::Instant::now();
-    let samples = Mutex::new(Vec::new());
     let entries = read_inventory(inventory)?;
-    let base = inventory
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
+    let base = ops_fleet::inventory_dir(inventory);
     let needs_shared = entries
         .iter()
         .any(|e| e.password_file.is_none() && e.password_env.is_none());
@@ -654,54 +560,26 @@ fn pull_fleet(ctx: &Ctx, a: &PullArgs, inventory: &Path) -> CliResult {
     } else {
         None
     };
-    let insecure: Vec<String> = entries
-        .iter()
-        .filter(|e| e.insecure.unwrap_or(a.conn.insecure && e.ca_cert.is_none()))
-        .map(|e| host_of(&e.url))
-        .collect();
-    if !insecure.is_empty() {
-        let mut list = insecure
-            .iter()
-            .take(5)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(", ");
-        if insecure.len() > 5 {
-            list.push_str(", …");
-        }
-        insecure_warning(ctx, &format!("{} BMC(s) ({list})", insecure.len()));
-    }
-    for e in &entries {
-        if e.allow_http.unwrap_or(a.conn.allow_http) && is_plain_http(&e.url) {
-            http_warning(ctx, &host_of(&e.url));
-        }
-    }
+    fleet_warnings(ctx, a, &entries);
     let shared_file_password = file_password(a)?;
     let ops = ctx.ops()?;
     let remote = a.push.connect(&ops)?;
-    let push_failures = AtomicUsize::new(0);
-    let jobs: Vec<Mutex<Option<CliResult<PullJob>>>> = entries
+    let jobs: Vec<FleetJob> = entries
         .iter()
-        .map(|e| {
-            Mutex::new(Some(fleet_job(
-                e,
-                &base,
-                a,
-                shared.as_ref(),
-                shared_file_password.as_ref(),
-            )))
+        .map(|e| FleetJob {
+            host: host_of(&e.url),
+            job: fleet_job(e, &base, a, shared.as_ref(), shared_file_password.as_ref()).map_err(
+                |e| OpsError::Job {
+                    kind: e.kind,
+                    message: e.message,
+                },
+            ),
         })
         .collect();
     drop(shared);
     drop(shared_file_password);
-    let n = entries.len();
-    let results: Vec<Mutex<Option<Value>>> = (0..n).map(|_| Mutex::new(None)).collect();
-    let next = AtomicUsize::new(0);
-    // BMCs that answered SessionLimitExceeded, tried again once the others were.
-    let again: Mutex<VecDeque<usize>> = Mutex::new(VecDeque::new());
-    let attempts: Vec<AtomicU32> = (0..n).map(|_| AtomicU32::new(0)).collect();
-    let on_tty = io::stderr().is_terminal();
-    let bar = if on_tty {
+    let n = jobs.len();
+    let bar = Bar(if io::stderr().is_terminal() {
         let pb = ProgressBar::new(n as u64);
         pb.set_style(
             ProgressStyle::with_template("{bar:30} {pos}/{len} BMCs  {msg}")
@@ -710,138 +588,47 @@ fn pull_fleet(ctx: &Ctx, a: &PullArgs, inventory: &Path) -> CliResult {
         pb
     } else {
         ProgressBar::hidden()
-    };
-    let parallel = a.parallel.unwrap_or(super::everyday::DEFAULT_PARALLEL);
-    let workers = usize::from(parallel).min(n);
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| {
-                loop {
-                    let i = match next.fetch_add(1, Ordering::SeqCst) {
-                        i if i < n => i,
-                        _ => match lock(&again).pop_front() {
-                            Some(i) => i,
-                            None => break,
-                        },
-                    };
-                    let attempt = attempts[i].fetch_add(1, Ordering::SeqCst) + 1;
-                    let url = &entries[i].url;
-                    let host = host_of(url);
-                    let job = jobs[i]
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .take()
-                        .expect("each job is taken once");
-                    let one = std::time::Instant::now();
-                    let r = match job {
-                        Ok(job) => {
-                            let retry = (attempt < FLEET_ATTEMPTS).then(|| job.clone());
-                            match (op_pull::pull(&ops, job, &Silent), retry) {
-                                (Err(OpsError::Bmc(BmcError::SessionLimit { .. })), Some(job)) => {
-                                    *lock(&jobs[i]) = Some(Ok(job));
-                                    lock(&again).push_back(i);
-                                    bar.suspend(|| {
-                                        ctx.notice(&format!(
-                                            "{host}: no free session slot (attempt {attempt} of {FLEET_ATTEMPTS}); trying it again after the other BMCs"
-                                        ))
-                                    });
-                                    continue;
-                                }
-                                (r, _) => r.map_err(CliError::from),
-                            }
-                        }
-                        Err(e) => {
-                            let failed = Err::<(), _>(CliError::new(e.kind, ""));
-                            ctx.audit(pulled_audit(&host), &failed);
-                            Err(e)
-                        }
-                    };
-                    let bytes = r
-                        .as_ref()
-                        .map(|p| p.inspection.plaintext_size)
-                        .map_err(|e| e.kind);
-                    samples
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .push(super::everyday::pull_sample(&host, one, bytes));
-                    let v = match &r {
-                        Ok(p) => {
-                            if let Some(w) = &p.logout_warning {
-                                bar.suspend(|| {
-                                    ctx.notice(&format!("warning: {}: {w}", p.host))
-                                });
-                            }
-                            let h = &p.inspection.header;
-                            let mut v = json!({
-                                "bmc": host_of(url),
-                                "status": "ok",
-                                "archiveId": h.id,
-                                "backupKeyId": p.key_id,
-                                "size": p.inspection.plaintext_size,
-                                "serialNumber": h.source.as_ref().and_then(|s| s.serial_number.clone()),
-                                "attempts": attempt,
-                            });
-                            match push_sealed(&ops, remote.as_ref(), p, &a.push) {
-                                Some(Ok(pushed)) => v["pushed"] = pushed,
-                                Some(Err(e)) => {
-                                    push_failures.fetch_add(1, Ordering::SeqCst);
-                                    bar.suspend(|| ctx.notice(&e.message));
-                                    v["pushError"] = json!(e.message);
-                                }
-                                None => {}
-                            }
-                            v
-                        }
-                        Err(e) => {
-                            bar.suspend(|| ctx.notice(&format!("{host}: {}", e.message)));
-                            json!({
-                                "bmc": host_of(url),
-                                "status": "failed",
-                                "error": e.message,
-                                "errorKind": e.kind.name(),
-                                "attempts": attempt,
-                            })
-                        }
-                    };
-                    *results[i].lock().unwrap_or_else(PoisonError::into_inner) = Some(v);
-                    bar.set_message(crate::escape::for_terminal(&host).into_owned());
-                    bar.inc(1);
-                }
-            });
-        }
     });
-    bar.finish_and_clear();
-    let home = ops.home().dir();
-    let (archive_batches, archives) = crate::store::commit_group_stats(&ops.home().archives_dir());
-    let (audit_batches, records) =
-        crate::audit::group_stats(&home.join(crate::audit::LOG_FILE_NAME));
+    let opts = ops_fleet::FleetOptions {
+        parallel: usize::from(a.parallel.unwrap_or(super::everyday::DEFAULT_PARALLEL)),
+        push_to: remote.as_ref().map(|r| (r, a.push.lock())),
+    };
+    let report = ops_fleet::pull(&ops, jobs, &opts, &bar);
+    bar.0.finish_and_clear();
+    let g = &report.group;
     ctx.notice(&format!(
-        "group commit: {archives} archives in {archive_batches} home-lock batches, {records} audit records in {audit_batches} appends"
+        "group commit: {} archives in {} home-lock batches, {} audit records in {} appends",
+        g.archives, g.archive_batches, g.records, g.audit_batches
     ));
     if let Some(m) = &metrics {
-        let samples = samples.into_inner().unwrap_or_else(PoisonError::into_inner);
+        let samples: Vec<_> = report
+            .outcomes
+            .iter()
+            .map(|o| {
+                let bytes = o
+                    .result
+                    .as_ref()
+                    .map(|p| p.sealed.plaintext_size)
+                    .map_err(crate::errors::Classify::kind);
+                super::everyday::pull_sample(&o.host, o.started, bytes)
+            })
+            .collect();
         super::everyday::write_pull_metrics(ctx, m, &samples, started);
     }
-    let results: Vec<Value> = results
-        .into_iter()
-        .map(|m| {
-            m.into_inner()
-                .unwrap_or_else(PoisonError::into_inner)
-                .unwrap_or(json!({"status": "failed", "error": "not attempted"}))
-        })
+    let results: Vec<FleetItem> = report
+        .outcomes
+        .iter()
+        .map(|o| fleet_item(remote.as_ref(), o))
         .collect();
-    let failed = results.iter().filter(|r| r["status"] != "ok").count();
-    let push_failed = push_failures.into_inner();
-    let mut summary = json!({
-        "total": n,
-        "succeeded": n - failed,
-        "failed": failed,
-        "results": results,
-    });
-    if remote.is_some() {
-        summary["pushFailed"] = json!(push_failed);
-    }
-    ctx.print(&summary)?;
+    let failed = results.iter().filter(|r| r.status != "ok").count();
+    let push_failed = results.iter().filter(|r| r.push_error.is_some()).count();
+    ctx.print(&FleetReport {
+        total: n,
+        succeeded: n - failed,
+        failed,
+        results,
+        push_failed: remote.is_some().then_some(push_failed),
+    })?;
     if failed > 0 {
         return Err(CliError::new(
             Kind::Bmc,
@@ -859,6 +646,69 @@ fn pull_fleet(ctx: &Ctx, a: &PullArgs, inventory: &Path) -> CliResult {
         ));
     }
     Ok(())
+}
+
+/// The warnings a fleet gives before it starts: BMCs without TLS verification, plain HTTP.
+fn fleet_warnings(ctx: &Ctx, a: &PullArgs, entries: &[InventoryEntry]) {
+    let insecure: Vec<String> = entries
+        .iter()
+        .filter(|e| e.insecure.unwrap_or(a.conn.insecure && e.ca_cert.is_none()))
+        .map(|e| host_of(&e.url))
+        .collect();
+    if !insecure.is_empty() {
+        let mut list = insecure
+            .iter()
+            .take(5)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if insecure.len() > 5 {
+            list.push_str(", …");
+        }
+        insecure_warning(ctx, &format!("{} BMC(s) ({list})", insecure.len()));
+    }
+    for e in entries {
+        if e.allow_http.unwrap_or(a.conn.allow_http) && is_plain_http(&e.url) {
+            http_warning(ctx, &host_of(&e.url));
+        }
+    }
+}
+
+/// One BMC's line of the fleet record.
+fn fleet_item<'a>(remote: Option<&'a Remote>, o: &'a FleetOutcome) -> FleetItem<'a> {
+    let mut item = FleetItem {
+        bmc: &o.host,
+        status: "ok",
+        archive_id: None,
+        backup_key_id: None,
+        size: None,
+        serial_number: None,
+        error: None,
+        error_kind: None,
+        attempts: o.attempts,
+        pushed: None,
+        push_error: None,
+    };
+    match &o.result {
+        Ok(p) => {
+            let h = &p.sealed.header;
+            item.archive_id = Some(h.id);
+            item.backup_key_id = Some(p.sealed.key_id);
+            item.size = Some(p.sealed.plaintext_size);
+            item.serial_number = Some(h.source.as_ref().and_then(|s| s.serial_number.as_deref()));
+            match (remote, &o.pushed) {
+                (Some(r), Some(Ok(pushed))) => item.pushed = Some(Pushed::new(r, pushed)),
+                (_, Some(Err(e))) => item.push_error = Some(e.to_string()),
+                _ => {}
+            }
+        }
+        Err(e) => {
+            item.status = "failed";
+            item.error = Some(e.to_string());
+            item.error_kind = Some(crate::errors::Classify::kind(e).name());
+        }
+    }
+    item
 }
 
 // ---------------------------------------------------------------------------------------
@@ -966,20 +816,7 @@ pub fn restore(ctx: &Ctx, mut a: RestoreArgs) -> CliResult {
         &bar,
     );
     bar.0.finish_and_clear();
-    ctx.print(&restored_json(&r?))
-}
-
-pub fn restored_json(x: &Restored) -> Value {
-    json!({
-        "id": x.archive_id,
-        "bmc": x.host,
-        "restored": true,
-        "bytes": x.bytes,
-        "fileName": x.file_name,
-        "serialNumber": x.bmc_serial,
-        "archiveSerialNumber": x.archive_serial,
-        "note": RESTORE_NOTE,
-    })
+    ctx.print(&RestoredRecord::from(&r?))
 }
 
 #[cfg(test)]

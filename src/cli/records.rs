@@ -10,10 +10,15 @@ use std::path::Path;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::keystore::KeyInfo;
+use crate::envelope::{ArchiveHeader, Inspection, SlotInfo, Source};
 use crate::keystore::kdf::KdfParams;
 use crate::keystore::keyfile::KeyFileMeta;
+use crate::keystore::{Dependencies, KeyInfo};
+use crate::ops::backup::{Listed, Sealed, Signer};
+use crate::ops::restore::Restored;
+use crate::remote::{LockMode, PushOutcome, Remote, RemoteArchive, RemoteConfig};
 use crate::scope::Scope;
+use crate::store::ArchiveStatus;
 
 /// A list in ksctl's shape: `skip`, `limit`, `total`, `resources`.
 #[derive(Serialize)]
@@ -183,4 +188,475 @@ pub struct RewrapResult {
     pub total: usize,
     pub rewrapped: Vec<RewrapItem>,
     pub failed: Vec<Failed>,
+}
+
+/// An archive in ksctl's shape (`backup create/pull/get/upload`, each element of
+/// `backup list` and of `backup list --remote`): what its header and trailer say.
+/// Field order is the printed order.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Archive<'a> {
+    pub scope: Scope,
+    pub account: &'a str,
+    /// The archive format version, as a string (ksctl's `version`).
+    pub version: String,
+    pub id: Uuid,
+    pub created_at: &'a str,
+    /// `Completed`, or (`backup list/get`) `Unverified` / `IdMismatch`.
+    pub status: &'static str,
+    #[serde(rename = "tiedToHSM")]
+    pub tied_to_hsm: bool,
+    /// The key id the key slot claims (ksctl's `backupKey`).
+    pub backup_key: String,
+    pub product_version: &'a str,
+    pub description: &'a str,
+    /// Hex SHA-256 of the plaintext.
+    pub checksum: String,
+    /// Plaintext bytes.
+    pub size: u64,
+    #[serde(rename = "domainID", skip_serializing_if = "Option::is_none")]
+    pub domain_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<&'a Source>,
+    /// `backup list/get`: what is lost with a passphrase or token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub depends_on: Option<String>,
+    /// `backup list/get`: `true` when the status is not `Completed` (the key id is then
+    /// only claimed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup_key_claimed: Option<bool>,
+    /// `backup upload`: authenticated before it was stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified: Option<bool>,
+    /// `backup pull --push-to`: the copy on the remote.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pushed: Option<Pushed<'a>>,
+}
+
+impl<'a> Archive<'a> {
+    fn new(
+        version: u16,
+        h: &'a ArchiveHeader,
+        key: Option<Uuid>,
+        size: u64,
+        sha256: &[u8; 32],
+    ) -> Self {
+        Archive {
+            scope: h.scope,
+            account: &h.creator_account,
+            version: version.to_string(),
+            id: h.id,
+            created_at: &h.created_at,
+            status: ArchiveStatus::Completed.as_str(),
+            tied_to_hsm: false,
+            backup_key: key.map(|k| k.to_string()).unwrap_or_default(),
+            product_version: &h.product_version,
+            description: &h.description,
+            checksum: hex::encode(sha256),
+            size,
+            domain_id: h.domain_id.as_deref(),
+            source: h.source.as_ref(),
+            depends_on: None,
+            backup_key_claimed: None,
+            verified: None,
+            pushed: None,
+        }
+    }
+
+    /// A stored archive, keyless (its key id as its newest slot claims it).
+    pub fn of(i: &'a Inspection) -> Self {
+        let key = i.key_ids.first().map(|(k, _)| *k);
+        Archive::new(i.version, &i.header, key, i.plaintext_size, &i.sha256)
+    }
+
+    /// An archive just sealed (`backup create/pull`), from what sealing produced.
+    pub fn sealed(s: &'a Sealed) -> Self {
+        Archive::new(
+            s.version,
+            &s.header,
+            Some(s.key_id),
+            s.plaintext_size,
+            &s.sha256,
+        )
+    }
+
+    /// `backup list/get`: with the store's status and what the key depends on.
+    pub fn listed(l: &'a Listed, deps: &Dependencies) -> Self {
+        let mut a = Archive::of(&l.inspection);
+        if let Some((k, _)) = l.inspection.key_ids.first() {
+            a.tied_to_hsm = deps.tied(k);
+            a.depends_on = Some(deps.of(k));
+        }
+        a.status = l.status.as_str();
+        if l.status != ArchiveStatus::Completed {
+            a.backup_key_claimed = Some(true);
+        }
+        a
+    }
+}
+
+/// One key slot of `inspect`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Slot {
+    /// `empty`, `occupied` or `damaged`.
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u32>,
+    /// Occupied slots: the key id is what the slot claims (nothing is verified).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claimed: Option<bool>,
+}
+
+impl From<&SlotInfo> for Slot {
+    fn from(s: &SlotInfo) -> Self {
+        let (state, key_id, generation) = match s {
+            SlotInfo::Empty => ("empty", None, None),
+            SlotInfo::Occupied { key_id, generation } => {
+                ("occupied", Some(*key_id), Some(*generation))
+            }
+            SlotInfo::Damaged => ("damaged", None, None),
+        };
+        Slot {
+            state,
+            key_id,
+            generation,
+            claimed: key_id.map(|_| true),
+        }
+    }
+}
+
+/// One signature of `inspect`.
+#[derive(Serialize)]
+pub struct SignerRecord<'a> {
+    pub part: &'a str,
+    pub fingerprint: &'a str,
+    pub valid: bool,
+}
+
+impl<'a> From<&'a Signer> for SignerRecord<'a> {
+    fn from(s: &'a Signer) -> Self {
+        SignerRecord {
+            part: &s.part,
+            fingerprint: &s.fingerprint,
+            valid: s.valid,
+        }
+    }
+}
+
+/// `inspect` / `backup inspect`: an archive file's metadata without any key. Its own
+/// names (`backupKeyId`, `creatorAccount`, `isHSMBacked`) are released and kept.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Inspected<'a> {
+    pub version: u16,
+    pub created_at: &'a str,
+    pub scope: Scope,
+    /// Empty for a system archive.
+    #[serde(rename = "domainID")]
+    pub domain_id: &'a str,
+    /// Empty when no slot is occupied.
+    pub backup_key_id: String,
+    pub is_encrypted: bool,
+    pub creator_account: &'a str,
+    #[serde(rename = "isHSMBacked")]
+    pub is_hsm_backed: bool,
+    pub description: &'a str,
+    pub checksum: String,
+    pub product_version: &'a str,
+    pub id: Uuid,
+    pub size: u64,
+    pub archive_size: u64,
+    /// `{}` when the archive records no source.
+    pub source: Source,
+    pub key_slots: Vec<Slot>,
+    pub length_consistent: bool,
+    pub verified: bool,
+    /// With a home whose key store knows the key: what is lost with a passphrase or token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub depends_on: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<&'static str>,
+    /// What breaks the keyless rule of the slot region.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slot_region: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interrupted_rewrap: Option<bool>,
+    pub signers: Vec<SignerRecord<'a>>,
+    /// With `--trust`: the provenance against the trusted keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    /// With `--trust`: `null` when the archive has no ciphertext digest (format 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ciphertext_matches: Option<Option<bool>>,
+}
+
+impl<'a> Inspected<'a> {
+    pub fn new(i: &'a Inspection, signers: &'a [Signer]) -> Self {
+        let h = &i.header;
+        Inspected {
+            version: i.version,
+            created_at: &h.created_at,
+            scope: h.scope,
+            domain_id: h.domain_id.as_deref().unwrap_or_default(),
+            backup_key_id: i
+                .key_ids
+                .first()
+                .map(|(k, _)| k.to_string())
+                .unwrap_or_default(),
+            is_encrypted: true,
+            creator_account: &h.creator_account,
+            is_hsm_backed: false,
+            description: &h.description,
+            checksum: hex::encode(i.sha256),
+            product_version: &h.product_version,
+            id: h.id,
+            size: i.plaintext_size,
+            archive_size: i.file_len,
+            source: h.source.clone().unwrap_or_default(),
+            key_slots: i.slots.iter().map(Slot::from).collect(),
+            length_consistent: i.length_consistent,
+            verified: false,
+            depends_on: None,
+            warning: (!i.length_consistent).then_some(
+                "the file length does not match the size in its trailer: it is truncated or damaged",
+            ),
+            slot_region: i.region.as_ref().err().map(String::as_str),
+            interrupted_rewrap: (i.region.is_ok() && i.key_ids.len() == 2).then_some(true),
+            signers: signers.iter().map(SignerRecord::from).collect(),
+            signature: None,
+            ciphertext_matches: None,
+        }
+    }
+}
+
+/// `backup restore`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoredRecord<'a> {
+    pub id: Uuid,
+    pub bmc: &'a str,
+    pub restored: bool,
+    pub bytes: u64,
+    pub file_name: &'a str,
+    /// The serial number the BMC reports.
+    pub serial_number: Option<&'a str>,
+    /// The serial number recorded in the archive.
+    pub archive_serial_number: Option<&'a str>,
+    pub note: &'static str,
+}
+
+/// What restore prints after its record: the BMC resets.
+pub const RESTORE_NOTE: &str = "iLO resets after a restore and is unreachable for a few minutes while it applies the configuration";
+
+impl<'a> From<&'a Restored> for RestoredRecord<'a> {
+    fn from(x: &'a Restored) -> Self {
+        RestoredRecord {
+            id: x.archive_id,
+            bmc: &x.host,
+            restored: true,
+            bytes: x.bytes,
+            file_name: &x.file_name,
+            serial_number: x.bmc_serial.as_deref(),
+            archive_serial_number: x.archive_serial.as_deref(),
+            note: RESTORE_NOTE,
+        }
+    }
+}
+
+/// One BMC of `backup pull --inventory`: `ok` with its archive, or `failed` with why.
+/// Field order is the printed order; absent fields are left out.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetItem<'a> {
+    /// `host[:port]`, never the URL as written.
+    pub bmc: &'a str,
+    /// `ok` or `failed`.
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archive_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup_key_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// Present (possibly `null`) when `ok`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serial_number: Option<Option<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<&'static str>,
+    pub attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pushed: Option<Pushed<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push_error: Option<String>,
+}
+
+/// `backup pull --inventory`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetReport<'a> {
+    pub total: usize,
+    pub succeeded: usize,
+    pub failed: usize,
+    pub results: Vec<FleetItem<'a>>,
+    /// With `--push-to`: archives stored but not pushed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push_failed: Option<usize>,
+}
+
+/// `remote add` / `remote list`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoteRecord<'a> {
+    pub name: &'a str,
+    pub url: &'a str,
+    pub endpoint: String,
+    pub region: &'a str,
+    pub path_style: bool,
+    pub ca_cert: Option<String>,
+    pub profile: Option<&'a str>,
+    pub credentials_file: Option<String>,
+}
+
+impl<'a> From<&'a RemoteConfig> for RemoteRecord<'a> {
+    fn from(r: &'a RemoteConfig) -> Self {
+        RemoteRecord {
+            name: &r.name,
+            url: &r.url,
+            endpoint: r.endpoint_url().map(|u| u.to_string()).unwrap_or_default(),
+            region: &r.region,
+            path_style: r.path_style,
+            ca_cert: r.ca_cert.as_ref().map(|p| p.display().to_string()),
+            profile: r.profile.as_deref(),
+            credentials_file: r.credentials_file.as_ref().map(|p| p.display().to_string()),
+        }
+    }
+}
+
+/// One archive of `backup push` (and `pushed` of `backup pull --push-to`).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pushed<'a> {
+    pub id: Uuid,
+    pub remote: &'a str,
+    pub object: String,
+    pub size: u64,
+    pub sha256: &'a str,
+    /// False when the identical object was already on the remote.
+    pub uploaded: bool,
+    pub parts: usize,
+    pub version_id: Option<&'a str>,
+    pub lock_mode: Option<&'static str>,
+    pub retain_until: Option<&'a str>,
+}
+
+impl<'a> Pushed<'a> {
+    pub fn new(remote: &'a Remote, p: &'a PushOutcome) -> Self {
+        Pushed {
+            id: p.id,
+            remote: &remote.config.name,
+            object: format!("s3://{}/{}", remote.url.bucket, p.key),
+            size: p.size,
+            sha256: &p.sha256,
+            uploaded: p.uploaded,
+            parts: p.parts,
+            version_id: p.version_id.as_deref(),
+            lock_mode: p.lock.as_ref().map(|(m, _)| m.name()),
+            retain_until: p.lock.as_ref().map(|(_, d)| d.as_str()),
+        }
+    }
+}
+
+/// `backup fetch`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FetchedRecord<'a> {
+    pub id: Uuid,
+    pub remote: &'a str,
+    pub verified: bool,
+    pub added: bool,
+    pub backup_key_id: Uuid,
+    pub size: u64,
+    pub checksum: String,
+}
+
+/// One archive of `backup list --remote`: the keyless archive view (absent when the
+/// object could not be read as one, with `error` saying why) plus the object's.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoteArchiveRecord<'a> {
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<Archive<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub object: String,
+    pub object_size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_sha256: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<&'a str>,
+    /// Known when the store reports Object Lock with a GET (Ceph RGW only on HEAD).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock_mode: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retain_until: Option<&'a str>,
+}
+
+impl<'a> RemoteArchiveRecord<'a> {
+    pub fn new(remote: &Remote, a: &'a RemoteArchive) -> Self {
+        let (archive, error) = match &a.inspection {
+            Ok(i) => (Some(Archive::of(i)), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        let head = a.head.as_ref();
+        RemoteArchiveRecord {
+            archive,
+            error,
+            object: format!("s3://{}/{}", remote.url.bucket, a.key),
+            object_size: a.size,
+            object_sha256: head.and_then(|h| h.sha256.as_deref()),
+            version_id: head.and_then(|h| h.version_id.as_deref()),
+            lock_mode: head.and_then(|h| h.lock_mode).map(LockMode::name),
+            retain_until: head.and_then(|h| h.retain_until.as_deref()),
+        }
+    }
+}
+
+/// One step of `vault demo`: `ok` with what it showed, or failed with why.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DemoStep {
+    pub step: usize,
+    pub name: &'static str,
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<&'static str>,
+}
+
+/// `vault demo`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DemoReport<'a> {
+    pub ok: bool,
+    pub steps: Vec<DemoStep>,
+    /// Wall-clock seconds, two decimals.
+    pub seconds: f64,
+    /// The simulator's URL, once it started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bmc: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archive_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoredRecord<'a>>,
+    /// With `--keep`: where the homes and files are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept_in: Option<String>,
 }

@@ -5,18 +5,13 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use serde::Serialize;
-use serde_json::Value;
-use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use super::backup::backup_json;
-use super::records::List;
+use super::records::{FetchedRecord, List, Pushed, RemoteArchiveRecord, RemoteRecord};
 use super::{CliError, CliResult, Ctx};
-use crate::envelope;
 use crate::errors::Kind;
 use crate::ops::remote::{self as ops_remote, NewRemote, PushOptions, Selection};
-use crate::remote::{CredentialEnv, LockMode, PushOutcome, Remote, RemoteArchive, RemoteConfig};
+use crate::remote::{CredentialEnv, LockMode, Remote, RemoteConfig};
 
 #[derive(Subcommand)]
 pub enum RemoteCmd {
@@ -187,123 +182,6 @@ pub fn credential_env() -> CredentialEnv {
     }
 }
 
-/// `remote add` / `remote list`.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RemoteRecord<'a> {
-    pub name: &'a str,
-    pub url: &'a str,
-    pub endpoint: String,
-    pub region: &'a str,
-    pub path_style: bool,
-    pub ca_cert: Option<String>,
-    pub profile: Option<&'a str>,
-    pub credentials_file: Option<String>,
-}
-
-impl<'a> From<&'a RemoteConfig> for RemoteRecord<'a> {
-    fn from(r: &'a RemoteConfig) -> Self {
-        RemoteRecord {
-            name: &r.name,
-            url: &r.url,
-            endpoint: r.endpoint_url().map(|u| u.to_string()).unwrap_or_default(),
-            region: &r.region,
-            path_style: r.path_style,
-            ca_cert: r.ca_cert.as_ref().map(|p| p.display().to_string()),
-            profile: r.profile.as_deref(),
-            credentials_file: r.credentials_file.as_ref().map(|p| p.display().to_string()),
-        }
-    }
-}
-
-/// One archive of `backup push`.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Pushed<'a> {
-    pub id: Uuid,
-    pub remote: &'a str,
-    pub object: String,
-    pub size: u64,
-    pub sha256: &'a str,
-    /// False when the identical object was already on the remote.
-    pub uploaded: bool,
-    pub parts: usize,
-    pub version_id: Option<&'a str>,
-    pub lock_mode: Option<&'static str>,
-    pub retain_until: Option<&'a str>,
-}
-
-impl<'a> Pushed<'a> {
-    pub fn new(remote: &'a Remote, p: &'a PushOutcome) -> Self {
-        Pushed {
-            id: p.id,
-            remote: &remote.config.name,
-            object: format!("s3://{}/{}", remote.url.bucket, p.key),
-            size: p.size,
-            sha256: &p.sha256,
-            uploaded: p.uploaded,
-            parts: p.parts,
-            version_id: p.version_id.as_deref(),
-            lock_mode: p.lock.as_ref().map(|(m, _)| m.name()),
-            retain_until: p.lock.as_ref().map(|(_, d)| d.as_str()),
-        }
-    }
-}
-
-/// `backup fetch`.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FetchedRecord<'a> {
-    pub id: Uuid,
-    pub remote: &'a str,
-    pub verified: bool,
-    pub added: bool,
-    pub backup_key_id: Uuid,
-    pub size: u64,
-    pub checksum: String,
-}
-
-/// One archive of `backup list --remote`: the keyless archive view plus the object's.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RemoteArchiveRecord<'a> {
-    #[serde(flatten)]
-    pub archive: Value,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    pub object: String,
-    pub object_size: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub object_sha256: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub version_id: Option<&'a str>,
-    /// Known when the store reports Object Lock with a GET (Ceph RGW only on HEAD).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub lock_mode: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retain_until: Option<&'a str>,
-}
-
-impl<'a> RemoteArchiveRecord<'a> {
-    pub fn new(remote: &Remote, a: &'a RemoteArchive) -> Self {
-        let (archive, error) = match &a.inspection {
-            Ok(i) => (backup_json(i), None),
-            Err(e) => (Value::Object(Default::default()), Some(e.to_string())),
-        };
-        let head = a.head.as_ref();
-        RemoteArchiveRecord {
-            archive,
-            error,
-            object: format!("s3://{}/{}", remote.url.bucket, a.key),
-            object_size: a.size,
-            object_sha256: head.and_then(|h| h.sha256.as_deref()),
-            version_id: head.and_then(|h| h.version_id.as_deref()),
-            lock_mode: head.and_then(|h| h.lock_mode).map(LockMode::name),
-            retain_until: head.and_then(|h| h.retain_until.as_deref()),
-        }
-    }
-}
-
 pub fn run(ctx: &Ctx, cmd: RemoteCmd) -> CliResult {
     match cmd {
         RemoteCmd::Add(a) => {
@@ -357,7 +235,7 @@ pub fn fetch(ctx: &Ctx, a: FetchArgs) -> CliResult {
         added: f.added,
         backup_key_id: s.key_id,
         size: s.plaintext_size,
-        checksum: envelope::hex_digest(&s.sha256),
+        checksum: hex::encode(s.sha256),
     })
 }
 
@@ -402,33 +280,18 @@ pub fn list(ctx: &Ctx, name: &str) -> CliResult {
 /// The remote of this home for `s3://BUCKET/PREFIX` (its endpoint, region and
 /// credentials), addressed at that prefix.
 pub fn remote_for_url(ctx: &Ctx, url: &str) -> CliResult<Remote> {
-    let want = crate::remote::S3Url::parse(url)?;
-    let all = if ctx.home_dir().exists() {
-        ops_remote::list(&ctx.ops()?)?
+    let ops = if ctx.home_dir().exists() {
+        Some(ctx.ops()?)
     } else {
-        Vec::new()
+        None
     };
-    let mut cfg = all
-        .into_iter()
-        .filter(|r| r.s3_url().is_ok_and(|u| u.bucket == want.bucket))
-        .max_by_key(|r| {
-            r.s3_url()
-                .map(|u| want.prefix.starts_with(&u.prefix) as usize * (1 + u.prefix.len()))
-                .unwrap_or(0)
-        })
-        .ok_or_else(|| {
-            CliError::new(
-                Kind::NotFound,
-                format!(
-                    "no remote of this home is on bucket '{}'; add one first with 'vault remote add NAME --url {url} --endpoint URL'",
-                    want.bucket
-                ),
-            )
-        })?;
-    cfg.url = url.to_string();
-    Ok(Remote::connect(
-        cfg,
-        &credential_env(),
-        ops_remote::TIMEOUT,
-    )?)
+    ops_remote::connect_url(ops.as_ref(), url, &credential_env()).map_err(|e| {
+        let mut e = CliError::from(e);
+        if e.kind == Kind::NotFound {
+            e.message.push_str(&format!(
+                "; add one first with 'vault remote add NAME --url {url} --endpoint URL'"
+            ));
+        }
+        e
+    })
 }

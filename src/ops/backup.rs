@@ -1,5 +1,5 @@
-//! The local archive operations (create, verify, extract, download, upload, delete,
-//! rewrap) and their shared steps: which key seals a new archive, and the key lookup
+//! The local archive operations (create, list, get, inspect, verify, extract, download,
+//! upload, delete, rewrap) and their shared steps: which key seals a new archive, and the key lookup
 //! that opens one.
 //!
 //! Invariants:
@@ -19,14 +19,14 @@ use uuid::Uuid;
 use super::progress::{Counted, Progress};
 use super::{Audit, Context, OpsError, Subject};
 use crate::envelope::{
-    self, ArchiveHeader, Inspection, OpenSummary, OpeningKey, SealOptions, Source,
+    self, ArchiveHeader, Inspection, OpenSummary, OpeningKey, SealOptions, SealSummary, Source,
 };
 use crate::fsutil::AtomicFile;
 use crate::home::Home;
-use crate::keystore::{KeyError, KeyInfo, KeyStore};
+use crate::keystore::{Dependencies, KeyError, KeyInfo, KeyStore};
 use crate::scope::Scope;
 use crate::secret::Key32;
-use crate::store::{self, ArchiveStore, archive_err};
+use crate::store::{self, ArchiveStatus, ArchiveStore, archive_err};
 
 /// Chooses the key that seals a new archive of `scope`/`domain` (the one `named`, else
 /// the default) and checks it may.
@@ -106,6 +106,31 @@ pub struct NewArchive {
     pub description: String,
 }
 
+/// A new archive just committed, described from what sealing it produced (its file is
+/// not read again): the header written, the key it is sealed under, its plaintext's size
+/// and SHA-256.
+#[derive(Debug, Clone)]
+pub struct Sealed {
+    pub version: u16,
+    pub header: ArchiveHeader,
+    pub key_id: Uuid,
+    pub plaintext_size: u64,
+    pub sha256: [u8; 32],
+}
+
+impl Sealed {
+    pub fn new(header: ArchiveHeader, summary: &SealSummary) -> Self {
+        debug_assert_eq!(header.id, summary.archive_id);
+        Sealed {
+            version: envelope::CURRENT_VERSION,
+            header,
+            key_id: summary.key_id,
+            plaintext_size: summary.plaintext_size,
+            sha256: summary.sha256,
+        }
+    }
+}
+
 /// An archive of this home (`--id`, full id or prefix) or an archive file anywhere.
 #[derive(Debug, Clone)]
 pub enum Target {
@@ -120,7 +145,7 @@ pub fn create(
     new: &NewArchive,
     input: Input<'_>,
     progress: &dyn Progress,
-) -> Result<Inspection, OpsError> {
+) -> Result<Sealed, OpsError> {
     // A failure names the input it was asked to seal (issue 13.5).
     let subject = Subject {
         detail: Some(format!("file {}", input.label())),
@@ -169,9 +194,9 @@ pub fn create(
         s.archive_id = Some(header.id.to_string());
         s.key_id = Some(key.id.to_string());
         s.intent()?;
-        let (_, path) = staged.commit(&lock)?;
+        let (summary, _) = staged.commit(&lock)?;
         s.detail = None;
-        Ok(store::inspect_file(&path)?)
+        Ok(Sealed::new(header, &summary))
     })
 }
 
@@ -540,4 +565,89 @@ fn rewrap_one(
             reencrypted: false,
         })
     }
+}
+
+/// An archive of the home as `backup list/get` describe it: its keyless view and what
+/// the store says about it.
+pub struct Listed {
+    pub inspection: Inspection,
+    pub status: ArchiveStatus,
+}
+
+/// The archives of the home (oldest first), optionally only those of one scope and
+/// domain, with what each key depends on. An unreadable archive file is skipped and an
+/// archive stored under another archive's name is reported, both as warnings through the
+/// context's reporter. Keyless: nothing is verified.
+pub fn list(
+    ctx: &Context,
+    only: Option<&(Scope, Option<String>)>,
+) -> Result<(Vec<Listed>, Dependencies), OpsError> {
+    let deps = KeyStore::new(ctx.home()).dependencies()?;
+    let st = ArchiveStore::new(ctx.home());
+    let mut out = Vec::new();
+    for a in st.list()? {
+        match a.inspection {
+            Ok(i) => {
+                if only.is_none_or(|(s, d)| i.header.scope == *s && i.header.domain_id == *d) {
+                    let status = st.status(&a.path, &i);
+                    if status == ArchiveStatus::IdMismatch {
+                        ctx.warn(&format!("{} holds archive {}, not the archive its name says: it was put in place of another one (integrity finding name-id-mismatch)", a.path.display(), i.header.id));
+                    }
+                    out.push(Listed {
+                        inspection: i,
+                        status,
+                    });
+                }
+            }
+            Err(e) => ctx.warn(&format!(
+                "skipping unreadable archive {}: {e}",
+                a.path.display()
+            )),
+        }
+    }
+    Ok((out, deps))
+}
+
+/// One archive of the home (full id or prefix), keyless, with its key's dependencies.
+pub fn get(ctx: &Context, id: &str) -> Result<(Listed, Dependencies), OpsError> {
+    let st = ArchiveStore::new(ctx.home());
+    let (_, path) = st.find(id)?;
+    let inspection = store::inspect_file(&path)?;
+    let deps = KeyStore::new(ctx.home()).dependencies()?;
+    let status = st.status(&path, &inspection);
+    Ok((Listed { inspection, status }, deps))
+}
+
+/// What each key of the home depends on (the root passphrase, a token).
+pub fn dependencies(ctx: &Context) -> Result<Dependencies, OpsError> {
+    Ok(KeyStore::new(ctx.home()).dependencies()?)
+}
+
+/// An archive file's header, slots and trailer, keyless and unverified.
+pub fn inspect(path: &Path) -> Result<Inspection, OpsError> {
+    Ok(store::inspect_file(path)?)
+}
+
+/// One signature of an archive as `inspect` shows it.
+#[derive(Debug, Clone)]
+pub struct Signer {
+    /// `trailer` or `slot N`.
+    pub part: String,
+    /// The short fingerprint of the signing home's public key.
+    pub fingerprint: String,
+    pub valid: bool,
+}
+
+/// The signatures an inspection found (v2), with their signers' fingerprints.
+pub fn signers(i: &Inspection) -> Vec<Signer> {
+    i.signatures
+        .iter()
+        .map(|s| Signer {
+            part: s
+                .slot
+                .map_or("trailer".to_string(), |n| format!("slot {n}")),
+            fingerprint: crate::signing::fingerprint(&s.public_key),
+            valid: s.valid,
+        })
+        .collect()
 }

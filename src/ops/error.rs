@@ -93,6 +93,23 @@ pub enum OpsError {
     /// Opening, reading or writing a file the caller named.
     #[error("cannot access {}: {source}", path.display())]
     File { path: PathBuf, source: io::Error },
+    /// No remote of the home is on the bucket of an `s3://` URL.
+    #[error("no remote of this home is on bucket '{0}'")]
+    NoRemoteForBucket(String),
+    /// A fleet inventory that cannot be used (too large, not TOML/JSON, unknown fields).
+    #[error("inventory {} {reason}", path.display())]
+    Inventory { path: PathBuf, reason: String },
+    /// A job the caller could not build (e.g. a fleet entry without a password), with
+    /// the kind the caller gave it.
+    #[error("{message}")]
+    Job { kind: Kind, message: String },
+    /// `pull --push-to`: the archive is stored but its push failed.
+    #[error("archive {id} is in the home but was not pushed to {remote}: {source}")]
+    NotPushed {
+        id: uuid::Uuid,
+        remote: String,
+        source: Box<OpsError>,
+    },
     /// A `--trust` file that is not a home public key.
     #[error("{}: {reason}", path.display())]
     TrustFile { path: PathBuf, reason: String },
@@ -141,6 +158,10 @@ impl Classify for OpsError {
                 Kind::Usage
             }
             OpsError::CompromisedRewrap(_) => Kind::Refused,
+            OpsError::NoRemoteForBucket(_) => Kind::NotFound,
+            OpsError::Inventory { .. } => Kind::Usage,
+            OpsError::Job { kind, .. } => *kind,
+            OpsError::NotPushed { source, .. } => source.kind(),
             OpsError::File { source, .. } | OpsError::Destination { source, .. } => {
                 Classify::kind(source)
             }

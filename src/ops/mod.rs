@@ -16,6 +16,7 @@
 //! kill at any instant leaves a committed change with its intent or its outcome on record.
 pub mod backup;
 pub mod error;
+pub mod fleet;
 pub mod home;
 pub mod keys;
 pub mod password;

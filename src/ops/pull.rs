@@ -17,16 +17,18 @@ use std::io::{self, Write};
 
 use uuid::Uuid;
 
-use super::backup::sealing_key;
+use super::backup::{Sealed, sealing_key};
 use super::progress::{Counted, Progress};
 use super::{Context, OpsError, Subject};
 use crate::bmc::redfish::{Origin, display_host};
 use crate::bmc::{BmcError, BmcOptions, BmcSession};
-use crate::envelope::{ArchiveHeader, EnvelopeError, Inspection, SealOptions, Source};
+use crate::envelope::{ArchiveHeader, EnvelopeError, SealOptions, Source};
 use crate::home::Home;
 use crate::keystore::KeyStore;
 use crate::scope::Scope;
-use crate::store::{self, ArchiveStore, archive_err};
+use crate::store::{ArchiveStore, archive_err};
+
+pub use crate::bmc::client::{DEFAULT_MAX_BACKUP_BYTES, DownloadMethod};
 
 /// Everything needed to pull one BMC into one archive.
 #[derive(Clone)]
@@ -38,10 +40,9 @@ pub struct PullJob {
     pub description: Option<String>,
 }
 
-/// A stored pull.
+/// A stored pull, described from what sealing produced (the archive is not re-read).
 pub struct Pulled {
-    pub inspection: Inspection,
-    pub key_id: Uuid,
+    pub sealed: Sealed,
     pub host: String,
     /// Set when the backup is stored but the session could not be deleted.
     pub logout_warning: Option<String>,
@@ -136,11 +137,10 @@ pub fn pull_one(
     let staged = sink.inner.into_inner().finish()?;
     before_commit(header.id, key.id)?;
     // Group commit: pulls finishing together share one home lock and directory sync.
-    let path = staged.commit_grouped(home)?.1;
+    let (summary, _) = staged.commit_grouped(home)?;
     let logout_warning = session.logout().err().map(|e| e.to_string());
     Ok(Pulled {
-        inspection: store::inspect_file(&path)?,
-        key_id: key.id,
+        sealed: Sealed::new(header, &summary),
         host,
         logout_warning,
         notes: svc.notes,

@@ -83,6 +83,32 @@ pub fn list(ctx: &Context) -> Result<Vec<RemoteConfig>, OpsError> {
     Ok(remote::config::load(ctx.home().dir())?)
 }
 
+/// The remote of this home for `s3://BUCKET/PREFIX` (its endpoint, region and
+/// credentials: the remote on that bucket whose prefix is the longest one `url` starts
+/// with), addressed at that prefix. Without a home (`None`) there is none.
+pub fn connect_url(
+    ctx: Option<&Context>,
+    url: &str,
+    creds: &CredentialEnv,
+) -> Result<Remote, OpsError> {
+    let want = remote::S3Url::parse(url)?;
+    let all = match ctx {
+        Some(ctx) => list(ctx)?,
+        None => Vec::new(),
+    };
+    let mut cfg = all
+        .into_iter()
+        .filter(|r| r.s3_url().is_ok_and(|u| u.bucket == want.bucket))
+        .max_by_key(|r| {
+            r.s3_url()
+                .map(|u| want.prefix.starts_with(&u.prefix) as usize * (1 + u.prefix.len()))
+                .unwrap_or(0)
+        })
+        .ok_or_else(|| OpsError::NoRemoteForBucket(want.bucket.clone()))?;
+    cfg.url = url.to_string();
+    Ok(Remote::connect(cfg, creds, TIMEOUT)?)
+}
+
 /// Connects to the remote `name` of the home (no request is made yet).
 pub fn connect(ctx: &Context, name: &str, creds: &CredentialEnv) -> Result<Remote, OpsError> {
     let cfg = remote::config::find(ctx.home().dir(), name)?;
@@ -142,7 +168,7 @@ pub fn push_one(
 /// Pushes an archive just sealed into the home (`backup pull --push-to`), by the thread
 /// that pulled it, right after its commit: a fleet's archives land off-box one by one as
 /// they are sealed, each holding at most one upload part in memory. The archive stays in
-/// the home whatever happens to the push.
+/// the home whatever happens to the push ([`OpsError::NotPushed`] says so).
 pub fn push_sealed(
     ctx: &Context,
     remote: &Remote,
@@ -151,7 +177,11 @@ pub fn push_sealed(
 ) -> Result<PushOutcome, OpsError> {
     let path = ArchiveStore::new(ctx.home()).path_of(id);
     let lock = lock.map(|(mode, days)| (mode, remote::retain_until(days)));
-    push_one(ctx, remote, id, &path, lock)
+    push_one(ctx, remote, id, &path, lock).map_err(|e| OpsError::NotPushed {
+        id: *id,
+        remote: remote.config.name.clone(),
+        source: Box::new(e),
+    })
 }
 
 /// Fetches archive `id` (or an unambiguous prefix) from `remote` into the home.
