@@ -4,31 +4,27 @@
 //! on a free loopback port) in throw-away homes, through the same library functions the
 //! commands use: so "the demo passes" means the real code paths work on this machine.
 //! It needs no network, no TTY and no environment, and must finish in seconds.
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
 use rand::RngCore;
-use serde_json::{Value, json};
+use uuid::Uuid;
 
-use super::backup::key_lookup;
-use super::event;
+use super::records::{DemoReport, DemoStep, RestoredRecord};
 use super::{CliError, CliResult, Ctx};
-use crate::audit::{AuditEvent, AuditLog};
 use crate::bmc::simulator::run_foreground_to;
 use crate::bmc::{BmcOptions, Fault, SimConfig, SimHandle};
-use crate::envelope;
 use crate::errors::Kind;
-use crate::fsutil::{self, AtomicFile};
-use crate::keystore::kdf::KdfParams;
-use crate::keystore::{KeyStore, Scope};
-use crate::ops::Silent;
-use crate::ops::backup::verify_path;
-use crate::ops::pull::{self, PullJob};
-use crate::ops::restore::restore_one;
+use crate::keystore::KeyInfo;
+use crate::keystore::kdf::{ImportLimit, KdfParams};
+use crate::ops::backup::{RewrapPlan, Target};
+use crate::ops::keys::NewKey;
+use crate::ops::pull::PullJob;
+use crate::ops::restore::Restored;
+use crate::ops::{self, OpsError, Silent};
+use crate::scope::Scope;
 use crate::secret::Password;
-use crate::store::{self, ArchiveStore, archive_err};
 
 #[derive(Args)]
 pub struct DemoArgs {
@@ -142,15 +138,14 @@ pub fn simulator(ctx: &Ctx, a: SimulatorArgs) -> CliResult {
     };
     let backup_bytes = match (&a.backup_file, a.backup_size) {
         (Some(f), _) => {
-            let meta = std::fs::metadata(f)
-                .map_err(|e| CliError::from(crate::ops::OpsError::file(f)(e)))?;
+            let meta = std::fs::metadata(f).map_err(OpsError::file(f))?;
             if meta.len() > 256 << 20 {
                 return Err(CliError::new(
                     Kind::Usage,
                     format!("{} is larger than 256 MiB", f.display()),
                 ));
             }
-            std::fs::read(f).map_err(|e| CliError::from(crate::ops::OpsError::file(f)(e)))?
+            std::fs::read(f).map_err(OpsError::file(f))?
         }
         (None, Some(n)) => filler(usize::try_from(n).unwrap_or(usize::MAX)),
         (None, None) => SimConfig::default().backup_bytes,
@@ -203,39 +198,74 @@ pub fn simulator(ctx: &Ctx, a: SimulatorArgs) -> CliResult {
 // ---------------------------------------------------------------------------------------
 // demo
 
-/// Runs numbered steps, printing each as a line on stderr; stops at the first failure.
-struct Steps {
-    done: Vec<Value>,
-    failed: Option<CliError>,
-    started: Instant,
+/// What the steps learn and share: the homes, the simulator, the keys and the archive.
+/// A step runs only when every step before it passed, so what an earlier step sets is
+/// there ([`need`]).
+struct Demo {
+    root: PathBuf,
+    account: String,
+    format: super::output::Format,
+    // Secrets of the demo exist only in memory (never on argv or in the environment).
+    bmc_password: String,
+    key_password: String,
+    backup: Vec<u8>,
+    sim: Option<SimHandle>,
+    a: Option<ops::Context>,
+    b: Option<ops::Context>,
+    key1: Option<KeyInfo>,
+    key2: Option<KeyInfo>,
+    archive: Option<Uuid>,
+    restored: Option<Restored>,
 }
 
-impl Steps {
-    fn run<T>(&mut self, name: &str, f: impl FnOnce() -> CliResult<(T, String)>) -> Option<T> {
-        if self.failed.is_some() {
-            return None;
-        }
-        let n = self.done.len() + 1;
-        match f() {
-            Ok((v, detail)) => {
-                eprintln!("vault demo: {n:>2}. ok      {name}: {detail}");
-                self.done
-                    .push(json!({"step": n, "name": name, "ok": true, "detail": detail}));
-                Some(v)
-            }
-            Err(e) => {
-                eprintln!(
-                    "vault demo: {n:>2}. FAILED  {name}: {}",
-                    crate::escape::for_terminal(&e.message)
-                );
-                self.done.push(
-                    json!({"step": n, "name": name, "ok": false, "error": e.message, "errorKind": e.kind.name()}),
-                );
-                self.failed = Some(e);
-                None
-            }
-        }
-    }
+const SERIAL: &str = "CZDEMO0001";
+
+/// One step: its name (printed) and what it does, returning what it showed.
+type Step = (&'static str, fn(&mut Demo) -> CliResult<String>);
+
+/// The demo, in order.
+const STEPS: &[Step] = &[
+    (
+        "start the iLO simulator (HTTPS, private CA)",
+        start_simulator,
+    ),
+    (
+        "open two vault homes (A: this site, B: the restore site)",
+        open_homes,
+    ),
+    ("create a system backup key in A", create_key),
+    (
+        "pull a backup from the BMC into a sealed archive",
+        pull_backup,
+    ),
+    ("inspect the archive without any key", inspect_archive),
+    ("verify the archive completely with its key", verify_archive),
+    ("rotate the system key", rotate_key),
+    (
+        "rewrap the archive onto the new key (header only)",
+        rewrap_archive,
+    ),
+    (
+        "export the new key under a password (keys download)",
+        export_key,
+    ),
+    ("import the key into home B (keys upload)", import_key),
+    (
+        "move the archive to home B (backup download / upload)",
+        move_archive,
+    ),
+    (
+        "extract in home B and compare with the BMC's bytes",
+        extract_and_compare,
+    ),
+    ("restore from home B to the BMC", restore_to_bmc),
+    ("check that no BMC session is left open", no_session_left),
+    ("verify the audit logs of both homes", verify_audit_logs),
+];
+
+/// What an earlier step set (steps stop at the first failure).
+fn need<T>(v: &Option<T>) -> &T {
+    v.as_ref().expect("set by an earlier step that passed")
 }
 
 fn check(ok: bool, what: impl FnOnce() -> String) -> CliResult {
@@ -250,6 +280,270 @@ fn short(id: impl std::fmt::Display) -> String {
     id.to_string().chars().take(8).collect()
 }
 
+impl Demo {
+    fn home(&self, name: &str) -> Ctx {
+        Ctx {
+            home_dir: self.root.join(name),
+            root_password_file: None,
+            format: self.format,
+            account: self.account.clone(),
+        }
+    }
+
+    fn bmc(&self) -> BmcOptions {
+        let sim = need(&self.sim);
+        let mut o = BmcOptions::new(
+            sim.base_url(),
+            "Administrator",
+            Password::new(self.bmc_password.clone()),
+        );
+        o.ca_cert = Some(sim.ca_cert_path().to_path_buf());
+        o.timeout = std::time::Duration::from_secs(10);
+        o
+    }
+
+    fn archive(&self) -> Target {
+        Target::Id(need(&self.archive).to_string())
+    }
+
+    fn key_file(&self) -> PathBuf {
+        self.root.join("demo-key.vkey")
+    }
+}
+
+fn start_simulator(d: &mut Demo) -> CliResult<String> {
+    let sim = SimHandle::start(SimConfig {
+        user: "Administrator".into(),
+        password: d.bmc_password.clone(),
+        serial: SERIAL.into(),
+        backup_bytes: d.backup.clone(),
+        ..SimConfig::default()
+    })
+    .map_err(|e| CliError::new(Kind::Io, format!("cannot start the simulator: {e}")))?;
+    let detail = format!("{} ({} byte backup)", sim.base_url(), d.backup.len());
+    d.sim = Some(sim);
+    Ok(detail)
+}
+
+fn open_homes(d: &mut Demo) -> CliResult<String> {
+    let (a, b) = (d.home("home-a"), d.home("home-b"));
+    // Silent: what the operations would warn about, the steps check and say.
+    d.a = Some(ops::Context::with_home(a.home()?, &d.account));
+    d.b = Some(ops::Context::with_home(b.home()?, &d.account));
+    Ok(format!(
+        "{} and {}",
+        a.home_dir.display(),
+        b.home_dir.display()
+    ))
+}
+
+fn create_key(d: &mut Demo) -> CliResult<String> {
+    let new = NewKey {
+        scope: Scope::System,
+        domain: None,
+        make_default: true,
+        description: "demo key".into(),
+        tied_to_hsm: false,
+    };
+    let k = ops::keys::create(need(&d.a), &new)?;
+    let detail = format!("key {} is the system default", short(k.id));
+    d.key1 = Some(k);
+    Ok(detail)
+}
+
+fn pull_backup(d: &mut Demo) -> CliResult<String> {
+    let job = PullJob {
+        opts: d.bmc(),
+        scope: Scope::System,
+        domain: None,
+        key: None,
+        description: Some("demo backup".into()),
+    };
+    let p = ops::pull::pull(need(&d.a), job, &Silent)?;
+    let s = &p.sealed;
+    check(s.key_id == need(&d.key1).id, || {
+        "the archive is not sealed under the system default".into()
+    })?;
+    d.archive = Some(s.header.id);
+    Ok(format!(
+        "archive {} ({} bytes from {}, sealed under key {})",
+        short(s.header.id),
+        s.plaintext_size,
+        p.host,
+        short(s.key_id)
+    ))
+}
+
+fn inspect_archive(d: &mut Demo) -> CliResult<String> {
+    let (l, _) = ops::backup::get(need(&d.a), &need(&d.archive).to_string())?;
+    let i = &l.inspection;
+    let src = i.header.source.clone().unwrap_or_default();
+    check(src.serial_number.as_deref() == Some(SERIAL), || {
+        format!(
+            "the archive records serial {:?}, not {SERIAL}",
+            src.serial_number
+        )
+    })?;
+    check(i.plaintext_size == d.backup.len() as u64, || {
+        "the archive's size differs from the BMC's backup".into()
+    })?;
+    Ok(format!(
+        "{} from {} ({}, {}), serial {SERIAL}, sha256 {}…",
+        src.file_name.unwrap_or_default(),
+        src.bmc_host.unwrap_or_default(),
+        src.manager_model.unwrap_or_default(),
+        src.firmware_version.unwrap_or_default(),
+        &hex::encode(i.sha256)[..16]
+    ))
+}
+
+fn verify_archive(d: &mut Demo) -> CliResult<String> {
+    let s = ops::backup::verify(need(&d.a), &d.archive(), &Silent)?;
+    Ok(format!(
+        "every chunk and the trailer authenticate under key {}",
+        short(s.key_id)
+    ))
+}
+
+fn rotate_key(d: &mut Demo) -> CliResult<String> {
+    let r = ops::keys::rotate(need(&d.a), Scope::System, None)?;
+    let detail = format!(
+        "new default {}, {} retired (it still decrypts)",
+        short(r.new_key.id),
+        short(r.retired_key.id)
+    );
+    d.key2 = Some(r.new_key);
+    Ok(detail)
+}
+
+fn rewrap_archive(d: &mut Demo) -> CliResult<String> {
+    let a = need(&d.a);
+    let key2 = need(&d.key2).id;
+    let plan = RewrapPlan {
+        id: Some(need(&d.archive).to_string()),
+        key: Some(key2.to_string()),
+        ..RewrapPlan::default()
+    };
+    let mut report = ops::backup::rewrap(a, &plan)?;
+    if let Some((_, e)) = report.failed.pop() {
+        return Err(e.into());
+    }
+    let r = report
+        .rewrapped
+        .pop()
+        .ok_or_else(|| CliError::new(Kind::Internal, "the rewrap did not report the archive"))?;
+    check(r.changed && !r.reencrypted, || {
+        "the rewrap did not rewrite the key slot".into()
+    })?;
+    let v = ops::backup::verify(a, &d.archive(), &Silent)?;
+    check(v.key_id == key2, || {
+        "the archive does not open with the new key".into()
+    })?;
+    Ok(format!(
+        "now under key {} (only its key slot was rewritten), verified",
+        short(r.to)
+    ))
+}
+
+fn export_key(d: &mut Demo) -> CliResult<String> {
+    let password = d.key_password.clone();
+    let file = d.key_file();
+    let e = ops::keys::export(
+        need(&d.a),
+        &need(&d.key2).id.to_string(),
+        &file,
+        KdfParams::default(),
+        &|| Ok(Password::new(password.clone())),
+    )?;
+    Ok(format!("{} ({})", e.file.display(), e.params.describe()))
+}
+
+fn import_key(d: &mut Demo) -> CliResult<String> {
+    let password = d.key_password.clone();
+    ops::keys::import(
+        need(&d.b),
+        &d.key_file(),
+        Scope::System,
+        ImportLimit::Default,
+        &|| Ok(Password::new(password.clone())),
+    )?;
+    Ok(format!("key {} is now in B", short(need(&d.key2).id)))
+}
+
+fn move_archive(d: &mut Demo) -> CliResult<String> {
+    let copy = d.root.join("demo-archive.vault");
+    let id = need(&d.archive).to_string();
+    let (_, n) = ops::backup::download(need(&d.a), &id, &copy)?;
+    let up = ops::backup::upload(need(&d.b), &copy)?;
+    check(up.added, || "home B already had the archive".into())?;
+    check(up.verified, || {
+        "home B stored the archive without authenticating it".into()
+    })?;
+    Ok(format!("{n} bytes, still encrypted, authenticated by B"))
+}
+
+fn extract_and_compare(d: &mut Demo) -> CliResult<String> {
+    let out = d.root.join("extracted.bak");
+    ops::backup::extract(need(&d.b), &d.archive(), &out, &Silent)?;
+    // The demo's own check of what the product wrote.
+    let got = std::fs::read(&out).map_err(OpsError::file(&out))?;
+    check(got == d.backup, || {
+        "the extracted bytes differ from the BMC's backup".into()
+    })?;
+    Ok(format!("{} bytes, identical", got.len()))
+}
+
+fn restore_to_bmc(d: &mut Demo) -> CliResult<String> {
+    let sim = need(&d.sim);
+    let host = ops::pull::host_of(&sim.base_url());
+    let x = ops::restore::restore(
+        need(&d.b),
+        &need(&d.archive).to_string(),
+        &host,
+        &|| Ok(d.bmc()),
+        false,
+        &|_| Ok(()),
+        &Silent,
+    )?;
+    let got = sim.restored();
+    check(got.len() == 1 && got[0] == d.backup, || {
+        "the simulator did not receive exactly the original backup".into()
+    })?;
+    let detail = format!(
+        "{} bytes sent; the simulator received identical bytes",
+        x.bytes
+    );
+    d.restored = Some(x);
+    Ok(detail)
+}
+
+fn no_session_left(d: &mut Demo) -> CliResult<String> {
+    let sim = need(&d.sim);
+    let open = sim.open_sessions();
+    check(open == 0, || {
+        format!("{open} session(s) still open on the simulator")
+    })?;
+    Ok(format!(
+        "{} session(s) created, 0 open",
+        sim.sessions_created()
+    ))
+}
+
+fn verify_audit_logs(d: &mut Demo) -> CliResult<String> {
+    let mut n = 0;
+    for c in [need(&d.a), need(&d.b)] {
+        let dir = c.home().dir().display().to_string();
+        let r = c
+            .verify_audit_log()
+            .map_err(|e| CliError::new(Kind::Integrity, format!("audit log of {dir}: {e}")))?;
+        check(r.is_intact(), || {
+            format!("the audit log of {dir} is broken")
+        })?;
+        n += r.records;
+    }
+    Ok(format!("{n} records, hash chains intact"))
+}
+
 pub fn run(ctx: &Ctx, a: DemoArgs) -> CliResult {
     let tmp = tempfile::Builder::new()
         .prefix("vault-demo-")
@@ -260,39 +554,76 @@ pub fn run(ctx: &Ctx, a: DemoArgs) -> CliResult {
                 format!("cannot create a temporary directory: {e}"),
             )
         })?;
-    let root = tmp.path().to_path_buf();
-    let mut steps = Steps {
-        done: Vec::new(),
-        failed: None,
-        started: Instant::now(),
+    let started = Instant::now();
+    let mut backup = vec![0u8; 192 * 1024 + 123];
+    rand::thread_rng().fill_bytes(&mut backup);
+    let mut d = Demo {
+        root: tmp.path().to_path_buf(),
+        account: ctx.account.clone(),
+        format: ctx.format,
+        bmc_password: hex::encode(rand::random::<[u8; 16]>()),
+        key_password: hex::encode(rand::random::<[u8; 16]>()),
+        backup,
+        sim: None,
+        a: None,
+        b: None,
+        key1: None,
+        key2: None,
+        archive: None,
+        restored: None,
     };
     eprintln!(
         "vault demo: the whole cycle against a built-in iLO simulator, in {}",
-        root.display()
+        d.root.display()
     );
-    let result = cycle(ctx, &root, &mut steps);
-    let kept = if a.keep {
-        let p = tmp.keep();
-        Some(p.display().to_string())
-    } else {
-        None
-    };
-    let ok = steps.failed.is_none();
-    let mut summary = json!({
-        "ok": ok,
-        "steps": steps.done,
-        "seconds": (steps.started.elapsed().as_secs_f64() * 100.0).round() / 100.0,
-    });
-    if let Value::Object(m) = &mut summary {
-        for (k, v) in result {
-            m.insert(k, v);
-        }
-        if let Some(k) = kept {
-            m.insert("keptIn".into(), json!(k));
+    let mut steps = Vec::new();
+    let mut failed = None;
+    for (n, (name, step)) in STEPS.iter().enumerate().map(|(i, s)| (i + 1, s)) {
+        match step(&mut d) {
+            Ok(detail) => {
+                eprintln!("vault demo: {n:>2}. ok      {name}: {detail}");
+                steps.push(DemoStep {
+                    step: n,
+                    name,
+                    ok: true,
+                    detail: Some(detail),
+                    error: None,
+                    error_kind: None,
+                });
+            }
+            Err(e) => {
+                eprintln!(
+                    "vault demo: {n:>2}. FAILED  {name}: {}",
+                    crate::escape::for_terminal(&e.message)
+                );
+                steps.push(DemoStep {
+                    step: n,
+                    name,
+                    ok: false,
+                    detail: None,
+                    error: Some(e.message.clone()),
+                    error_kind: Some(e.kind.name()),
+                });
+                failed = Some(e);
+                break;
+            }
         }
     }
-    ctx.print(&summary)?;
-    match steps.failed {
+    let bmc = d.sim.as_ref().map(|s| s.base_url().to_string());
+    if let Some(sim) = d.sim.take() {
+        sim.shutdown();
+    }
+    let kept_in = a.keep.then(|| tmp.keep().display().to_string());
+    ctx.print(&DemoReport {
+        ok: failed.is_none(),
+        steps,
+        seconds: (started.elapsed().as_secs_f64() * 100.0).round() / 100.0,
+        bmc,
+        archive_id: d.archive,
+        restore: d.restored.as_ref().map(RestoredRecord::from),
+        kept_in,
+    })?;
+    match failed {
         None => {
             eprintln!("vault demo: every step passed");
             Ok(())
@@ -302,317 +633,4 @@ pub fn run(ctx: &Ctx, a: DemoArgs) -> CliResult {
             format!("the demo failed: {}", e.message),
         )),
     }
-}
-
-/// The steps themselves; returns facts for the summary.
-fn cycle(ctx: &Ctx, root: &Path, steps: &mut Steps) -> Vec<(String, Value)> {
-    let mut facts = Vec::new();
-    let account = ctx.account.clone();
-    let ctx_a = Ctx {
-        home_dir: root.join("home-a"),
-        root_password_file: None,
-        format: ctx.format,
-        account: account.clone(),
-    };
-    let ctx_b = Ctx {
-        home_dir: root.join("home-b"),
-        root_password_file: None,
-        format: ctx.format,
-        account: account.clone(),
-    };
-    // Secrets of the demo exist only in memory (never on argv or in the environment).
-    let bmc_password = hex::encode(rand::random::<[u8; 16]>());
-    let key_password_text = hex::encode(rand::random::<[u8; 16]>());
-    let key_password = || Password::new(key_password_text.clone());
-    let mut backup = vec![0u8; 192 * 1024 + 123];
-    rand::thread_rng().fill_bytes(&mut backup);
-    let serial = "CZDEMO0001";
-
-    let Some(sim) = steps.run("start the iLO simulator (HTTPS, private CA)", || {
-        let sim = SimHandle::start(SimConfig {
-            user: "Administrator".into(),
-            password: bmc_password.clone(),
-            serial: serial.into(),
-            backup_bytes: backup.clone(),
-            ..SimConfig::default()
-        })
-        .map_err(|e| CliError::new(Kind::Io, format!("cannot start the simulator: {e}")))?;
-        let d = format!("{} ({} byte backup)", sim.base_url(), backup.len());
-        Ok((sim, d))
-    }) else {
-        return facts;
-    };
-    facts.push(("bmc".into(), json!(sim.base_url())));
-    let opts = || {
-        let mut o = BmcOptions::new(
-            sim.base_url(),
-            "Administrator",
-            Password::new(bmc_password.clone()),
-        );
-        o.ca_cert = Some(sim.ca_cert_path().to_path_buf());
-        o.timeout = std::time::Duration::from_secs(10);
-        o
-    };
-
-    let homes = steps.run(
-        "open two vault homes (A: this site, B: the restore site)",
-        || {
-            let a = ctx_a.home()?;
-            let b = ctx_b.home()?;
-            Ok((
-                (a, b),
-                format!(
-                    "{} and {}",
-                    ctx_a.home_dir.display(),
-                    ctx_b.home_dir.display()
-                ),
-            ))
-        },
-    );
-    let Some((home_a, home_b)) = homes else {
-        return facts;
-    };
-    let ks_a = KeyStore::new(&home_a);
-
-    let Some(key1) = steps.run("create a system backup key in A", || {
-        let lock = home_a.lock()?;
-        let k = ks_a.create(&lock, Scope::System, None, true, "demo key", &account)?;
-        ctx_a.audit(
-            AuditEvent {
-                key_id: Some(k.id.to_string()),
-                ..event("keys.create")
-            },
-            &Ok::<_, CliError>(()),
-        );
-        let d = format!("key {} is the system default", short(k.id));
-        Ok((k, d))
-    }) else {
-        return facts;
-    };
-
-    let Some(pulled) = steps.run("pull a backup from the BMC into a sealed archive", || {
-        let job = PullJob {
-            opts: opts(),
-            scope: Scope::System,
-            domain: None,
-            key: None,
-            description: Some("demo backup".into()),
-        };
-        let p = pull::pull(&ctx_a.ops()?, job, &Silent)?;
-        check(p.sealed.key_id == key1.id, || {
-            "the archive is not sealed under the system default".into()
-        })?;
-        let d = format!(
-            "archive {} ({} bytes from {}, sealed under key {})",
-            short(p.sealed.header.id),
-            p.sealed.plaintext_size,
-            p.host,
-            short(p.sealed.key_id)
-        );
-        Ok((p, d))
-    }) else {
-        return facts;
-    };
-    let id = pulled.sealed.header.id;
-    facts.push(("archiveId".into(), json!(id)));
-    let path_a = ArchiveStore::new(&home_a).path_of(&id);
-
-    steps.run("inspect the archive without any key", || {
-        let i = store::inspect_file(&path_a)?;
-        let src = i.header.source.clone().unwrap_or_default();
-        check(src.serial_number.as_deref() == Some(serial), || {
-            format!(
-                "the archive records serial {:?}, not {serial}",
-                src.serial_number
-            )
-        })?;
-        check(i.plaintext_size == backup.len() as u64, || {
-            "the archive's size differs from the BMC's backup".into()
-        })?;
-        let d = format!(
-            "{} from {} ({}, {}), serial {}, sha256 {}…",
-            src.file_name.unwrap_or_default(),
-            src.bmc_host.unwrap_or_default(),
-            src.manager_model.unwrap_or_default(),
-            src.firmware_version.unwrap_or_default(),
-            serial,
-            &envelope::hex_digest(&i.sha256)[..16]
-        );
-        Ok(((), d))
-    });
-
-    steps.run("verify the archive completely with its key", || {
-        let s = verify_path(&home_a, &path_a, &Silent)?;
-        Ok((
-            (),
-            format!(
-                "every chunk and the trailer authenticate under key {}",
-                short(s.key_id)
-            ),
-        ))
-    });
-
-    let key2 = steps.run("rotate the system key", || {
-        let lock = home_a.lock()?;
-        let r = ks_a.rotate(&lock, Scope::System, None, &account)?;
-        let d = format!(
-            "new default {}, {} retired (it still decrypts)",
-            short(r.new_key.id),
-            short(r.retired_key.id)
-        );
-        Ok((r.new_key, d))
-    });
-
-    if let Some(key2) = &key2 {
-        steps.run("rewrap the archive onto the new key (header only)", || {
-            let before = std::fs::read(&path_a)
-                .map_err(|e| CliError::from(crate::ops::OpsError::file(&path_a)(e)))?;
-            let (info, material) = ks_a.material(&key2.id, true)?;
-            let lookup = key_lookup(&ks_a)?;
-            let new_key = envelope::OpeningKey::new(material, info.scope, info.domain_id);
-            let s = envelope::rewrap_file(&path_a, &lookup, key2.id, &new_key, None)
-                .map_err(archive_err(&path_a))?;
-            let after = std::fs::read(&path_a)
-                .map_err(|e| CliError::from(crate::ops::OpsError::file(&path_a)(e)))?;
-            let changed = before.iter().zip(&after).filter(|(x, y)| x != y).count();
-            let v = verify_path(&home_a, &path_a, &Silent)?;
-            check(v.key_id == key2.id, || {
-                "the archive does not open with the new key".into()
-            })?;
-            Ok((
-                (),
-                format!(
-                    "now under key {} ({changed} of {} bytes rewritten), verified",
-                    short(s.new_key_id),
-                    after.len()
-                ),
-            ))
-        });
-    }
-
-    let key_file = root.join("demo-key.vkey");
-    if let Some(key2) = &key2 {
-        steps.run(
-            "export the new key under a password (keys download)",
-            || {
-                let (_, bytes) = ks_a.export(&key2.id, &key_password(), KdfParams::default())?;
-                fsutil::write_atomic(&key_file, &bytes, 0o600)
-                    .map_err(|e| CliError::from(crate::ops::OpsError::file(&key_file)(e)))?;
-                Ok((
-                    (),
-                    format!("{} ({} bytes, Argon2id)", key_file.display(), bytes.len()),
-                ))
-            },
-        );
-        steps.run("import the key into home B (keys upload)", || {
-            let bytes = std::fs::read(&key_file)
-                .map_err(|e| CliError::from(crate::ops::OpsError::file(&key_file)(e)))?;
-            let lock = home_b.lock()?;
-            KeyStore::new(&home_b).import(
-                &lock,
-                &bytes,
-                Scope::System,
-                &key_password(),
-                &account,
-            )?;
-            Ok(((), format!("key {} is now in B", short(key2.id))))
-        });
-    }
-
-    let copy = root.join("demo-archive.vault");
-    steps.run(
-        "move the archive to home B (backup download / upload)",
-        || {
-            let n = store::copy_atomic(&path_a, &copy, 0o600)?;
-            let lock = home_b.lock()?;
-            let (_, added) = ArchiveStore::new(&home_b).import(&lock, &copy)?;
-            check(added, || "home B already had the archive".into())?;
-            Ok(((), format!("{n} bytes, still encrypted")))
-        },
-    );
-
-    let path_b = ArchiveStore::new(&home_b).path_of(&id);
-    steps.run("extract in home B and compare with the BMC's bytes", || {
-        let out = root.join("extracted.bak");
-        let ks_b = KeyStore::new(&home_b);
-        let lookup = key_lookup(&ks_b)?;
-        let f = std::fs::File::open(&path_b)
-            .map_err(|e| CliError::from(crate::ops::OpsError::file(&path_b)(e)))?;
-        let mut dest = AtomicFile::create_unnamed(&out, 0o600)
-            .map_err(|e| CliError::from(crate::ops::OpsError::file(&out)(e)))?;
-        envelope::open(std::io::BufReader::new(f), &lookup, &mut dest)
-            .map_err(archive_err(&path_b))?;
-        dest.flush()
-            .map_err(|e| CliError::from(crate::ops::OpsError::file(&out)(e)))?;
-        dest.commit()
-            .map_err(|e| CliError::from(crate::ops::OpsError::file(&out)(e)))?;
-        let mut got = Vec::new();
-        std::fs::File::open(&out)
-            .and_then(|mut f| f.read_to_end(&mut got))
-            .map_err(|e| CliError::from(crate::ops::OpsError::file(&out)(e)))?;
-        check(got == backup, || {
-            "the extracted bytes differ from the BMC's backup".into()
-        })?;
-        Ok(((), format!("{} bytes, identical", got.len())))
-    });
-
-    let restored = steps.run("restore from home B to the BMC", || {
-        let r = restore_one(&home_b, &path_b, opts(), false, &|_| Ok(()), &Silent)
-            .map_err(CliError::from);
-        ctx_b.audit(
-            AuditEvent {
-                bmc_host: Some(pull::host_of(&sim.base_url())),
-                archive_id: Some(id.to_string()),
-                ..event("backup.restore")
-            },
-            &r,
-        );
-        let x = r?;
-        let got = sim.restored();
-        check(got.len() == 1 && got[0] == backup, || {
-            "the simulator did not receive exactly the original backup".into()
-        })?;
-        let v = serde_json::to_value(super::records::RestoredRecord::from(&x))
-            .expect("a record serializes");
-        Ok((
-            v,
-            format!(
-                "{} bytes sent; the simulator received identical bytes",
-                x.bytes
-            ),
-        ))
-    });
-    if let Some(v) = restored {
-        facts.push(("restore".into(), v));
-    }
-
-    steps.run("check that no BMC session is left open", || {
-        let open = sim.open_sessions();
-        check(open == 0, || {
-            format!("{open} session(s) still open on the simulator")
-        })?;
-        Ok((
-            (),
-            format!("{} session(s) created, 0 open", sim.sessions_created()),
-        ))
-    });
-
-    steps.run("verify the audit logs of both homes", || {
-        let mut n = 0;
-        for c in [&ctx_a, &ctx_b] {
-            let r = AuditLog::open(&c.home_dir).verify().map_err(|e| {
-                CliError::new(
-                    Kind::Integrity,
-                    format!("audit log of {}: {e}", c.home_dir.display()),
-                )
-            })?;
-            check(r.is_intact(), || {
-                format!("the audit log of {} is broken", c.home_dir.display())
-            })?;
-            n += r.records;
-        }
-        Ok(((), format!("{n} records, hash chains intact")))
-    });
-    sim.shutdown();
-    facts
 }

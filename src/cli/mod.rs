@@ -30,7 +30,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 
-use crate::audit::{AuditEvent, AuditLog, Outcome};
 use crate::errors::{Classify, Kind};
 use crate::keystore::Home;
 use crate::ops;
@@ -172,27 +171,6 @@ impl Ctx {
     pub fn notice(&self, msg: &str) {
         eprintln!("vault: {}", crate::escape::for_terminal(msg));
     }
-
-    /// Appends an audit record for `op`. A failure to log is reported but does not undo
-    /// the operation that already happened.
-    pub fn audit<T>(&self, ev: AuditEvent<'_>, result: &CliResult<T>) {
-        let ev = match result {
-            Ok(_) => ev,
-            Err(e) => AuditEvent {
-                result: Outcome::Failure {
-                    kind: e.kind.name().to_string(),
-                },
-                ..ev
-            },
-        };
-        if !self.home_dir.exists() {
-            return;
-        }
-        let log = AuditLog::open(&self.home_dir).with_account(self.account.clone());
-        if let Err(e) = log.append(&ev) {
-            self.notice(&format!("warning: could not append to the audit log: {e}"));
-        }
-    }
 }
 
 /// Warnings of operations, for the person at the terminal.
@@ -201,18 +179,6 @@ struct Notices;
 impl ops::Progress for Notices {
     fn warn(&self, message: &str) {
         eprintln!("vault: {}", crate::escape::for_terminal(message));
-    }
-}
-
-/// A success event for `op`; `Ctx::audit` turns it into a failure when the result is `Err`.
-pub fn event(op: &str) -> AuditEvent<'_> {
-    AuditEvent {
-        operation: op,
-        key_id: None,
-        archive_id: None,
-        bmc_host: None,
-        result: Outcome::Success,
-        detail: None,
     }
 }
 

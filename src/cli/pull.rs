@@ -18,13 +18,13 @@ use crate::bmc::tls::Fingerprint;
 use crate::bmc::{AuthMode, BmcError, BmcOptions};
 use crate::errors::Kind;
 use crate::keystore::Scope;
+use crate::ops::OpsError;
 use crate::ops::fleet::{self as ops_fleet, FLEET_SESSION_LIMIT_RETRIES, FleetJob, FleetOutcome};
 use crate::ops::pull::{
     self as op_pull, DEFAULT_MAX_BACKUP_BYTES, DownloadMethod, PullJob, host_of,
 };
 use crate::ops::remote as ops_remote;
 use crate::ops::restore::{self as op_restore, RestorePlan};
-use crate::ops::{OpsError, Subject};
 use crate::remote::Remote;
 use crate::secret::Password;
 
@@ -325,17 +325,11 @@ fn insecure_warning(ctx: &Ctx, what: &str) {
 
 /// Audits a pull that failed before [`op_pull::pull`] could start, naming its BMC.
 fn not_started(ops: &crate::ops::Context, host: &str, e: CliError) -> CliError {
-    let subject = Subject {
-        bmc_host: Some(host.to_string()),
-        ..Subject::default()
-    };
     let job = OpsError::Job {
         kind: e.kind,
         message: e.message,
     };
-    ops.audited("backup.pull", subject, |_| Err::<(), _>(job))
-        .unwrap_err()
-        .into()
+    op_pull::refused(ops, host, job).into()
 }
 
 pub fn pull(ctx: &Ctx, mut a: PullArgs) -> CliResult {
@@ -772,15 +766,7 @@ pub fn restore(ctx: &Ctx, mut a: RestoreArgs) -> CliResult {
         None
     };
     if let Some(e) = refusal {
-        let subject = crate::ops::Subject {
-            archive_id: Some(a.id.clone()),
-            bmc_host: Some(host.clone()),
-            ..Default::default()
-        };
-        return Err(ops
-            .audited("backup.restore", subject, |_| Err::<(), _>(e))
-            .unwrap_err()
-            .into());
+        return Err(op_restore::refused(&ops, &a.id, &host, e).into());
     }
     let connect = || -> Result<BmcOptions, OpsError> {
         let password = password::obtain(

@@ -660,3 +660,10 @@ pub struct DemoReport<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kept_in: Option<String>,
 }
+
+/// `vault manpages`: the directory and the pages written there.
+#[derive(Serialize)]
+pub struct ManPages {
+    pub dir: String,
+    pub pages: Vec<String>,
+}

@@ -54,5 +54,8 @@ pub fn manpages(ctx: &Ctx, a: &ManpagesArgs) -> CliResult {
         .filter(|n| n.starts_with("vault") && n.ends_with(".1"))
         .collect();
     pages.sort();
-    ctx.print(&serde_json::json!({ "dir": a.dir, "pages": pages }))
+    ctx.print(&super::records::ManPages {
+        dir: a.dir.display().to_string(),
+        pages,
+    })
 }

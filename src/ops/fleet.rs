@@ -25,7 +25,7 @@ use serde::de::DeserializeOwned;
 
 use super::progress::Progress;
 use super::pull::{PullJob, Pulled};
-use super::{Context, OpsError, Silent, Subject};
+use super::{Context, OpsError, Silent};
 use crate::bmc::BmcError;
 use crate::remote::{LockMode, PushOutcome, Remote};
 
@@ -199,7 +199,7 @@ pub fn pull(
                                 (r, _) => r,
                             }
                         }
-                        Err(e) => not_started(ctx, host, e),
+                        Err(e) => Err(super::pull::refused(ctx, host, e)),
                     };
                     match &result {
                         Ok(p) => {
@@ -241,15 +241,6 @@ pub fn pull(
         outcomes,
         group: group_stats(ctx),
     }
-}
-
-/// A job that could not be built is a failed pull of its BMC, on the record.
-fn not_started(ctx: &Context, host: &str, e: OpsError) -> Result<Pulled, OpsError> {
-    let subject = Subject {
-        bmc_host: Some(host.to_string()),
-        ..Subject::default()
-    };
-    ctx.audited("backup.pull", subject, |_| Err(e))
 }
 
 fn group_stats(ctx: &Context) -> GroupStats {

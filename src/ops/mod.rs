@@ -1,11 +1,12 @@
 //! The operations layer: every command of `vault` as a plain library function.
 //!
-//! Each group (`keys`, and the others as they move here) takes typed options, returns a
-//! typed result and fails with [`OpsError`], whose variants map to the exit-code kinds
-//! of [`crate::errors::Kind`]. Nothing here parses arguments, reads the environment,
-//! touches stdout/stderr or a TTY: progress and warnings go through [`Progress`],
-//! passwords come from a [`PasswordSource`] the caller provides, and the CLI, the demo
-//! and the fleet runner all call the same functions.
+//! One module per group (`home`, `keys`, `backup`, `pull`, `restore`, `fleet`, `remote`,
+//! `prune`): each takes typed options, returns a typed result and fails with
+//! [`OpsError`], whose variants map to the exit-code kinds of [`crate::errors::Kind`].
+//! Nothing here parses arguments, reads the environment, touches stdout/stderr or a TTY:
+//! progress and warnings go through [`Progress`], passwords come from a
+//! [`PasswordSource`] the caller provides, and the CLI, the demo and the fleet runner
+//! (`fleet`, over `pull`) all call the same functions.
 //!
 //! Invariant: an operation that changes the home records itself in the audit log through
 //! [`Context::audited`], on success and on failure, naming what was asked for (key id,
@@ -135,6 +136,11 @@ impl Context {
             self.warn(&format!("warning: could not append to the audit log: {e}"));
         }
         r
+    }
+
+    /// Checks the hash chain of this home's audit log (read-only).
+    pub fn verify_audit_log(&self) -> Result<crate::audit::VerifyReport, OpsError> {
+        Ok(AuditLog::open(self.home.dir()).verify()?)
     }
 
     fn log(&self) -> AuditLog {

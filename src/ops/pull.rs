@@ -13,6 +13,8 @@
 //! - The key is resolved before logging in: a wrong `--key` must not cost a BMC session.
 //!   The session is logged out on success, by the client's `Drop` on errors, and by the
 //!   process's signal handler on SIGINT/SIGTERM/SIGHUP.
+//! - What is returned describes the archive from what sealing produced (header, key,
+//!   size, SHA-256): the committed file is not opened again.
 use std::io::{self, Write};
 
 use uuid::Uuid;
@@ -56,6 +58,19 @@ pub fn host_of(url: &str) -> String {
     Origin::parse(url)
         .map(|o| o.host)
         .unwrap_or_else(|_| display_host(url))
+}
+
+/// Records a pull of the BMC at `host` that failed before it could start (no password,
+/// an unusable inventory entry) as a failed `backup.pull`, and returns its error.
+pub fn refused(ctx: &Context, host: &str, e: OpsError) -> OpsError {
+    let subject = Subject {
+        bmc_host: Some(host.to_string()),
+        ..Subject::default()
+    };
+    match ctx.audited("backup.pull", subject, |_| Err::<(), _>(e)) {
+        Err(e) => e,
+        Ok(()) => unreachable!("the operation only fails"),
+    }
 }
 
 /// Pulls one BMC as the audited operation `backup.pull`.

@@ -44,6 +44,21 @@ pub struct RestorePlan<'a> {
 /// Asked once the BMC and the archive checked out, before anything is sent.
 pub type Confirm<'a> = &'a dyn Fn(&RestorePlan<'_>) -> Result<(), OpsError>;
 
+/// Records a restore of archive `id` to the BMC at `host` refused before anything was
+/// sent or asked (e.g. HTTP Basic, no terminal to confirm on) as a failed
+/// `backup.restore` naming both, and returns its error.
+pub fn refused(ctx: &Context, id: &str, host: &str, e: OpsError) -> OpsError {
+    let subject = Subject {
+        bmc_host: Some(host.to_string()),
+        archive_id: Some(id.to_string()),
+        ..Subject::default()
+    };
+    match ctx.audited("backup.restore", subject, |_| Err::<(), _>(e)) {
+        Err(e) => e,
+        Ok(()) => unreachable!("the operation only fails"),
+    }
+}
+
 /// Restores archive `id` (full id or prefix) of this home to the BMC of `opts`, as the
 /// audited operation `backup.restore`.
 ///
