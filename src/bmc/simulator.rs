@@ -6,7 +6,12 @@
 //!
 //! Invariants:
 //! - It only ever binds loopback, and every connection is bounded: header size, body size,
-//!   per-request deadline, and `Connection: close` after each answer.
+//!   per-request deadline, and at most [`MAX_REQUESTS_PER_CONNECTION`] requests on one
+//!   connection. Like iLO, it answers HTTP/1.1 requests with `Connection: keep-alive`
+//!   and serves the next request on the same connection (a client then pays one TLS
+//!   handshake per BMC, not one per request); it closes after an answer it cut short or
+//!   could not complete, after a client's `Connection: close`, after HTTP/1.0 requests,
+//!   and when no complete request arrives within [`REQUEST_DEADLINE`].
 //! - All threads stop on [`SimHandle::shutdown`] (or drop): sleeps and socket reads poll
 //!   the stop flag, and the accept thread joins the connection threads before it ends.
 //!   A test that forgets to stop it cannot hang the test binary.
@@ -32,8 +37,11 @@ const SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 const MAX_HEADER_BYTES: usize = 16 << 10;
 const MAX_HEADERS: usize = 64;
 const MAX_BODY_BYTES: u64 = 64 << 20;
-/// A request must arrive completely within this time.
+/// A request must arrive completely within this time (on a kept-alive connection,
+/// counted from the end of the previous answer: an idle connection is closed after it).
 const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+/// Requests served on one connection before it is closed (`Connection: close`).
+const MAX_REQUESTS_PER_CONNECTION: usize = 100;
 /// Socket read granularity: how often a blocked read looks at the stop flag.
 const POLL: Duration = Duration::from_millis(100);
 /// `EndlessBody` stops after this much even if the client keeps reading.
@@ -207,6 +215,8 @@ struct Shared {
     sessions: Mutex<HashMap<String, SimSession>>,
     created: AtomicUsize,
     requests: AtomicUsize,
+    /// Connections accepted (a kept-alive connection serves several requests).
+    connections: AtomicUsize,
     /// Answers in which the configured fault acted (see [`SimHandle::faults_served`]).
     faults_served: AtomicUsize,
     restored: Mutex<Vec<Restored>>,
@@ -294,6 +304,7 @@ impl Shared {
             sessions: Mutex::new(HashMap::new()),
             created: AtomicUsize::new(0),
             requests: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
             faults_served: AtomicUsize::new(0),
             restored: Mutex::new(Vec::new()),
             backups: Mutex::new(HashSet::new()),
@@ -589,6 +600,11 @@ impl SimHandle {
         self.shared.requests.load(Ordering::SeqCst)
     }
 
+    /// Connections accepted so far (one serves several requests: keep-alive).
+    pub fn connection_count(&self) -> usize {
+        self.shared.connections.load(Ordering::SeqCst)
+    }
+
     /// Stops serving and joins all threads.
     pub fn shutdown(mut self) {
         self.stop();
@@ -729,6 +745,11 @@ struct Conn {
     io: ConnIo,
     status: u16,
     head_only: bool,
+    /// The answer being written says `Connection: keep-alive` (else `close`).
+    keep_alive: bool,
+    /// The answer was written completely (by [`respond`]): the connection can serve
+    /// another request.
+    complete: bool,
     /// The request's log entry, logged when its answer's status line is written (before
     /// the client can see the answer, so a client never sees an answer not yet logged).
     pending: Option<LoggedRequest>,
@@ -789,6 +810,7 @@ impl Conn {
 }
 
 fn serve_connection(stream: TcpStream, shared: &Shared) {
+    shared.connections.fetch_add(1, Ordering::SeqCst);
     if stream.set_read_timeout(Some(POLL)).is_err()
         || stream
             .set_write_timeout(Some(Duration::from_secs(5)))
@@ -808,27 +830,46 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
         io,
         status: 0,
         head_only: false,
+        keep_alive: false,
+        complete: false,
         pending: None,
         log: Arc::clone(&shared.log),
     };
-    let req = match read_request(&mut conn, shared) {
-        Ok(Some(r)) => r,
-        Ok(None) => return conn.close(true),
-        Err((status, msg)) => {
-            let _ = respond_json(&mut conn, status, &[], &ilo_error(msg));
-            return conn.close(false);
+    for served in 1..=MAX_REQUESTS_PER_CONNECTION {
+        conn.keep_alive = false;
+        conn.complete = false;
+        let req = match read_request(&mut conn, shared) {
+            Ok(Some(r)) => r,
+            // The peer went away (or stayed idle) between requests, or never sent one.
+            Ok(None) => return conn.close(true),
+            Err((status, msg)) => {
+                let _ = respond_json(&mut conn, status, &[], &ilo_error(msg));
+                return conn.close(false);
+            }
+        };
+        shared.requests.fetch_add(1, Ordering::SeqCst);
+        conn.head_only = req.method == "HEAD";
+        conn.keep_alive = served < MAX_REQUESTS_PER_CONNECTION && wants_keep_alive(&req);
+        if !shared.cfg.latency.is_zero() && !sleep_unless_stopped(shared, shared.cfg.latency) {
+            return conn.close(true);
         }
-    };
-    shared.requests.fetch_add(1, Ordering::SeqCst);
-    conn.head_only = req.method == "HEAD";
-    if !shared.cfg.latency.is_zero() && !sleep_unless_stopped(shared, shared.cfg.latency) {
-        return conn.close(true);
+        conn.pending = Some(log_entry(&req));
+        let abrupt = handle(&mut conn, &req, shared).unwrap_or(true);
+        // No answer was written (a cut connection): logged with status 0.
+        conn.log_pending(0);
+        if abrupt || !conn.keep_alive || !conn.complete {
+            return conn.close(abrupt);
+        }
     }
-    conn.pending = Some(log_entry(&req));
-    let abrupt = handle(&mut conn, &req, shared).unwrap_or(true);
-    // No answer was written (a cut connection): logged with status 0.
-    conn.log_pending(0);
-    conn.close(abrupt);
+}
+
+/// Whether the client lets the connection stay open after this request: HTTP/1.1
+/// without `Connection: close` (HTTP/1.0 clients get one answer per connection).
+fn wants_keep_alive(req: &Request) -> bool {
+    req.version == "HTTP/1.1"
+        && !req
+            .header("connection")
+            .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
 }
 
 fn log_entry(req: &Request) -> LoggedRequest {
@@ -853,6 +894,7 @@ fn log_entry(req: &Request) -> LoggedRequest {
 struct Request {
     method: String,
     target: String,
+    version: String,
     /// Lower-cased path without query and trailing slashes: iLO routes case- and
     /// slash-insensitively.
     route: String,
@@ -954,6 +996,7 @@ fn read_request(conn: &mut Conn, shared: &Shared) -> Result<Option<Request>, Htt
     let mut req = Request {
         method: method.to_string(),
         target: target.to_string(),
+        version: version.to_string(),
         route: route_of(target),
         headers,
         body: Vec::new(),
@@ -988,7 +1031,8 @@ fn read_request(conn: &mut Conn, shared: &Shared) -> Result<Option<Request>, Htt
     let len = usize::try_from(len).map_err(|_| bad)?;
     let mut body = buf.split_off(head_end + 4);
     if body.len() > len {
-        // Pipelining is not supported: one request per connection.
+        // Pipelining is not supported: the next request may be sent once this one is
+        // answered.
         return Err(bad);
     }
     body.reserve(len - body.len());
@@ -1054,8 +1098,13 @@ fn write_head(conn: &mut Conn, status: u16, headers: &[(&str, String)]) -> io::R
     conn.status = status;
     conn.log_pending(status);
     // Redfish answers are never to be cached (DSP0266 asks for Cache-Control on GET).
+    let connection = if conn.keep_alive {
+        "keep-alive"
+    } else {
+        "close"
+    };
     let mut head = format!(
-        "HTTP/1.1 {status} {}\r\nServer: HPE-iLO-Server/1.30 (vault simulator)\r\nConnection: close\r\nCache-Control: no-cache\r\n",
+        "HTTP/1.1 {status} {}\r\nServer: HPE-iLO-Server/1.30 (vault simulator)\r\nConnection: {connection}\r\nCache-Control: no-cache\r\n",
         reason(status)
     );
     for (n, v) in headers {
@@ -1082,7 +1131,20 @@ fn respond(
     if !conn.head_only {
         conn.write_all(body)?;
     }
-    conn.flush()
+    conn.flush()?;
+    conn.complete = true;
+    Ok(())
+}
+
+/// The header block of an answer that will not be completed as declared (a fault cuts,
+/// dribbles or never ends it): `Connection: close`, and the connection ends after it.
+fn write_head_then_close(
+    conn: &mut Conn,
+    status: u16,
+    headers: &[(&str, String)],
+) -> io::Result<()> {
+    conn.keep_alive = false;
+    write_head(conn, status, headers)
 }
 
 fn respond_json(
@@ -1967,7 +2029,7 @@ fn serve_backup(
         }
         Fault::Slow(d) if !sleep_unless_stopped(shared, d) => return Ok(()),
         Fault::SlowDrip => {
-            write_head(conn, 200, &octet(data.len() as u64))?;
+            write_head_then_close(conn, 200, &octet(data.len() as u64))?;
             conn.flush()?;
             for b in data {
                 if !sleep_unless_stopped(shared, Duration::from_millis(100)) {
@@ -1979,7 +2041,7 @@ fn serve_backup(
             return Ok(());
         }
         Fault::CutMidDownload => {
-            write_head(conn, 200, &octet(data.len() as u64))?;
+            write_head_then_close(conn, 200, &octet(data.len() as u64))?;
             conn.write_all(&data[..data.len() / 2])?;
             return conn.flush();
         }
@@ -1988,12 +2050,12 @@ fn serve_backup(
             return respond(conn, 200, &[("Content-Type", "text/html".into())], page);
         }
         Fault::HugeContentLength => {
-            write_head(conn, 200, &octet(10_000_000_000))?;
+            write_head_then_close(conn, 200, &octet(10_000_000_000))?;
             conn.write_all(&data[..data.len().min(64 << 10)])?;
             return conn.flush();
         }
         Fault::EndlessBody => {
-            write_head(
+            write_head_then_close(
                 conn,
                 200,
                 &[

@@ -590,9 +590,16 @@ fn proxy_is_used_when_given() {
     assert_eq!(out, cfg.backup_bytes);
     s.logout().unwrap();
     assert_eq!(sim.open_sessions(), 0);
-    // Every request went through the tunnel (TLS end to end with the simulator's CA).
+    // Every connection went through the tunnel (TLS end to end with the simulator's
+    // CA), and kept alive, a connection served several requests.
     assert_eq!(
         proxy.tunnels.load(std::sync::atomic::Ordering::SeqCst),
+        sim.connection_count()
+    );
+    assert!(
+        sim.connection_count() < sim.request_count(),
+        "{} connections for {} requests",
+        sim.connection_count(),
         sim.request_count()
     );
 
