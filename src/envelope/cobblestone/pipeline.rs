@@ -79,6 +79,9 @@ pub(super) struct Batch {
     mid: usize,
     /// Set by a stage; later stages skip the batch and the pipeline returns the error.
     error: Option<EnvelopeError>,
+    /// Bytes at the start of `buf` wiped when the batch is dropped: all of it, until the
+    /// pipeline learns how far its buffers were ever written (see `Pipeline::dirty`).
+    wipe: usize,
 }
 
 impl Batch {
@@ -90,7 +93,14 @@ impl Batch {
             plain_len,
             mid: chunks / 2,
             error: None,
+            wipe: usize::MAX,
         }
+    }
+
+    /// The bytes of `buf` its chunks occupy (plaintext or ciphertext, with the tags):
+    /// no stage writes past them.
+    fn region(&self) -> usize {
+        (self.chunks * ENCRYPTED_CHUNK_SIZE).min(self.buf.len())
     }
 
     fn chunk_len(&self, i: usize) -> usize {
@@ -266,6 +276,12 @@ pub(super) struct Pipeline {
     free: Vec<Vec<u8>>,
     allocated: usize,
     buf_len: usize,
+    /// How far any of its buffers ever held plaintext: the largest chunk region of a
+    /// batch submitted so far. Buffers start zeroed, and plaintext only ever sits in the
+    /// chunk region of a batch (filled there before it is submitted, or decrypted there
+    /// in place), so wiping this prefix wipes every plaintext byte; a BMC-sized archive
+    /// thus wipes the few chunks it used, not the whole 1 MiB buffer.
+    dirty: usize,
     /// The worker's share of AES-GCM when threads start (see `Threads::worker_share`).
     initial_share: usize,
 }
@@ -302,6 +318,7 @@ impl Pipeline {
             free: Vec::new(),
             allocated: 0,
             buf_len,
+            dirty: 0,
             initial_share: BATCH_CHUNKS / 2,
         }
     }
@@ -324,6 +341,8 @@ impl Pipeline {
         last: bool,
         sink: &mut impl FnMut(&Batch) -> Result<(), EnvelopeError>,
     ) -> Result<(), EnvelopeError> {
+        self.dirty = self.dirty.max(batch.region());
+        batch.wipe = self.dirty;
         if self.threads.is_none() && !last && batch.first >= RAMP_CHUNKS {
             self.start()?;
         }
@@ -532,9 +551,11 @@ impl Drop for Pipeline {
         // Errors were already reported (or are moot): this only guarantees that no
         // thread outlives the pipeline.
         let _ = self.stop();
-        // Recycled buffers held plaintext (issue 13.11): wiped when released.
+        // Recycled buffers held plaintext (issue 13.11): wiped when released, as far as
+        // any batch ever wrote (`dirty`; past it they are as allocated, zeroed).
         for b in &mut self.free {
-            zeroize::Zeroize::zeroize(b);
+            let n = self.dirty.min(b.len());
+            zeroize::Zeroize::zeroize(&mut b[..n]);
         }
     }
 }
@@ -543,7 +564,8 @@ impl Drop for Batch {
     /// A batch's buffer holds plaintext before sealing and after opening: wiped when a
     /// batch is dropped instead of recycled (an error, the end of a stream).
     fn drop(&mut self) {
-        zeroize::Zeroize::zeroize(&mut self.buf);
+        let n = self.wipe.min(self.buf.len());
+        zeroize::Zeroize::zeroize(&mut self.buf[..n]);
     }
 }
 
