@@ -182,6 +182,64 @@ fn home_with_archives(sizes: &[usize]) -> (Vault, Vec<String>) {
     (v, ids)
 }
 
+/// A new machine: a home holding only the key of `v` (moved by `keys download` and
+/// `keys upload`, as an operator would), with remote `rgw` at `url` configured.
+fn new_machine_with_the_key(rgw: &Rgw, v: &Vault, url: &str) -> Vault {
+    let pw = v.password_file(common::PASSWORD);
+    let key_file = v.path("system.key");
+    let key_id = v.ok(&["keys", "list"])["resources"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    v.ok(&[
+        "keys",
+        "download",
+        "--id",
+        &key_id,
+        "--file",
+        s(&key_file),
+        "--password-file",
+        s(&pw),
+    ]);
+    let fresh = Vault::new();
+    let pw2 = fresh.password_file(common::PASSWORD);
+    fresh.ok(&[
+        "keys",
+        "upload",
+        "--file",
+        s(&key_file),
+        "--password-file",
+        s(&pw2),
+    ]);
+    rgw.add(&fresh, "rgw", url, &[]);
+    fresh
+}
+
+/// Overwrites the object of archive `id` (pushed from `v` to `url`) with its bytes with
+/// one bit flipped in the middle, keeping the SHA-256 metadata of the original (as bit
+/// rot or a careless writer would); returns the flipped bytes.
+fn flip_a_byte_in_the_store(rgw: &Rgw, url: &str, v: &Vault, id: &str) -> Vec<u8> {
+    let direct = rgw.direct(url);
+    let id: uuid::Uuid = id.parse().unwrap();
+    let key = direct.object_key(&id);
+    let mut flipped = std::fs::read(v.home.join(format!("archives/{id}.vault"))).unwrap();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0x01;
+    let head = direct.client().head(&key).unwrap().unwrap();
+    direct
+        .client()
+        .put_object(
+            &key,
+            &flipped,
+            &PutOptions {
+                sha256_hex: head.sha256.clone(),
+                lock: None,
+            },
+        )
+        .unwrap();
+    flipped
+}
+
 fn resources(v: &Value) -> &Vec<Value> {
     v["resources"].as_array().unwrap()
 }
@@ -242,33 +300,7 @@ fn push_list_keyless_fetch_and_restore_on_a_new_machine() {
     assert!(bytes_read <= 4096 + 2 * (4096 + 80), "{err}");
 
     // Restore on a new machine: the key comes by download/upload, the archive from S3.
-    let pw = v.password_file(common::PASSWORD);
-    let key_file = v.path("system.key");
-    let key_id = v.ok(&["keys", "list"])["resources"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    v.ok(&[
-        "keys",
-        "download",
-        "--id",
-        &key_id,
-        "--file",
-        s(&key_file),
-        "--password-file",
-        s(&pw),
-    ]);
-    let fresh = Vault::new();
-    let pw2 = fresh.password_file(common::PASSWORD);
-    fresh.ok(&[
-        "keys",
-        "upload",
-        "--file",
-        s(&key_file),
-        "--password-file",
-        s(&pw2),
-    ]);
-    rgw.add(&fresh, "rgw", "s3://vault-test/site-a", &[]);
+    let fresh = new_machine_with_the_key(&rgw, &v, "s3://vault-test/site-a");
     let big_id = big["id"].as_str().unwrap();
     let (fetched, _) = rgw.ok(
         &fresh,
@@ -303,24 +335,9 @@ fn a_corrupted_object_is_caught_on_fetch_and_nothing_reaches_the_home() {
     let direct = rgw.direct("s3://vault-corrupt/p");
     let id: uuid::Uuid = ids[0].parse().unwrap();
     let key = direct.object_key(&id);
-    let original = std::fs::read(v.home.join(format!("archives/{id}.vault"))).unwrap();
-    let head = direct.client().head(&key).unwrap().unwrap();
 
     // 1. Bytes flipped in the store, checksum metadata left as it was.
-    let mut flipped = original.clone();
-    let mid = flipped.len() / 2;
-    flipped[mid] ^= 0x01;
-    direct
-        .client()
-        .put_object(
-            &key,
-            &flipped,
-            &PutOptions {
-                sha256_hex: head.sha256.clone(),
-                lock: None,
-            },
-        )
-        .unwrap();
+    let flipped = flip_a_byte_in_the_store(&rgw, "s3://vault-corrupt/p", &v, &ids[0]);
     let home2 = Vault::new();
     home2.create_key(&["--scope", "system"]);
     rgw.add(&home2, "rgw", "s3://vault-corrupt/p", &[]);
@@ -362,6 +379,76 @@ fn a_corrupted_object_is_caught_on_fetch_and_nothing_reaches_the_home() {
             .unwrap_or_default();
         assert!(left.is_empty(), "{left:?}");
     }
+}
+
+/// `backup verify --remote`: on a machine that has only the key, the archive is fetched
+/// from the bucket (checked end to end), opened and verified; a corrupted object fails
+/// the verify and nothing of it reaches the home.
+#[test]
+fn backup_verify_remote_verifies_from_the_bucket_and_refuses_a_corrupted_object() {
+    let Some(rgw) = Rgw::start() else { return };
+    let url = "s3://vault-verify/site";
+    let (v, ids) = home_with_archives(&[5_000, 300_000]);
+    rgw.add(&v, "rgw", url, &["--create-bucket"]);
+    rgw.ok(&v, &["backup", "push", "--all", "--remote", "rgw"]);
+    let listed = v.ok(&["backup", "list"]);
+    let checksum_of = |id: &str| {
+        resources(&listed)
+            .iter()
+            .find(|a| a["id"] == id)
+            .map(|a| a["checksum"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    let fresh = new_machine_with_the_key(&rgw, &v, url);
+    let archive = |id: &str| fresh.home.join(format!("archives/{id}.vault"));
+    assert!(!archive(&ids[1]).exists());
+
+    // By a prefix of its id, as on the local store.
+    let (verified, err) = rgw.ok(
+        &fresh,
+        &["backup", "verify", "--remote", "rgw", "--id", &ids[1][..8]],
+    );
+    assert_eq!(verified["verified"], true, "{verified}");
+    assert_eq!(verified["id"], ids[1].as_str());
+    assert_eq!(verified["size"], 300_000);
+    assert_eq!(verified["checksum"].as_str().unwrap(), checksum_of(&ids[1]));
+    assert!(err.contains("fetched from rgw and verified"), "{err}");
+    assert!(
+        archive(&ids[1]).exists(),
+        "the verified archive is in the home"
+    );
+    // Once here it is verified from the home (nothing is fetched again).
+    let (again, err) = rgw.ok(
+        &fresh,
+        &["backup", "verify", "--remote", "rgw", "--id", &ids[1]],
+    );
+    assert_eq!(again["verified"], true);
+    assert!(!err.contains("fetched from"), "{err}");
+
+    // One byte flipped in the store, the checksum metadata left as it was.
+    flip_a_byte_in_the_store(&rgw, url, &v, &ids[0]);
+    let err = rgw.fails(
+        &fresh,
+        &["backup", "verify", "--remote", "rgw", "--id", &ids[0]],
+        5,
+    );
+    assert!(err.contains("corrupted in the store"), "{err}");
+    assert!(!archive(&ids[0]).exists());
+    let left: Vec<_> = std::fs::read_dir(fresh.home.join("archives"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(
+        left,
+        vec![format!("{}.vault", ids[1])],
+        "no temporary is left"
+    );
+    // The verify that fetched is audited as a fetch and a verify.
+    let log = std::fs::read_to_string(fresh.home.join("audit.log")).unwrap();
+    assert!(
+        log.contains("backup.fetch") && log.contains("backup.verify"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -848,33 +935,7 @@ fn a_fleet_pull_pushes_each_archive_and_a_new_machine_restores_from_the_bucket()
     assert_eq!(sims[1].request_count(), before);
 
     // A new machine with the key: extract and restore read from the remote.
-    let key_id = v.ok(&["keys", "list"])["resources"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let kpw = v.password_file(common::PASSWORD);
-    let key_file = v.path("system.key");
-    v.ok(&[
-        "keys",
-        "download",
-        "--id",
-        &key_id,
-        "--file",
-        s(&key_file),
-        "--password-file",
-        s(&kpw),
-    ]);
-    let fresh = Vault::new();
-    let kpw2 = fresh.password_file(common::PASSWORD);
-    fresh.ok(&[
-        "keys",
-        "upload",
-        "--file",
-        s(&key_file),
-        "--password-file",
-        s(&kpw2),
-    ]);
-    rgw.add(&fresh, "rgw", "s3://vault-fleet/ilo", &[]);
+    let fresh = new_machine_with_the_key(&rgw, &v, "s3://vault-fleet/ilo");
     let second = results
         .iter()
         .find(|r| r["serialNumber"] == "CZPUSH0001")
@@ -896,17 +957,7 @@ fn a_fleet_pull_pushes_each_archive_and_a_new_machine_restores_from_the_bucket()
     );
     assert_eq!(std::fs::read(&out_file).unwrap(), bytes(30_001, 41));
     // Restore onto the third BMC from a machine that does not have the archive yet.
-    let third = Vault::new();
-    let kpw3 = third.password_file(common::PASSWORD);
-    third.ok(&[
-        "keys",
-        "upload",
-        "--file",
-        s(&key_file),
-        "--password-file",
-        s(&kpw3),
-    ]);
-    rgw.add(&third, "rgw", "s3://vault-fleet/ilo", &[]);
+    let third = new_machine_with_the_key(&rgw, &v, "s3://vault-fleet/ilo");
     let target = &sims[2];
     let third_id = results
         .iter()
