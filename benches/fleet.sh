@@ -16,6 +16,12 @@
 # perfect parallelism would give. EXTRA_ARGS are added to every pull (e.g.
 # "--push-to rgw" with a remote configured by PUSH_SETUP, see below).
 #
+# CPU: "vault ms" is vault's user+system CPU time per pulled BMC (getrusage of the
+# pull), "sim ms" the simulator's over the same run (/proc/PID/stat utime+stime), per
+# BMC. Both share the machine's cores, so when their sum × N exceeds what the cores
+# give in the ideal time, the ideal cannot be reached whatever the parallelism: the
+# ideal above counts the latency of one BMC, not the CPU work of N of them.
+#
 # PUSH_SETUP, when set, is run with VAULT_HOME set to each fresh home before its pull
 # (e.g. to 'vault remote add rgw --url s3://b/p --endpoint URL'), for a fleet pushed to S3.
 set -euo pipefail
@@ -41,7 +47,7 @@ trap 'kill "$sim" 2>/dev/null || true; wait "$sim" 2>/dev/null || true' EXIT
 for _ in $(seq 600); do grep -q '^inventory:' "$WORK/sim.out" 2>/dev/null && break; sleep 0.1; done
 grep -q '^inventory:' "$WORK/sim.out" || { echo "the simulator did not start" >&2; exit 1; }
 
-run_pull() {  # run_pull HOME ARGS... -> "wall ok rc peak_rss_mib peak_fds"
+run_pull() {  # run_pull HOME ARGS... -> "wall ok rc peak_rss_mib peak_fds cpu_seconds"
     local home=$1; shift
     rm -rf "$home"; VAULT_HOME=$home "$VAULT" keys create >/dev/null
     if [ -n "${PUSH_SETUP:-}" ]; then VAULT_HOME=$home sh -c "$PUSH_SETUP" >/dev/null; fi
@@ -65,14 +71,16 @@ while p.poll() is None:
     time.sleep(0.02)
 th.join()
 wall = time.perf_counter() - t
-rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+rss = ru.ru_maxrss / 1024
+cpu = ru.ru_utime + ru.ru_stime
 ok = "?"
 try:
     doc = json.loads(out)
     ok = f'{doc.get("succeeded", 1)}/{doc.get("total", 1)}'
 except Exception:
     pass
-print(f"{wall:.3f} {ok} {p.returncode} {rss:.0f} {fds}")
+print(f"{wall:.3f} {ok} {p.returncode} {rss:.0f} {fds} {cpu:.3f}")
 PY
 }
 
@@ -80,21 +88,28 @@ first_url=$(sed -n 's/^url = "\(.*\)"/\1/p' "$WORK/fleet.toml" | sed -n 1p)
 ca=$(sed -n 's/^CA certificate: //p' "$WORK/sim.out")
 t1s=()
 for _ in 1 2 3; do
-    read -r t _ _ _ _ < <(run_pull "$WORK/home1" backup pull --bmc "$first_url" --ca-cert "$ca")
+    read -r t _ _ _ _ _ < <(run_pull "$WORK/home1" backup pull --bmc "$first_url" --ca-cert "$ca")
     t1s+=("$t")
 done
 t1=$(printf '%s\n' "${t1s[@]}" | sort -n | sed -n 2p)
 
 echo "== fleet pull: $N simulated BMCs in one simulator process, +${LATENCY_MS} ms per request; one BMC alone: ${t1} s (median of 3)${EXTRA_ARGS:+; extra: $EXTRA_ARGS}"
-printf '%-10s %-10s %9s %9s %7s %11s %9s %8s\n' "--parallel" "commit" "seconds" "ideal" "ratio" "succeeded" "peak RSS" "peak fds"
+sim_cpu() {  # the simulator's user+system CPU seconds so far
+    awk -v hz="$(getconf CLK_TCK)" '{printf "%.3f", ($14 + $15) / hz}' "/proc/$sim/stat"
+}
+printf '%-10s %-10s %9s %9s %7s %11s %9s %8s %8s %8s\n' "--parallel" "commit" "seconds" "ideal" "ratio" "succeeded" "peak RSS" "peak fds" "vault ms" "sim ms"
 for p in $PARALLELS; do
     for mode in $COMMITS; do
         flag=""; [ "$mode" = per-archive ] && flag="--no-group-commit"
         # shellcheck disable=SC2086
-        read -r t ok rc rss fds < <(run_pull "$WORK/home-p$p" backup pull --inventory "$WORK/fleet.toml" --parallel "$p" $flag $EXTRA_ARGS)
+        s0=$(sim_cpu)
+        read -r t ok rc rss fds cpu < <(run_pull "$WORK/home-p$p" backup pull --inventory "$WORK/fleet.toml" --parallel "$p" $flag $EXTRA_ARGS)
+        s1=$(sim_cpu)
         ideal=$(python3 -c "import math; print(f'{math.ceil($N/$p)*$t1:.3f}')")
         ratio=$(python3 -c "print(f'{$t/$ideal:.2f}x')")
-        printf '%-10s %-10s %9s %9s %7s %11s %7s M %8s\n' "$p" "$mode" "$t" "$ideal" "$ratio" "$ok" "$rss" "$fds"
+        vms=$(python3 -c "print(f'{1000*$cpu/$N:.2f}')")
+        sms=$(python3 -c "print(f'{1000*($s1-$s0)/$N:.2f}')")
+        printf '%-10s %-10s %9s %9s %7s %11s %7s M %8s %8s %8s\n' "$p" "$mode" "$t" "$ideal" "$ratio" "$ok" "$rss" "$fds" "$vms" "$sms"
         [ "$rc" = 0 ] || echo "  (exit status $rc)"
     done
 done
