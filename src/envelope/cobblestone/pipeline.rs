@@ -31,6 +31,7 @@ use std::thread::{self, JoinHandle};
 
 use crate::aead::Aes256Gcm;
 use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
 use super::{
     CHUNK_SIZE, ENCRYPTED_CHUNK_SIZE, NONCE_LEN, TAG_LEN, chunk_nonce, gcm_open, gcm_seal,
@@ -127,7 +128,7 @@ impl Batch {
         write_all_vectored(out, &mut slices)
     }
 
-    fn hash(&self, hasher: &mut Sha256) {
+    fn hash(&self, hasher: &mut PlainHasher) {
         for p in self.plaintexts() {
             hasher.update(p);
         }
@@ -208,9 +209,57 @@ fn write_all_vectored<W: Write>(out: &mut W, mut slices: &mut [IoSlice<'_>]) -> 
     Ok(())
 }
 
+/// SHA-256 of the plaintext that keeps no plaintext inside the `Sha256` (issue 13.11).
+/// A `Sha256` buffers a partial block inline, and the stage holding it is moved between
+/// vectors and the worker thread, each move leaving an unwiped copy in memory that is
+/// then freed. Here only whole 64-byte blocks reach the `Sha256`; a partial block (only
+/// the final chunk's tail, as a chunk is a whole number of blocks) waits in a heap buffer
+/// of its own, wiped on drop, and joins the hash only in [`PlainHasher::finalize`], on
+/// the caller's stack.
+pub(super) struct PlainHasher {
+    sha: Sha256,
+    /// At most one partial block; its capacity is reserved once and never grows.
+    tail: Zeroizing<Vec<u8>>,
+}
+
+const SHA256_BLOCK: usize = 64;
+
+impl Default for PlainHasher {
+    fn default() -> Self {
+        PlainHasher {
+            sha: Sha256::new(),
+            tail: Zeroizing::new(Vec::with_capacity(SHA256_BLOCK)),
+        }
+    }
+}
+
+impl PlainHasher {
+    pub(super) fn update(&mut self, mut data: &[u8]) {
+        if !self.tail.is_empty() {
+            let n = (SHA256_BLOCK - self.tail.len()).min(data.len());
+            self.tail.extend_from_slice(&data[..n]);
+            data = &data[n..];
+            if self.tail.len() < SHA256_BLOCK {
+                return;
+            }
+            self.sha.update(&self.tail[..]);
+            self.tail.clear();
+        }
+        let whole = data.len() / SHA256_BLOCK * SHA256_BLOCK;
+        self.sha.update(&data[..whole]);
+        self.tail.extend_from_slice(&data[whole..]);
+    }
+
+    pub(super) fn finalize(self) -> [u8; 32] {
+        let PlainHasher { mut sha, tail } = self;
+        sha.update(&tail[..]);
+        sha.finalize().into()
+    }
+}
+
 /// One step applied to every batch.
 pub(super) enum Stage {
-    Hash(Sha256),
+    Hash(PlainHasher),
     Seal {
         cipher: Aes256Gcm,
         base_nonce: [u8; NONCE_LEN],
@@ -407,7 +456,7 @@ impl Pipeline {
     pub(super) fn finish(
         &mut self,
         sink: &mut impl FnMut(&Batch) -> Result<(), EnvelopeError>,
-    ) -> Result<Sha256, EnvelopeError> {
+    ) -> Result<PlainHasher, EnvelopeError> {
         while let Some(threads) = self.threads.as_mut()
             && threads.in_flight > 0
         {
@@ -614,7 +663,7 @@ mod tests {
         }
         let h = p.finish(&mut sink).unwrap();
         assert!(p.threads.is_none() && p.allocated <= MAX_IN_FLIGHT + 1);
-        (out, h.finalize().into())
+        (out, h.finalize())
     }
 
     /// However the AES-GCM of each batch is split between the threads (all on one side,
@@ -626,7 +675,7 @@ mod tests {
         let base_nonce = [7u8; NONCE_LEN];
         let seal = || {
             vec![
-                Stage::Hash(Sha256::new()),
+                Stage::Hash(PlainHasher::default()),
                 Stage::Seal {
                     cipher: cipher.clone(),
                     base_nonce,
@@ -639,7 +688,7 @@ mod tests {
                     cipher: cipher.clone(),
                     base_nonce,
                 },
-                Stage::Hash(Sha256::new()),
+                Stage::Hash(PlainHasher::default()),
             ]
         };
         let plain = batches(9);
