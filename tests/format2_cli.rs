@@ -418,3 +418,178 @@ fn an_interrupted_rewrap_is_reported_and_the_next_rewrap_completes_it() {
     let rep: serde_json::Value = serde_json::from_slice(&rep.stdout).unwrap();
     assert_eq!(rep["summary"]["findings"]["rewrap-interrupted"], 0, "{rep}");
 }
+
+/// Issue 12 finding 1 at the BMC: a forged-scope archive planted in the store (a domain-B
+/// key sealing a header that claims domain A with the A server's serial; a system header
+/// under the domain-B key) is refused by `backup restore --yes` with the scope error, and
+/// the built-in BMC simulator sees no session and no restore.
+#[test]
+fn a_forged_scope_archive_is_never_restored_onto_the_bmc() {
+    use vault::bmc::{SimConfig, SimHandle};
+    let sim = SimHandle::start(SimConfig {
+        password: "sim-password-12".into(),
+        user: "admin".into(),
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let serial = SimConfig::default().serial;
+    let v = Vault::new();
+    v.create_key(&["--scope", "domain", "--domain", "A"]);
+    let b = v.create_key(&["--scope", "domain", "--domain", "B"]);
+    v.create_key(&[]);
+    let pw = v.path("bmc.pw");
+    std::fs::write(&pw, "sim-password-12").unwrap();
+    std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let home = vault::keystore::Home::open(&v.home).unwrap();
+    let b_id = uuid::Uuid::parse_str(&b).unwrap();
+    let (_, material) = vault::keystore::KeyStore::new(&home)
+        .material(&b_id, false)
+        .unwrap();
+    for (scope, domain, what) in [
+        (
+            vault::scope::Scope::Domain,
+            Some("A"),
+            "a domain archive of domain A",
+        ),
+        (vault::scope::Scope::System, None, "a system archive"),
+    ] {
+        let source = vault::envelope::Source {
+            serial_number: Some(serial.clone()),
+            file_name: Some("forged.bak".into()),
+            ..Default::default()
+        };
+        let header = vault::envelope::ArchiveHeader::new(
+            scope,
+            domain.map(str::to_string),
+            "uid:0",
+            "forged",
+            Some(source),
+        );
+        let id = header.id.to_string();
+        let mut forged = Vec::new();
+        vault::envelope::seal(&header, b_id, &material, &b"evil config"[..], &mut forged).unwrap();
+        // Planted where the store keeps its archives (whoever can write there can).
+        let path = v.home.join("archives").join(format!("{id}.vault"));
+        std::fs::write(&path, &forged).unwrap();
+        let err = v.fails(
+            &[
+                "backup",
+                "restore",
+                "--id",
+                &id,
+                "--bmc",
+                &sim.base_url(),
+                "--bmc-user",
+                "admin",
+                "--bmc-password-file",
+                s(&pw),
+                "--ca-cert",
+                s(sim.ca_cert_path()),
+                "--yes",
+            ],
+            5,
+        );
+        assert!(
+            err.contains(&b) && err.contains(what) && err.contains("do not restore it"),
+            "{what}: {err}"
+        );
+        assert!(sim.restored().is_empty(), "{what}: the BMC got a restore");
+        assert_eq!(
+            sim.sessions_created(),
+            0,
+            "{what}: nothing may reach the BMC"
+        );
+        std::fs::remove_file(&path).unwrap();
+    }
+}
+
+/// Without any key, fills archive `path`'s empty slot 1 with a well-formed forged slot:
+/// the next generation, key id `claim`, random nonce, wrap, MAC and signature, and the
+/// keyless hint (`allowed_other`, the SHA-256 of slot 0) recomputed, so that the slot
+/// region passes every keyless check. Returns the forged bytes written.
+fn forge_empty_slot(path: &std::path::Path, claim: &str) -> Vec<u8> {
+    use sha2::Digest;
+    let mut b = std::fs::read(path).unwrap();
+    let h = u32::from_be_bytes(b[12..16].try_into().unwrap()) as usize;
+    let (s0, s1) = (40 + h, 296 + h);
+    assert!(b[s1..s1 + 256].iter().all(|&x| x == 0), "slot 1 is empty");
+    let generation = u32::from_be_bytes(b[s0..s0 + 4].try_into().unwrap()) + 1;
+    let mut slot = bytes(256, u64::from(generation) * 7919);
+    slot[0..4].copy_from_slice(&generation.to_be_bytes());
+    slot[4..20].copy_from_slice(uuid::Uuid::parse_str(claim).unwrap().as_bytes());
+    let hint: [u8; 32] = sha2::Sha256::digest(&b[s0..s0 + 256]).into();
+    slot[80..112].copy_from_slice(&hint);
+    slot[240..256].fill(0);
+    b[s1..s1 + 256].copy_from_slice(&slot);
+    std::fs::write(path, &b).unwrap();
+    b
+}
+
+/// Issue 12 finding 2: `rewrap --all --from OLD` (plain and `--reencrypt`) on an archive
+/// whose empty slot was forged without any key must not skip it (`total: 0`) while it
+/// stays under OLD. A forged slot naming a key of this home is tampering: both refuse
+/// it (exit 5, the archive named, the file unchanged). A forged slot naming a stranger's
+/// key: `--reencrypt` refuses it (its region MAC fails), and a plain rewrap, which
+/// overwrites a slot that the region does not vouch for, rewraps the archive onto the
+/// new key, forged slot gone.
+#[test]
+fn rewrap_from_old_reports_an_archive_with_a_forged_slot_instead_of_skipping_it() {
+    let v = Vault::new();
+    let old = v.create_key(&[]);
+    let (id, path) = seal_file(&v, &bytes(30_000, 12));
+    let new = v.ok(&["keys", "rotate"])["newKeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let stranger = uuid::Uuid::new_v4().to_string();
+    let refused = |args: &[&str], forged: &[u8], names: &[&str]| {
+        let out = v.run(args);
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(5), "{args:?}: {err}");
+        assert!(err.contains("could not be rewrapped"), "{err}");
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(r["total"], 1, "{args:?} skipped it: {r}");
+        assert_eq!(r["rewrapped"].as_array().unwrap().len(), 0, "{r}");
+        assert_eq!(r["failed"][0]["id"], id.as_str(), "{r}");
+        let why = r["failed"][0]["error"].as_str().unwrap();
+        for n in names {
+            assert!(why.contains(n), "{args:?}: {why}");
+        }
+        assert_eq!(std::fs::read(&path).unwrap(), forged, "{args:?} changed it");
+    };
+    // A forged slot naming the new key (which this home holds).
+    let forged = forge_empty_slot(&path, &new);
+    let i = v.ok(&["inspect", "--file", s(&path)]);
+    assert_eq!(i["keySlots"][1]["keyId"], new.as_str(), "{i}");
+    assert_eq!(i["keySlots"][1]["claimed"], true, "{i}");
+    let plain = ["backup", "rewrap", "--all", "--from", old.as_str()];
+    let reenc = [&plain[..], &["--reencrypt"]].concat();
+    refused(&reenc, &forged, &[&new, "does not open with it"]);
+    refused(&plain, &forged, &[&new, "slot was modified"]);
+    // Put slot 1 back: the archive is intact under OLD.
+    let h = u32::from_be_bytes(forged[12..16].try_into().unwrap()) as usize;
+    let mut clean = forged.clone();
+    clean[296 + h..552 + h].fill(0);
+    std::fs::write(&path, &clean).unwrap();
+    assert_eq!(
+        v.ok(&["backup", "verify", "--id", &id])["backupKeyId"],
+        old.as_str()
+    );
+    // A forged slot naming a key that is nowhere here.
+    let forged = forge_empty_slot(&path, &stranger);
+    refused(&reenc, &forged, &["region"]);
+    let r = v.ok(&plain);
+    assert_eq!(r["total"], 1, "{r}");
+    assert_eq!(r["rewrapped"][0]["id"], id.as_str(), "{r}");
+    assert_eq!(r["rewrapped"][0]["to"], new.as_str(), "{r}");
+    let i = v.ok(&["inspect", "--file", s(&path)]);
+    let slots = i["keySlots"].as_array().unwrap();
+    assert!(
+        slots.iter().all(|s| s["keyId"] != stranger.as_str()),
+        "the forged slot survived: {i}"
+    );
+    assert_eq!(
+        v.ok(&["backup", "verify", "--id", &id])["backupKeyId"],
+        new.as_str()
+    );
+}
