@@ -164,8 +164,23 @@ pub struct ArchiveHeader {
     pub product_version: String,
     pub chunk_size: u32,
     pub cipher: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "object_or_null"
+    )]
     pub source: Option<Source>,
+}
+
+/// `source` is a JSON object or `null` (SECURITY.md v2 §2): serde would also take a
+/// struct from a JSON array, positionally.
+fn object_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Source>, D::Error> {
+    let Some(map) = Option::<serde_json::Map<String, serde_json::Value>>::deserialize(d)? else {
+        return Ok(None);
+    };
+    serde_json::from_value(serde_json::Value::Object(map))
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 impl ArchiveHeader {
@@ -224,6 +239,12 @@ impl ArchiveHeader {
     pub fn parse(bytes: &[u8]) -> Result<Self, EnvelopeError> {
         let text = std::str::from_utf8(bytes)
             .map_err(|e| EnvelopeError::Malformed(format!("header is not UTF-8 ({e})")))?;
+        // A JSON object (serde would also take the struct from an array, positionally).
+        if !text.trim_start().starts_with('{') {
+            return Err(EnvelopeError::Malformed(
+                "header JSON is not an object".into(),
+            ));
+        }
         let header: ArchiveHeader = serde_json::from_str(text)
             .map_err(|e| EnvelopeError::Malformed(format!("header JSON is invalid ({e})")))?;
         header
