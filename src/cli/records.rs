@@ -667,3 +667,92 @@ pub struct ManPages {
     pub dir: String,
     pub pages: Vec<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(v: &serde_json::Value) -> Vec<&str> {
+        v.as_object().unwrap().keys().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn fleet_items_print_the_fields_of_their_status_in_order() {
+        let id = Uuid::nil();
+        let ok = FleetItem {
+            bmc: "10.0.0.5:8443",
+            status: "ok",
+            archive_id: Some(id),
+            backup_key_id: Some(id),
+            size: Some(7),
+            serial_number: Some(None),
+            error: None,
+            error_kind: None,
+            attempts: 1,
+            pushed: None,
+            push_error: None,
+        };
+        let v = serde_json::to_value(&ok).unwrap();
+        assert_eq!(
+            keys(&v),
+            [
+                "bmc",
+                "status",
+                "archiveId",
+                "backupKeyId",
+                "size",
+                "serialNumber",
+                "attempts"
+            ]
+        );
+        assert!(v["serialNumber"].is_null());
+        let failed = FleetItem {
+            status: "failed",
+            archive_id: None,
+            backup_key_id: None,
+            size: None,
+            serial_number: None,
+            error: Some("refused".into()),
+            error_kind: Some("bmc"),
+            attempts: 3,
+            ..ok
+        };
+        let v = serde_json::to_value(&failed).unwrap();
+        assert_eq!(
+            keys(&v),
+            ["bmc", "status", "error", "errorKind", "attempts"]
+        );
+    }
+
+    #[test]
+    fn key_slots_say_their_key_ids_are_claimed() {
+        let id = Uuid::nil();
+        let occupied = serde_json::to_value(Slot::from(&SlotInfo::Occupied {
+            key_id: id,
+            generation: 2,
+        }))
+        .unwrap();
+        assert_eq!(keys(&occupied), ["state", "keyId", "generation", "claimed"]);
+        assert_eq!(occupied["claimed"], true);
+        let empty = serde_json::to_value(Slot::from(&SlotInfo::Empty)).unwrap();
+        assert_eq!(keys(&empty), ["state"]);
+        assert_eq!(
+            serde_json::to_value(Slot::from(&SlotInfo::Damaged)).unwrap()["state"],
+            "damaged"
+        );
+    }
+
+    #[test]
+    fn a_failed_demo_step_names_its_error_kind() {
+        let s = DemoStep {
+            step: 3,
+            name: "x",
+            ok: false,
+            detail: None,
+            error: Some("no".into()),
+            error_kind: Some("io"),
+        };
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(keys(&v), ["step", "name", "ok", "error", "errorKind"]);
+    }
+}
