@@ -68,7 +68,7 @@ pub enum ConfigError {
     },
     #[error("{} is larger than {MAX_LEN} bytes; it is not a vault config file", path.display())]
     TooLarge { path: PathBuf },
-    #[error("{} is not valid: {reason}; see 'vault config show --help' for the settings", path.display())]
+    #[error("{} is not valid: {reason}", path.display())]
     Invalid { path: PathBuf, reason: String },
     #[error(
         "{} is owned by uid {owner}, not by you (uid {euid}): it could redirect where vault connects; `chown {euid} {}` if you trust it",

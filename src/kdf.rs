@@ -81,7 +81,7 @@ pub enum KdfError {
     #[error(
         "the key file asks for Argon2id m={memory_kib} KiB, t={iterations}, p={parallelism}, above \
          what an import accepts by default (m={IMPORT_MAX_MEMORY_KIB} KiB, t={IMPORT_MAX_ITERATIONS}); \
-         nothing was allocated. If you trust the file, pass --allow-costly-kdf"
+         nothing was allocated"
     )]
     CostlyImport {
         memory_kib: u32,

@@ -25,7 +25,7 @@ const EXT: &str = "vault";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("no archive with id {0} in this home; run 'vault backup list' to see the archives")]
+    #[error("no archive with id {0} in this home")]
     NotFound(String),
     #[error(
         "{offered} claims archive id {id}, but {existing} already holds that id with different content; refusing to overwrite it (compare the two files; only one can be genuine)"
@@ -36,7 +36,7 @@ pub enum StoreError {
         offered: String,
     },
     #[error(
-        "{path} should hold archive {asked} but its header says {found}: the file was replaced by another archive; nothing was used. Put the right file back, or use the file by name (--file)"
+        "{path} should hold archive {asked} but its header says {found}: the file was replaced by another archive; nothing was used. Put the right file back, or use the file by name"
     )]
     IdMismatch {
         path: String,

@@ -17,7 +17,7 @@ pub enum AuditError {
 
     /// A complete line of the log is not a valid record (tampering or disk corruption).
     #[error(
-        "audit log {} line {line} is not a valid record ({reason}); run 'vault audit verify' to see where the log is broken",
+        "audit log {} line {line} is not a valid record ({reason})",
         path.display()
     )]
     CorruptLine {
@@ -28,7 +28,7 @@ pub enum AuditError {
 
     /// The last record cannot be read, so a new record cannot be chained onto it.
     #[error(
-        "cannot append to audit log {}: its last record is unreadable ({reason}); run 'vault audit verify', then move the file aside to start a new chain",
+        "cannot append to audit log {}: its last record is unreadable ({reason})",
         path.display()
     )]
     LastRecordUnreadable { path: PathBuf, reason: String },
@@ -48,7 +48,7 @@ pub enum AuditError {
     },
 
     /// A record in `since` filtering has a time that is not RFC 3339.
-    #[error("audit log {} line {line} has an invalid time '{time}'; run 'vault audit verify'", path.display())]
+    #[error("audit log {} line {line} has an invalid time '{time}'", path.display())]
     BadTime {
         path: PathBuf,
         line: u64,

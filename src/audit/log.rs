@@ -1205,7 +1205,11 @@ mod tests {
             matches!(err, AuditError::LastRecordUnreadable { .. }),
             "{err}"
         );
-        assert!(err.to_string().contains("vault audit verify"));
+        // The next step ("run 'vault audit verify'") is the CLI's: cli::hints.
+        assert!(
+            err.to_string().contains("last record is unreadable"),
+            "{err}"
+        );
         assert_eq!(std::fs::read(log.path()).unwrap(), before);
     }
 

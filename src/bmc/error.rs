@@ -16,13 +16,11 @@ pub enum BmcError {
     InvalidUrl { host: String, reason: String },
 
     #[error(
-        "refusing plain http:// to BMC {host}: the password, the session token and the backup would cross the network unencrypted; use https://, or pass --allow-http (inventory: allow_http = true) knowingly"
+        "refusing plain http:// to BMC {host}: the password, the session token and the backup would cross the network unencrypted"
     )]
     PlaintextRefused { host: String },
 
-    #[error(
-        "BMC {host} offers no Redfish sessions ({detail}): log in with --auth basic (backups work; restore needs a session)"
-    )]
+    #[error("BMC {host} offers no Redfish sessions ({detail})")]
     NoSessions { host: String, detail: String },
 
     #[error("invalid iLO backup-file password: {reason}")]
@@ -33,9 +31,7 @@ pub enum BmcError {
     )]
     FilePasswordRejected { host: String },
 
-    #[error(
-        "BMC {host} needs a session to {what} (iLO checks the session key in the form); use --auth session"
-    )]
+    #[error("BMC {host} needs a session to {what} (iLO checks the session key in the form)")]
     NeedsSession { host: String, what: &'static str },
 
     #[error("cannot use CA certificate {}: {reason}; pass a PEM file with the CA that signed the BMC certificate", path.display())]
@@ -49,9 +45,7 @@ pub enum BmcError {
     )]
     Connect { host: String, detail: String },
 
-    #[error(
-        "TLS with BMC {host} failed ({detail}): if its certificate is self-signed or from a private CA, pass --ca-cert with that CA (or --insecure, knowingly)"
-    )]
+    #[error("TLS with BMC {host} failed ({detail})")]
     Tls { host: String, detail: String },
 
     #[error("{}", auth_message(host, *status, message_id.as_deref(), *during_login))]
@@ -62,7 +56,7 @@ pub enum BmcError {
         during_login: bool,
     },
 
-    #[error("BMC {host} has no free session slot{}: log out stale sessions (iLO web UI, Information > Sessions), wait for them to time out, or use --auth basic", id_suffix(message_id.as_deref()))]
+    #[error("BMC {host} has no free session slot{}: log out stale sessions (iLO web UI, Information > Sessions), wait for them to time out", id_suffix(message_id.as_deref()))]
     SessionLimit {
         host: String,
         message_id: Option<String>,
@@ -79,7 +73,7 @@ pub enum BmcError {
     },
 
     #[error(
-        "BMC {host} redirected {path} (HTTP {status}) to {location:?}; redirects are not followed so credentials never leave the BMC you named: pass the final URL with --bmc"
+        "BMC {host} redirected {path} (HTTP {status}) to {location:?}; redirects are not followed so credentials never leave the BMC you named"
     )]
     Redirect {
         host: String,
@@ -119,16 +113,14 @@ pub enum BmcError {
     #[error("BMC {host} sent a malformed response ({what}); is this a Redfish service?")]
     MalformedResponse { host: String, what: String },
 
-    #[error("BMC {host} did not answer in time ({what}, limit {}s); raise --timeout or check the network", after.as_secs_f32())]
+    #[error("BMC {host} did not answer in time ({what}, limit {}s)", after.as_secs_f32())]
     Timeout {
         host: String,
         what: String,
         after: Duration,
     },
 
-    #[error(
-        "restoring to BMC {host} needs a session login (iLO checks the session key); use --auth session"
-    )]
+    #[error("restoring to BMC {host} needs a session login (iLO checks the session key)")]
     RestoreNeedsSession { host: String },
 
     #[error("{context}: {source}")]
@@ -172,7 +164,7 @@ fn auth_message(host: &str, status: u16, id: Option<&str>, during_login: bool) -
         (true, 403) => format!(
             "BMC {host} refused the login{id}: the account is not allowed to log in over Redfish; check its privileges"
         ),
-        (true, _) => format!("BMC {host} refused the login{id}: check --bmc-user and the password"),
+        (true, _) => format!("BMC {host} refused the login{id}"),
         (false, 403) => format!(
             "BMC {host} denied access{id}: the account lacks the privilege for this operation (backup and restore need iLO configuration privilege)"
         ),

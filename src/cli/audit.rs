@@ -1,22 +1,22 @@
-//! `vault audit …`: the operations log and archive sweeps. Read-only: nothing here
-//! appends to the log or changes an archive.
-use std::collections::HashMap;
+//! `vault audit …`: the operations log and archive sweeps, read-only (nothing here
+//! appends to the log or changes an archive). Each command resolves its arguments,
+//! calls one operation of [`crate::ops::audit`] and prints one record; the verdict
+//! (exit status 5 for a broken chain or an integrity failure) comes after the record,
+//! so scripts get both.
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::{Date, Duration, OffsetDateTime, PrimitiveDateTime, Time};
-use uuid::Uuid;
 
-use super::backup::key_lookup;
 use super::output::Format;
+use super::records::{AuditRecords, AuditVerified};
 use super::{CliError, CliResult, Ctx};
-use crate::audit::{AnchorCheck, AuditError, AuditFilter, AuditLog, Broken, VerifyReport};
+use crate::audit::AuditFilter;
 use crate::errors::Kind;
-use crate::keystore::KeyStore;
-use crate::sweep::{self, KeyStatus, SweepKeys, SweepOptions};
+use crate::ops::audit::{self as ops_audit, Anchor, ArchiveSweep};
+use crate::sweep;
 
 #[derive(Subcommand)]
 pub enum AuditCmd {
@@ -110,12 +110,8 @@ pub fn run(ctx: &Ctx, c: AuditCmd) -> CliResult {
     match c {
         AuditCmd::Log(a) => log(ctx, &a),
         AuditCmd::Verify { anchor } => verify(ctx, anchor.as_deref()),
-        AuditCmd::Archives(a) => archives(ctx, &a),
+        AuditCmd::Archives(a) => archives(ctx, a),
     }
-}
-
-fn audit_err(e: AuditError) -> CliError {
-    e.into()
 }
 
 fn log(ctx: &Ctx, a: &LogArgs) -> CliResult {
@@ -131,23 +127,12 @@ fn log(ctx: &Ctx, a: &LogArgs) -> CliResult {
         key_id: a.key_id.clone(),
         archive_id: a.archive_id.clone(),
     };
-    let records = AuditLog::open(ctx.home_dir())
-        .query(&filter)
-        .map_err(audit_err)?;
-    let mut rows: Vec<Value> = records
-        .iter()
-        .map(|r| serde_json::to_value(r).expect("records serialize"))
-        .collect();
-    if ctx.format == Format::Table {
-        // Hashes make rows unreadably wide; 'vault audit verify' is what checks them.
-        for r in &mut rows {
-            if let Some(o) = r.as_object_mut() {
-                o.remove("prevHash");
-                o.remove("hash");
-            }
-        }
-    }
-    ctx.print(&json!({"total": rows.len(), "records": rows}))
+    // A table leaves the hashes out of its rows ('vault audit verify' checks them).
+    let records = ops_audit::records(ctx.home_dir(), &filter)?;
+    ctx.print(&AuditRecords {
+        total: records.len(),
+        records: &records,
+    })
 }
 
 /// `--since`: RFC 3339, a date (midnight UTC), or an age `N{s,m,h,d,w}` before `now`.
@@ -178,80 +163,25 @@ fn parse_since(s: &str, now: OffsetDateTime) -> Result<OffsetDateTime, String> {
     now.checked_sub(d).ok_or_else(bad)
 }
 
-fn verify_json(report: &VerifyReport) -> Value {
-    json!({
-        "intact": report.is_intact(),
-        "records": report.records,
-        "lastSeq": report.records,
-        "lastHash": report.last_hash,
-        "firstBroken": report.first_broken,
-        "tornTail": report.torn_tail,
-        "unfinished": report.unfinished,
-        "anchor": format!("{}:{}", report.records, report.last_hash),
-        "anchorNote": "record the anchor somewhere an attacker cannot write; 'vault audit verify --anchor SEQ:HASH' then detects a truncated or rewritten log",
-    })
-}
-
-fn broken_sentence(log: &AuditLog, b: &Broken, intact: u64) -> String {
-    let seq = b.seq.map(|s| format!(" (seq {s})")).unwrap_or_default();
-    format!(
-        "audit log {} is broken at line {}{seq}: {}; the {intact} record(s) before it chain correctly, records from there on cannot be trusted. Keep the file as evidence and compare it with your last anchor or a backup copy",
-        log.path().display(),
-        b.line,
-        b.reason
-    )
-}
-
 fn verify(ctx: &Ctx, anchor: Option<&str>) -> CliResult {
     let anchor = anchor.map(parse_anchor).transpose()?;
-    let log = AuditLog::open(ctx.home_dir());
-    let report = log.verify().map_err(audit_err)?;
-    let mut out = verify_json(&report);
-    let mut failure = report
-        .first_broken
-        .as_ref()
-        .map(|b| broken_sentence(&log, b, report.records));
-    if let Some((seq, hash)) = &anchor {
-        let check = log.verify_against_anchor(*seq, hash).map_err(audit_err)?;
-        let problem = match &check {
-            AnchorCheck::Found => None,
-            AnchorCheck::HashDiffers { found, .. } => Some(format!(
-                "record {seq} of audit log {} now has hash {found}, not the anchored {hash}: the log up to it was rewritten",
-                log.path().display()
-            )),
-            AnchorCheck::Truncated { records } => Some(format!(
-                "audit log {} ends after {records} intact record(s), before the anchored seq {seq}: records were removed from its end",
-                log.path().display()
-            )),
-            AnchorCheck::ChainBroken { broken } => {
-                Some(broken_sentence(&log, broken, broken.line.saturating_sub(1)))
-            }
-        };
-        out["anchorCheck"] = json!({
-            "anchor": format!("{seq}:{hash}"),
-            "matches": problem.is_none(),
-            "result": check,
-        });
-        if failure.is_none() {
-            failure = problem;
-        }
-    }
-    ctx.print(&out)?;
-    if let Some(t) = &report.torn_tail
-        && report.is_intact()
+    let v = ops_audit::verify(ctx.home_dir(), anchor)?;
+    ctx.print(&AuditVerified::new(&v))?;
+    if let Some(t) = &v.report.torn_tail
+        && v.report.is_intact()
     {
         ctx.notice(&format!(
             "the log ends with {} unterminated byte(s) at line {} (an interrupted append, not a record); the next operation removes them and records that it did",
             t.bytes, t.line
         ));
     }
-    match failure {
-        Some(msg) => Err(CliError::new(Kind::Integrity, msg)),
+    match v.problem {
+        Some(p) => Err(p.into()),
         None => Ok(()),
     }
 }
 
-fn parse_anchor(s: &str) -> CliResult<(u64, String)> {
+fn parse_anchor(s: &str) -> CliResult<Anchor> {
     let bad = || {
         CliError::new(
             Kind::Usage,
@@ -266,138 +196,63 @@ fn parse_anchor(s: &str) -> CliResult<(u64, String)> {
     if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(bad());
     }
-    Ok((seq, hash))
+    Ok(Anchor { seq, hash })
 }
 
-fn archives(ctx: &Ctx, a: &ArchivesArgs) -> CliResult {
-    let metrics = super::everyday::metrics_path(ctx, &a.metrics)?;
-    let started = std::time::Instant::now();
-    // s3://BUCKET/PREFIX arguments are swept on the remote (keyless, ranged reads).
-    let (s3, local): (Vec<PathBuf>, Vec<PathBuf>) = a
-        .paths
-        .iter()
-        .cloned()
-        .partition(|p| p.to_str().is_some_and(|s| s.starts_with("s3://")));
-    if !a.trust.is_empty() && !s3.is_empty() {
-        // A remote sweep reads header and trailer only; --trust needs every byte.
-        return Err(CliError::new(
-            Kind::Usage,
-            "--trust reads every byte of each archive and is not supported on s3:// paths; fetch them with 'vault backup fetch' and sweep the files, or sweep the remote without --trust",
-        ));
-    }
-    for p in &local {
-        if std::fs::metadata(p).is_err() {
+impl ArchivesArgs {
+    /// The sweep asked for. s3://BUCKET/PREFIX arguments are swept on the remote of this
+    /// home on that bucket (keyless, ranged reads).
+    fn resolve(self, ctx: &Ctx) -> CliResult<ArchiveSweep> {
+        let metrics = super::everyday::metrics_path(ctx, &self.metrics)?;
+        let (s3, local): (Vec<PathBuf>, Vec<PathBuf>) = self
+            .paths
+            .into_iter()
+            .partition(|p| p.to_str().is_some_and(|s| s.starts_with("s3://")));
+        if !self.trust.is_empty() && !s3.is_empty() {
+            // A remote sweep reads header and trailer only; --trust needs every byte.
             return Err(CliError::new(
-                Kind::NotFound,
-                format!(
-                    "{} does not exist (or cannot be reached); check the path",
-                    p.display()
-                ),
+                Kind::Usage,
+                "--trust reads every byte of each archive and is not supported on s3:// paths; fetch them with 'vault backup fetch' and sweep the files, or sweep the remote without --trust",
             ));
         }
+        ops_audit::check_paths(&local)?;
+        let remotes = s3
+            .iter()
+            .map(|url| super::remote::remote_for_url(ctx, url.to_str().unwrap_or_default()))
+            .collect::<CliResult<Vec<_>>>()?;
+        Ok(ArchiveSweep {
+            paths: local,
+            remotes,
+            max_age_days: self.max_age,
+            rotation_days: self.rotation_days,
+            min_retention_days: self.min_retention,
+            verify: self.verify,
+            trust: self.trust,
+            threads: self.jobs,
+            metrics,
+            now: crate::clock::now(),
+        })
     }
+}
+
+fn archives(ctx: &Ctx, a: ArchivesArgs) -> CliResult {
+    let req = a.resolve(ctx)?;
     // A sweep must not create a vault home as a side effect: without one, no key is here.
     let home = if ctx.home_dir().exists() {
         Some(ctx.home()?)
     } else {
         None
     };
-    let statuses: HashMap<Uuid, KeyStatus> = match &home {
-        Some(h) => {
-            let deps = KeyStore::new(h).dependencies()?;
-            KeyStore::new(h)
-                .list(None, None)?
-                .into_iter()
-                .map(|k| {
-                    (
-                        k.id,
-                        KeyStatus {
-                            state: k.state,
-                            created_at: k.created_at,
-                            depends_on: deps.of(&k.id),
-                        },
-                    )
-                })
-                .collect()
-        }
-        None => HashMap::new(),
-    };
-    let status = |id: &Uuid| statuses.get(id).cloned();
-    let threads = a.jobs.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get().min(4))
-            .unwrap_or(1)
-    });
-    let opts = SweepOptions {
-        trusted: super::backup::trusted_keys(&a.trust)?,
-        max_age_days: a.max_age,
-        rotation_days: a.rotation_days,
-        now: crate::clock::now(),
-        threads,
-    };
-    let report = match (&home, a.verify) {
-        (Some(h), true) => {
-            let ks = KeyStore::new(h);
-            let material = key_lookup(&ks)?;
-            let keys = SweepKeys {
-                status: &status,
-                material: Some(&material),
-            };
-            sweep::sweep(&local, &keys, &opts)
-        }
-        _ => {
-            let keys = SweepKeys {
-                status: &status,
-                material: None,
-            };
-            sweep::sweep(&local, &keys, &opts)
-        }
-    };
-    let report = if s3.is_empty() {
-        report
-    } else {
-        let keys = SweepKeys {
-            status: &status,
-            material: None,
-        };
-        let mut all = report.archives;
-        for url in &s3 {
-            let remote = super::remote::remote_for_url(ctx, url.to_str().unwrap_or_default())?;
-            all.extend(crate::ops::remote::sweep(
-                &remote,
-                &keys,
-                &opts,
-                a.min_retention,
-            )?);
-        }
-        sweep::summarize(all, report.skipped)
-    };
-    let mut out = serde_json::to_value(&report).expect("sweep report serializes");
-    if ctx.format == Format::Table {
-        // Nested findings do not fit a table cell: show their codes.
-        if let Some(rows) = out["archives"].as_array_mut() {
-            for (row, a) in rows.iter_mut().zip(&report.archives) {
-                let codes: Vec<&str> = a.findings.iter().map(|f| f.code.as_str()).collect();
-                row["findings"] = json!(codes.join(","));
-            }
-        }
-    }
-    if let Some(m) = &metrics {
-        super::everyday::write_sweep_metrics(ctx, m, &report.summary, started);
-    }
-    ctx.print(&out)?;
-    let too_deep = report
-        .skipped
-        .iter()
-        .filter(|k| k.reason == sweep::SkipReason::TooDeep)
-        .count();
-    if too_deep > 0 {
+    let swept = ops_audit::sweep_archives(home.as_ref(), &req, &super::Notices)?;
+    ctx.print(&swept.report)?;
+    if swept.too_deep > 0 {
         ctx.notice(&format!(
-            "{too_deep} director(ies) at the depth limit of {} levels were not entered; their paths are under \"skipped\" (reason \"too-deep\"): sweep them by name",
+            "{} director(ies) at the depth limit of {} levels were not entered; their paths are under \"skipped\" (reason \"too-deep\"): sweep them by name",
+            swept.too_deep,
             sweep::MAX_DEPTH
         ));
     }
-    let s = &report.summary;
+    let s = &swept.report.summary;
     if ctx.format == Format::Table {
         ctx.notice(&format!(
             "{} file(s), {} archive(s): {} ok, {} with findings, {} integrity failure(s)",
@@ -440,9 +295,17 @@ mod tests {
     #[test]
     fn anchors_parse_strictly() {
         let h = "ab".repeat(32);
-        assert_eq!(parse_anchor(&format!("7:{h}")).unwrap(), (7, h.clone()));
         assert_eq!(
-            parse_anchor(&format!("7:{}", h.to_uppercase())).unwrap().1,
+            parse_anchor(&format!("7:{h}")).unwrap(),
+            Anchor {
+                seq: 7,
+                hash: h.clone()
+            }
+        );
+        assert_eq!(
+            parse_anchor(&format!("7:{}", h.to_uppercase()))
+                .unwrap()
+                .hash,
             h
         );
         for bad in [

@@ -12,7 +12,6 @@ use super::records::{
 use super::{CliError, CliResult, Ctx, ScopeArgs, prune, pull, remote};
 use crate::errors::Kind;
 use crate::keystore::Scope;
-pub use crate::ops::backup::key_lookup;
 use crate::ops::{self, backup::Input};
 
 #[derive(Subcommand)]

@@ -10,7 +10,7 @@ use super::{CliError, CliResult, Ctx};
 use crate::audit::syslog::{self, Forwarder, Target};
 use crate::config::{Config, Setting, Source, pick};
 use crate::errors::Kind;
-use crate::metrics::{self, PullOutcome, PullSample, SweepSample};
+use crate::metrics::{self, PullOutcome, PullSample};
 
 /// Environment variables of the settings (the flags' names, upper-case).
 const ENV_SYSLOG: &str = "VAULT_SYSLOG";
@@ -200,48 +200,9 @@ pub fn pull_sample(bmc: &str, started: Instant, r: Result<u64, Kind>) -> PullSam
     }
 }
 
-fn metrics_warning(ctx: &Ctx, r: Result<metrics::WriteReport, metrics::MetricsError>) {
-    match r {
-        Ok(rep) => {
-            if let Some(why) = rep.replaced_unreadable {
-                ctx.notice(&format!(
-                    "warning: the previous metrics file was replaced ({why}); its counters restart at 0"
-                ));
-            }
-        }
-        // The pull or sweep itself is done: a monitoring problem is reported, not fatal;
-        // the stale file's timestamps make the monitoring system notice too.
-        Err(e) => ctx.notice(&format!("warning: {e}")),
-    }
-}
-
-pub fn write_pull_metrics(ctx: &Ctx, path: &Path, samples: &[PullSample], started: Instant) {
+pub fn write_pull_metrics(_ctx: &Ctx, path: &Path, samples: &[PullSample], started: Instant) {
     let r = metrics::write_pulls(path, samples, started.elapsed(), SystemTime::now());
-    metrics_warning(ctx, r);
-}
-
-pub fn write_sweep_metrics(
-    ctx: &Ctx,
-    path: &Path,
-    s: &crate::sweep::SweepSummary,
-    started: Instant,
-) {
-    let sample = SweepSample {
-        files: s.files,
-        archives: s.archives,
-        ok: s.ok,
-        skipped: s.skipped,
-        verified: s.verified,
-        integrity_failures: s.integrity_failures,
-        findings: s
-            .findings
-            .iter()
-            .map(|(k, v)| (k.to_string(), *v))
-            .collect(),
-        duration: started.elapsed(),
-        finished: SystemTime::now(),
-    };
-    metrics_warning(ctx, metrics::write_sweep(path, &sample));
+    crate::ops::audit::metrics_written(r, &super::Notices);
 }
 
 /// One line of `vault config show`.

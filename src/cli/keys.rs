@@ -153,20 +153,13 @@ pub fn run(ctx: &Ctx, cmd: KeysCmd) -> CliResult {
     match cmd {
         KeysCmd::Create(a) => create(ctx, a),
         KeysCmd::List { scope } => list(ctx, &scope),
-        KeysCmd::Get { id } => {
-            let ops = ctx.ops()?;
-            let k = keys::get(&ops, &id)?;
-            ctx.print(&KeyView::of(&ops, k)?)
-        }
+        KeysCmd::Get { id } => get(ctx, &id),
         KeysCmd::SetDefault { id } => ctx.print(&keys::set_default(&ctx.ops()?, &id)?),
         KeysCmd::Compromise { id } => ctx.print(&keys::compromise(&ctx.ops()?, &id)?),
         KeysCmd::Rotate { scope } => rotate(ctx, &scope),
         KeysCmd::Delete { id, force } => delete(ctx, &id, force),
         KeysCmd::Download(a) => download(ctx, &a),
-        KeysCmd::Inspect { file } => {
-            let parsed = keys::inspect_file(&file)?;
-            ctx.print(&KeyFileRecord::from(&parsed.meta))
-        }
+        KeysCmd::Inspect { file } => inspect(ctx, &file),
         KeysCmd::Upload(a) => upload(ctx, &a),
     }
 }
@@ -207,6 +200,17 @@ impl KeyView {
     }
 }
 
+fn get(ctx: &Ctx, id: &str) -> CliResult {
+    let ops = ctx.ops()?;
+    let k = keys::get(&ops, id)?;
+    ctx.print(&KeyView::of(&ops, k)?)
+}
+
+fn inspect(ctx: &Ctx, file: &std::path::Path) -> CliResult {
+    let parsed = keys::inspect_file(file)?;
+    ctx.print(&KeyFileRecord::from(&parsed.meta))
+}
+
 fn rotate(ctx: &Ctx, scope: &ScopeArgs) -> CliResult {
     let (scope, domain) = scope.resolve(Scope::System)?;
     let r = keys::rotate(&ctx.ops()?, scope, domain)?;
@@ -243,6 +247,12 @@ fn delete(ctx: &Ctx, id: &str, force: bool) -> CliResult {
 
 fn download(ctx: &Ctx, a: &DownloadArgs) -> CliResult {
     let (params, password) = a.resolve();
+    if params.check().is_ok() && params.check_import(ImportLimit::Default).is_err() {
+        ctx.notice(&format!(
+            "{} is above the default import ceiling: 'vault keys upload' of this file will need --allow-costly-kdf",
+            params.describe()
+        ));
+    }
     let x = keys::export(&ctx.ops()?, &a.id, &a.file, params, &|| password.get())?;
     ctx.print(&KeyExported::new(x.key.id, &x.file, &x.params))
 }

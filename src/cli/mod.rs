@@ -9,6 +9,7 @@ mod audit;
 mod backup;
 mod demo;
 mod everyday;
+mod hints;
 mod home;
 mod keys;
 pub mod output;
@@ -52,9 +53,10 @@ impl CliError {
     }
 }
 
-impl<E: Classify + std::fmt::Display> From<E> for CliError {
+/// A library error: its kind, and its fact followed by the CLI's hint ([`hints`]).
+impl<E: Classify + std::fmt::Display + 'static> From<E> for CliError {
     fn from(e: E) -> Self {
-        CliError::new(e.kind(), e.to_string())
+        CliError::new(e.kind(), hints::message(&e))
     }
 }
 

@@ -537,6 +537,60 @@ impl<'a> From<&'a RemoteConfig> for RemoteRecord<'a> {
     }
 }
 
+/// `audit log`: the matching records, oldest first.
+#[derive(Serialize)]
+pub struct AuditRecords<'a> {
+    pub total: usize,
+    pub records: &'a [crate::audit::AuditRecord],
+}
+
+/// `audit verify`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditVerified<'a> {
+    pub intact: bool,
+    pub records: u64,
+    pub last_seq: u64,
+    pub last_hash: &'a str,
+    pub first_broken: &'a Option<crate::audit::Broken>,
+    pub torn_tail: &'a Option<crate::audit::TornTail>,
+    pub unfinished: &'a [crate::audit::IntentRecord],
+    pub anchor: String,
+    pub anchor_note: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anchor_check: Option<AnchorChecked<'a>>,
+}
+
+/// `anchorCheck` of `audit verify --anchor`.
+#[derive(Serialize)]
+pub struct AnchorChecked<'a> {
+    pub anchor: String,
+    pub matches: bool,
+    pub result: &'a crate::audit::AnchorCheck,
+}
+
+impl<'a> AuditVerified<'a> {
+    pub fn new(v: &'a crate::ops::audit::Verification) -> Self {
+        let r = &v.report;
+        AuditVerified {
+            intact: r.is_intact(),
+            records: r.records,
+            last_seq: r.records,
+            last_hash: &r.last_hash,
+            first_broken: &r.first_broken,
+            torn_tail: &r.torn_tail,
+            unfinished: &r.unfinished,
+            anchor: v.next_anchor().to_string(),
+            anchor_note: "record the anchor somewhere an attacker cannot write; 'vault audit verify --anchor SEQ:HASH' then detects a truncated or rewritten log",
+            anchor_check: v.anchor.as_ref().map(|(a, check)| AnchorChecked {
+                anchor: a.to_string(),
+                matches: *check == crate::audit::AnchorCheck::Found,
+                result: check,
+            }),
+        }
+    }
+}
+
 /// One archive of `backup push` (and `pushed` of `backup pull --push-to`).
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -49,7 +49,7 @@ pub enum EnvelopeError {
 
     /// No key slot names a key that the caller can provide.
     #[error(
-        "archive is sealed under key {} which is not in this home; import it with 'vault keys upload'",
+        "archive is sealed under key {} which is not in this home",
         join_ids(.key_ids)
     )]
     KeyUnavailable { key_ids: Vec<Uuid> },

@@ -482,7 +482,8 @@ fn missing_key_names_the_key_and_the_fix() {
     let msg = err.to_string();
     assert!(matches!(err, EnvelopeError::KeyUnavailable { .. }));
     assert!(
-        msg.contains(&s.key_id.to_string()) && msg.contains("vault keys upload"),
+        // "import it with 'vault keys upload'" is the CLI's hint: cli::hints.
+        msg.contains(&s.key_id.to_string()) && msg.contains("not in this home"),
         "{msg}"
     );
 }

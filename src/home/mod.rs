@@ -33,9 +33,7 @@ pub enum HomeError {
     },
     #[error(transparent)]
     Root(#[from] RootError),
-    #[error(
-        "vault home {path} already has a root key; use 'vault home protect' to change how it is protected"
-    )]
+    #[error("vault home {path} already has a root key")]
     AlreadyInitialised { path: PathBuf },
     #[error(
         "the key store of {path} is wrapped under root key {want}, but {found} holds root key {have}; restore root.key from the backup of this vault home made with keys.json"

@@ -69,9 +69,7 @@ pub enum RootError {
     TooNew { path: PathBuf, found: u32 },
     #[error("wrong passphrase for the root key of this vault home")]
     WrongPassphrase,
-    #[error(
-        "the root key of this vault home is protected by a passphrase: pass --root-password-file FILE or set VAULT_ROOT_PASSWORD (no terminal to prompt on)"
-    )]
+    #[error("the root key of this vault home is protected by a passphrase, and none was given")]
     PassphraseNeeded,
     #[error("cannot use secret file {path}: {reason}")]
     SecretFile { path: PathBuf, reason: String },

@@ -44,11 +44,9 @@ pub struct TokenConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
-    #[error("cannot load the PKCS#11 module {path}: {reason}; install it or fix --pkcs11-module")]
+    #[error("cannot load the PKCS#11 module {path}: {reason}")]
     MissingModule { path: PathBuf, reason: String },
-    #[error(
-        "no PKCS#11 token labelled {label:?} in module {module} (tokens present: {present}); insert the token or fix --pkcs11-token"
-    )]
+    #[error("no PKCS#11 token labelled {label:?} in module {module} (tokens present: {present})")]
     MissingToken {
         label: String,
         module: PathBuf,
@@ -60,9 +58,7 @@ pub enum TokenError {
         "the user PIN of PKCS#11 token {label:?} is locked (too many wrong PINs); have the security officer unlock it; nothing was changed"
     )]
     Locked { label: String },
-    #[error(
-        "the PIN of PKCS#11 token {label:?} is needed: configure --pkcs11-pin-file, set VAULT_PKCS11_PIN, or run on a terminal"
-    )]
+    #[error("the PIN of PKCS#11 token {label:?} is needed, and none was given")]
     PinNeeded { label: String },
     #[error(
         "PKCS#11 token {label:?} has no key labelled {key:?}: the key that wraps this home's root key is gone from the token, and what depended on it cannot be opened"

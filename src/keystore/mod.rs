@@ -182,53 +182,43 @@ pub enum KeyError {
     EntryTampered { path: String, id: Uuid },
     #[error("key store {path} was written by a newer vault (store format {found}); upgrade vault")]
     StoreTooNew { path: String, found: u32 },
-    #[error("no backup key with id {0}; run 'vault keys list' to see the keys in this home")]
+    #[error("no backup key with id {0}")]
     NotFound(String),
-    #[error("no default {scope} key{domain}; create one with 'vault keys create --scope {scope}{flag} --default' or pick one with 'vault keys set-default --id ID'", domain = .domain.as_ref().map(|d| format!(" for domain {d}")).unwrap_or_default(), flag = .domain.as_ref().map(|d| format!(" --domain {d}")).unwrap_or_default())]
+    #[error("no default {scope} key{domain}", domain = .domain.as_ref().map(|d| format!(" for domain {d}")).unwrap_or_default())]
     NoDefault {
         scope: Scope,
         domain: Option<String>,
     },
-    #[error(
-        "key {0} is retired: it can decrypt but not encrypt; use --key with an active key or run 'vault keys rotate'"
-    )]
+    #[error("key {0} is retired: it can decrypt but not encrypt")]
     Retired(Uuid),
-    #[error(
-        "key {0} is compromised: it can decrypt but never encrypts; re-encrypt its archives with 'vault backup rewrap --reencrypt --from {0}'"
-    )]
+    #[error("key {0} is compromised: it can decrypt but never encrypts")]
     Compromised(Uuid),
-    #[error("--domain applies only to domain keys; add --scope domain or drop --domain")]
+    #[error("a domain applies only to domain keys, not to system keys")]
     DomainWithSystemScope,
     #[error(
         "invalid domain id {0:?}: use letters, digits, '-', '_' or '.', at most 128 characters"
     )]
     BadDomain(String),
-    #[error(
-        "the key file holds a {file} key but --scope is {flag}; pass --scope {file} to import it"
-    )]
+    #[error("the key file holds a {file} key, not a {flag} key")]
     ScopeMismatch { file: Scope, flag: Scope },
     #[error(
         "a different key with id {0} is already in this home; refusing to overwrite it (delete it first if you are sure)"
     )]
     IdClash(Uuid),
-    #[error(
-        "key {id} protects {count} archive(s) in this home ({list}); rewrap them with 'vault backup rewrap --all --from {id}' first, or pass --force to delete anyway (those archives become unreadable)"
-    )]
+    #[error("key {id} protects {count} archive(s) in this home ({list})")]
     InUse {
         id: Uuid,
         count: usize,
         list: String,
     },
-    #[error(
-        "key {0} is the default key of its scope; make another key the default first, or pass --force"
-    )]
+    #[error("key {0} is the default key of its scope")]
     IsDefault(Uuid),
     #[error(
         "only system keys can be tied to the HSM (as in CipherTrust): a domain key is always wrapped by the root key"
     )]
     TiedDomainKey,
     #[error(
-        "--tied-to-hsm needs a vault home whose root key is in a PKCS#11 token (mode pkcs11); this home is in mode {0}"
+        "a key tied to the HSM needs a vault home whose root key is in a PKCS#11 token (mode pkcs11); this home is in mode {0}"
     )]
     NoToken(Mode),
     #[error(

@@ -3,8 +3,8 @@
 //!
 //! Invariant: messages name the object (file, key id, archive id, BMC host) and never a
 //! secret. They do not name CLI commands or flags: hints such as "run 'vault backup
-//! list'" are the CLI's to add (`cli::hints`), because the library is also used by the
-//! demo and by other programs.
+//! list'" are the CLI's to add (`cli::hints`, by variant), because the library is also
+//! used by the demo and by other programs.
 use std::io;
 use std::path::PathBuf;
 
@@ -35,9 +35,9 @@ pub enum OpsError {
     Audit(#[from] AuditError),
     #[error(transparent)]
     Password(#[from] PasswordError),
-    /// A retention policy that cannot be applied (e.g. one that keeps nothing).
-    #[error("{0}")]
-    InvalidPolicy(String),
+    /// A retention policy that keeps no archive at all.
+    #[error("a retention policy must keep something: this one would remove every archive")]
+    PolicyKeepsNothing,
     /// Boxed: S3 errors carry bucket, object and response details.
     #[error(transparent)]
     Remote(Box<RemoteError>),
@@ -53,7 +53,7 @@ pub enum OpsError {
     #[error(transparent)]
     KdfParams(KdfError),
     /// The key named to seal an archive belongs to another scope or domain.
-    #[error("key {key} is {} and cannot seal {}; pick a key of the same scope (vault keys list --scope {scope}) or change --scope/--domain", describe_key(*.key_scope, .key_domain.as_deref()), describe_archive(.domain.as_deref()))]
+    #[error("key {key} is {} and cannot seal {}", describe_key(*.key_scope, .key_domain.as_deref()), describe_archive(.domain.as_deref()))]
     KeyOutOfScope {
         key: uuid::Uuid,
         key_scope: Scope,
@@ -63,7 +63,7 @@ pub enum OpsError {
     },
     /// Restore: the BMC manages another server than the archive came from.
     #[error(
-        "archive {archive} came from the server with serial {archive_serial}, but BMC {host} manages serial {bmc_serial}; nothing was sent. If the system board was replaced, pass --allow-different-system"
+        "archive {archive} came from the server with serial {archive_serial}, but BMC {host} manages serial {bmc_serial}; nothing was sent"
     )]
     SerialMismatch {
         archive: uuid::Uuid,
@@ -72,17 +72,17 @@ pub enum OpsError {
         bmc_serial: String,
     },
     #[error(
-        "archive {archive} does not record the serial number of the server it came from, so BMC {host} cannot be checked; nothing was sent. Pass --allow-different-system to restore it anyway"
+        "archive {archive} does not record the serial number of the server it came from, so BMC {host} cannot be checked; nothing was sent"
     )]
     NoArchiveSerial { archive: uuid::Uuid, host: String },
     #[error(
-        "BMC {host} does not report its server's serial number, so it cannot be checked against the archive's ({archive_serial}); nothing was sent. Pass --allow-different-system to restore anyway"
+        "BMC {host} does not report its server's serial number, so it cannot be checked against the archive's ({archive_serial}); nothing was sent"
     )]
     NoBmcSerial {
         host: String,
         archive_serial: String,
     },
-    #[error("restoring resets BMC {host}: pass --yes to confirm (there is no terminal to ask)")]
+    #[error("restoring resets BMC {host} and was not confirmed (there is no terminal to ask)")]
     RestoreNotConfirmed { host: String },
     #[error("restore cancelled; nothing was sent")]
     RestoreCancelled,
@@ -90,6 +90,9 @@ pub enum OpsError {
     /// written so by whoever holds the key).
     #[error("archive {archive}: its iLO backup-file password is not text; nothing was sent")]
     FilePasswordNotText { archive: uuid::Uuid },
+    /// A path the caller named does not exist.
+    #[error("{} does not exist (or cannot be reached); check the path", .0.display())]
+    NotFound(PathBuf),
     /// Opening, reading or writing a file the caller named.
     #[error("cannot access {}: {source}", path.display())]
     File { path: PathBuf, source: io::Error },
@@ -115,7 +118,7 @@ pub enum OpsError {
     TrustFile { path: PathBuf, reason: String },
     /// A plain rewrap away from a compromised key would keep the data keys it exposes.
     #[error(
-        "key {0} is compromised: a plain rewrap keeps each archive's data key, which whoever holds that key can recompute; nothing was changed. Use 'vault backup rewrap --all --from {0} --reencrypt'"
+        "key {0} is compromised: a plain rewrap keeps each archive's data key, which whoever holds that key can recompute; nothing was changed"
     )]
     CompromisedRewrap(uuid::Uuid),
     /// Writing the output of an extract failed; nothing was left under its name.
@@ -152,7 +155,7 @@ impl Classify for OpsError {
             OpsError::Audit(e) => e.kind(),
             OpsError::Password(e) => e.kind(),
             OpsError::Remote(e) => e.kind(),
-            OpsError::InvalidPolicy(_) => Kind::Usage,
+            OpsError::PolicyKeepsNothing => Kind::Usage,
             OpsError::KeyFile { source, .. } => source.kind(),
             OpsError::KeyFileTooLarge(_) | OpsError::KdfParams(_) | OpsError::TrustFile { .. } => {
                 Kind::Usage
@@ -166,6 +169,7 @@ impl Classify for OpsError {
                 Classify::kind(source)
             }
             OpsError::Read { .. } | OpsError::Write { .. } => Kind::Io,
+            OpsError::NotFound(_) => Kind::NotFound,
             OpsError::KeyOutOfScope { .. }
             | OpsError::SerialMismatch { .. }
             | OpsError::NoArchiveSerial { .. }

@@ -191,12 +191,6 @@ pub fn export(
         let key = ks.find(id)?;
         s.key_id = Some(key.id.to_string());
         params.check().map_err(OpsError::KdfParams)?;
-        if params.check_import(ImportLimit::Default).is_err() {
-            ctx.warn(&format!(
-                "{} is above the default import ceiling: 'vault keys upload' of this file will need --allow-costly-kdf",
-                params.describe()
-            ));
-        }
         let pw = password()?;
         let (_, bytes) = ks.export(&key.id, &pw, params)?;
         s.intent()?;

@@ -15,6 +15,7 @@
 //! commit point (rename, `keys.json` write) it writes a durable *intent*
 //! ([`Audit::intent`], [`crate::audit::intent`]) and after it the outcome record, so a
 //! kill at any instant leaves a committed change with its intent or its outcome on record.
+pub mod audit;
 pub mod backup;
 pub mod error;
 pub mod fleet;

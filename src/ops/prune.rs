@@ -85,17 +85,29 @@ struct Entry {
     key: Option<String>,
 }
 
+/// Applies `opts.policy` to every group of archives of the home (or of `remote`).
 pub fn prune(
     ctx: &Context,
     remote: Option<&Remote>,
     opts: &PruneOptions,
 ) -> Result<PruneReport, OpsError> {
     if !opts.policy.keeps_something() {
-        return Err(OpsError::InvalidPolicy(
-            "a retention policy must keep something (a --keep-* of at least 1): this one would remove every archive".into(),
-        ));
+        return Err(OpsError::PolicyKeepsNothing);
     }
-    let entries: Vec<Entry> = match remote {
+    let mut items = Vec::new();
+    for (group, entries) in groups(entries(ctx, remote)?) {
+        prune_group(ctx, remote, opts, &group, &entries, &mut items);
+    }
+    Ok(PruneReport {
+        dry_run: opts.dry_run,
+        items,
+    })
+}
+
+/// Every archive of the home or of `remote` whose header reads (the others are the
+/// sweep's to report, never the policy's to remove).
+fn entries(ctx: &Context, remote: Option<&Remote>) -> Result<Vec<Entry>, OpsError> {
+    Ok(match remote {
         None => ArchiveStore::new(ctx.home())
             .list()?
             .into_iter()
@@ -116,7 +128,11 @@ pub fn prune(
                 })
             })
             .collect(),
-    };
+    })
+}
+
+/// `entries` by group, in a stable order (BMC, scope, domain).
+fn groups(entries: Vec<Entry>) -> Vec<(Group, Vec<Entry>)> {
     type GroupKey = (String, String, Option<String>);
     let mut groups: BTreeMap<GroupKey, (Group, Vec<Entry>)> = BTreeMap::new();
     for e in entries {
@@ -124,61 +140,67 @@ pub fn prune(
         let k = (g.bmc.clone(), g.scope.to_string(), g.domain_id.clone());
         groups.entry(k).or_insert_with(|| (g, Vec::new())).1.push(e);
     }
-    let mut items = Vec::new();
-    for (_, (group, entries)) in groups {
-        let candidates: Vec<Candidate> = entries
+    groups.into_values().collect()
+}
+
+/// Decides on (and removes) the archives of one group, keeping its newest archive that
+/// verifies; when none does, keeps everything.
+fn prune_group(
+    ctx: &Context,
+    remote: Option<&Remote>,
+    opts: &PruneOptions,
+    group: &Group,
+    entries: &[Entry],
+    items: &mut Vec<PruneItem>,
+) {
+    let candidates: Vec<Candidate> = entries
+        .iter()
+        .map(|e| Candidate {
+            id: e.inspection.header.id,
+            created_at: e.inspection.header.created_at.clone(),
+        })
+        .collect();
+    let mut decisions = retention::apply(&opts.policy, &candidates);
+    let by_id = |id: &Uuid| {
+        entries
             .iter()
-            .map(|e| Candidate {
-                id: e.inspection.header.id,
-                created_at: e.inspection.header.created_at.clone(),
-            })
-            .collect();
-        let mut decisions = retention::apply(&opts.policy, &candidates);
-        let by_id = |id: &Uuid| {
-            entries
-                .iter()
-                .find(|e| e.inspection.header.id == *id)
-                .expect("decided on an entry")
-        };
-        if decisions.iter().any(|d| !d.keep()) {
-            // Newest first: the first that verifies is kept whatever the policy says.
-            let verified = decisions
-                .iter()
-                .position(|d| verify(ctx, remote, by_id(&d.id)).is_ok());
-            match verified {
-                Some(i) => decisions[i].reasons.push(Reason::NewestVerified),
-                None => {
-                    for d in &mut decisions {
-                        d.reasons.push(Reason::GroupUnverified);
-                    }
+            .find(|e| e.inspection.header.id == *id)
+            .expect("decided on an entry")
+    };
+    if decisions.iter().any(|d| !d.keep()) {
+        // Newest first: the first that verifies is kept whatever the policy says.
+        let verified = decisions
+            .iter()
+            .position(|d| verify(ctx, remote, by_id(&d.id)).is_ok());
+        match verified {
+            Some(i) => decisions[i].reasons.push(Reason::NewestVerified),
+            None => {
+                for d in &mut decisions {
+                    d.reasons.push(Reason::GroupUnverified);
                 }
             }
         }
-        for d in decisions {
-            let e = by_id(&d.id);
-            let object = match (remote, &e.key) {
-                (Some(r), Some(k)) => Some(format!("s3://{}/{k}", r.url.bucket)),
-                _ => None,
-            };
-            let action = if d.keep() {
-                Action::Keep
-            } else {
-                remove(ctx, remote, e, opts.dry_run)
-            };
-            items.push(PruneItem {
-                id: d.id,
-                group: group.clone(),
-                created_at: e.inspection.header.created_at.clone(),
-                reasons: d.reasons,
-                action,
-                object,
-            });
-        }
     }
-    Ok(PruneReport {
-        dry_run: opts.dry_run,
-        items,
-    })
+    for d in decisions {
+        let e = by_id(&d.id);
+        let object = match (remote, &e.key) {
+            (Some(r), Some(k)) => Some(format!("s3://{}/{k}", r.url.bucket)),
+            _ => None,
+        };
+        let action = if d.keep() {
+            Action::Keep
+        } else {
+            remove(ctx, remote, e, opts.dry_run)
+        };
+        items.push(PruneItem {
+            id: d.id,
+            group: group.clone(),
+            created_at: e.inspection.header.created_at.clone(),
+            reasons: d.reasons,
+            action,
+            object,
+        });
+    }
 }
 
 fn group_of(i: &Inspection) -> Group {
@@ -477,7 +499,7 @@ mod tests {
         };
         assert!(matches!(
             prune(&ctx, None, &opts),
-            Err(OpsError::InvalidPolicy(_))
+            Err(OpsError::PolicyKeepsNothing)
         ));
     }
 }

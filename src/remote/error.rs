@@ -10,9 +10,7 @@ use crate::errors::{Classify, Kind};
 pub enum RemoteError {
     #[error("{0}")]
     Usage(String),
-    #[error(
-        "no remote named '{0}' in this home; add it first (remote add NAME --url s3://BUCKET/PREFIX)"
-    )]
+    #[error("no remote named '{0}' in this home")]
     UnknownRemote(String),
     #[error("a remote named '{0}' already exists in this home; pick another name")]
     RemoteExists(String),
@@ -24,9 +22,7 @@ pub enum RemoteError {
     CredentialsFile { path: String, reason: String },
     #[error("cannot use {path} as the CA certificate of the S3 endpoint: {reason}")]
     CaCert { path: String, reason: String },
-    #[error(
-        "cannot reach the S3 endpoint {endpoint} ({what}): {reason}; check --endpoint, the network and (for https) the certificate or --ca-cert"
-    )]
+    #[error("cannot reach the S3 endpoint {endpoint} ({what}): {reason}")]
     Transport {
         endpoint: String,
         what: String,
@@ -43,9 +39,7 @@ pub enum RemoteError {
         code: String,
         message: String,
     },
-    #[error(
-        "no object s3://{bucket}/{object} in the store; run 'vault backup list --remote NAME' to see what is there"
-    )]
+    #[error("no object s3://{bucket}/{object} in the store")]
     NoSuchObject { bucket: String, object: String },
     #[error("S3 answered {what} on s3://{bucket}/{object} with {status} {code}{message}")]
     Failed {
