@@ -514,58 +514,109 @@ impl BmcSession {
         file: &BackupFile,
         sink: &mut dyn Write,
     ) -> Result<BackupDownload, BmcError> {
-        let host = self.origin.host.clone();
         let location = file.backup_file_location.clone();
         let path =
             path_of(&location).map_err(|w| self.malformed(format!("BackupFileLocation: {w}")))?;
-        let url = format!("{}{path}", self.origin.base);
-
-        let post_only = self.download == DownloadMethod::Post || self.file_password.is_some();
-        let mut resp = if post_only {
-            self.download_by_post(&url, &path)?
-        } else {
-            let got = retrying(self.retries, || {
-                // No overall deadline for the body: a large backup on a slow link is fine
-                // as long as it keeps moving (per-read timeout and the stall check below).
-                let rb = self
-                    .agent
-                    .get(&url)
-                    .header("Accept", "application/octet-stream")
-                    .config()
-                    .timeout_global(None)
-                    .build();
-                self.send_checked(self.authed(rb).call(), "GET", &path)
+        let mut resp = self.fetch_file(&path)?;
+        let length = self.check_file_response(&mut resp, &path)?;
+        let mut guarded = GuardedSink {
+            sink,
+            host: &self.origin.host,
+            path: &path,
+            limit: self.max_backup_bytes,
+            claimed: length.claimed,
+            timeout: self.timeout,
+            floor: MIN_DOWNLOAD_BYTES_PER_SEC.saturating_mul(self.timeout.as_secs().max(1)),
+            total: 0,
+            window_start: Instant::now(),
+            window_bytes: 0,
+            refused: None,
+        };
+        // A BufReader of 64 KiB: `io::copy` hands each read's bytes straight from its
+        // buffer to the guarded sink (no second copy), one write per read, so the stall
+        // guard sees every read.
+        let copied = io::copy(
+            &mut io::BufReader::with_capacity(64 << 10, resp.body_mut().as_reader()),
+            &mut guarded,
+        );
+        let total = guarded.total;
+        if let Err(e) = copied {
+            return Err(match guarded.refused.take() {
+                Some(refused) => refused,
+                None => self.broken_off(e, &path, total, length.claimed),
             });
-            match got {
-                // A BMC that only serves the file the way HPE's iLOrest asks for it.
-                Err(BmcError::Http {
-                    status: 404 | 405 | 501,
-                    ..
-                }) if self.download == DownloadMethod::Auto
-                    && matches!(self.auth, Auth::Session(_)) =>
-                {
-                    self.download_by_post(&url, &path)?
-                }
-                r => r?,
-            }
-        };
+        }
+        if total == 0 {
+            return Err(self.not_a_backup(&path, "an empty body".into()));
+        }
+        if let Some(exp) = length.claimed.filter(|_| length.identity)
+            && exp != total
+        {
+            return Err(BmcError::Truncated {
+                host: self.origin.host.clone(),
+                received: total,
+                expected: length.claimed,
+            });
+        }
+        Ok(BackupDownload {
+            file_name: redfish::safe_file_name(redfish::last_segment(&path)),
+            backup_file_location: location,
+            bytes: total,
+        })
+    }
 
-        let not_a_backup = |reason: String| BmcError::NotABackup {
-            host: host.clone(),
-            path: path.clone(),
-            reason,
-        };
+    /// The answer to the download of `path`: a GET (retried when transient), or the POST
+    /// iLOrest uses when a file password is set, `--download-method post` was asked
+    /// for, or the BMC serves the file only that way.
+    fn fetch_file(&self, path: &str) -> Result<Response<Body>, BmcError> {
+        let url = format!("{}{path}", self.origin.base);
+        if self.download == DownloadMethod::Post || self.file_password.is_some() {
+            return self.download_by_post(&url, path);
+        }
+        let got = retrying(self.retries, || {
+            // No overall deadline for the body: a large backup on a slow link is fine
+            // as long as it keeps moving (per-read timeout and the stall guard).
+            let rb = self
+                .agent
+                .get(&url)
+                .header("Accept", "application/octet-stream")
+                .config()
+                .timeout_global(None)
+                .build();
+            self.send_checked(self.authed(rb).call(), "GET", path)
+        });
+        match got {
+            // A BMC that only serves the file the way HPE's iLOrest asks for it.
+            Err(BmcError::Http {
+                status: 404 | 405 | 501,
+                ..
+            }) if self.download == DownloadMethod::Auto
+                && matches!(self.auth, Auth::Session(_)) =>
+            {
+                self.download_by_post(&url, path)
+            }
+            r => r,
+        }
+    }
+
+    /// Refuses an answer that is not a backup file before a byte of it is kept: another
+    /// status, an HTML, JSON or text page, an empty body, or a length over the cap.
+    fn check_file_response(
+        &self,
+        resp: &mut Response<Body>,
+        path: &str,
+    ) -> Result<Length, BmcError> {
         let status = resp.status().as_u16();
         if status != 200 {
-            return Err(not_a_backup(format!(
-                "an answer without the file (HTTP {status})"
-            )));
+            return Err(
+                self.not_a_backup(path, format!("an answer without the file (HTTP {status})"))
+            );
         }
-        let content_type = header(&resp, "content-type")
+        let content_type = header(resp, "content-type")
             .unwrap_or_default()
             .to_ascii_lowercase();
         if content_type.starts_with("text/html") {
-            return Err(not_a_backup("an HTML page".into()));
+            return Err(self.not_a_backup(path, "an HTML page".into()));
         }
         if content_type.contains("json") {
             let body = resp
@@ -574,107 +625,63 @@ impl BmcSession {
                 .limit(MAX_ERROR_BODY)
                 .read_to_vec()
                 .unwrap_or_default();
-            let info = parse_error_body(&body);
-            let id = info
+            let id = parse_error_body(&body)
                 .message_id
                 .map(|m| format!(" ({m})"))
                 .unwrap_or_default();
-            return Err(not_a_backup(format!("a JSON document{id}")));
+            return Err(self.not_a_backup(path, format!("a JSON document{id}")));
         }
         if content_type.starts_with("text/") {
-            return Err(not_a_backup(format!(
-                "a text page ({})",
-                redfish::sanitize(&content_type)
-            )));
+            return Err(self.not_a_backup(
+                path,
+                format!("a text page ({})", redfish::sanitize(&content_type)),
+            ));
         }
-        let identity = header(&resp, "content-encoding").is_none();
-        let expected = header(&resp, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
-        if let Some(len) = expected {
-            if identity && len > self.max_backup_bytes {
+        let length = Length {
+            identity: header(resp, "content-encoding").is_none(),
+            claimed: header(resp, "content-length").and_then(|v| v.trim().parse::<u64>().ok()),
+        };
+        if let Some(len) = length.claimed.filter(|_| length.identity) {
+            if len > self.max_backup_bytes {
                 return Err(BmcError::TooLarge {
-                    host,
+                    host: self.origin.host.clone(),
                     limit: self.max_backup_bytes,
                     claimed: Some(len),
                 });
             }
-            if identity && len == 0 {
-                return Err(not_a_backup("an empty body".into()));
+            if len == 0 {
+                return Err(self.not_a_backup(path, "an empty body".into()));
             }
         }
+        Ok(length)
+    }
 
-        let mut reader = resp.body_mut().as_reader();
-        let mut buf = vec![0u8; 64 << 10];
-        let mut total: u64 = 0;
-        let floor = MIN_DOWNLOAD_BYTES_PER_SEC.saturating_mul(self.timeout.as_secs().max(1));
-        let mut window_start = Instant::now();
-        let mut window_bytes: u64 = 0;
-        loop {
-            let n = match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(
-                        match classify_io(&host, e, &format!("GET {path}"), self.timeout) {
-                            e @ (BmcError::Timeout { .. } | BmcError::Tls { .. }) => e,
-                            _ => BmcError::Truncated {
-                                host,
-                                received: total,
-                                expected,
-                            },
-                        },
-                    );
-                }
-            };
-            let chunk = &buf[..n];
-            if total == 0
-                && let Some(what) = sniff_not_a_backup(chunk)
-            {
-                return Err(not_a_backup(what.into()));
-            }
-            if total.saturating_add(n as u64) > self.max_backup_bytes {
-                return Err(BmcError::TooLarge {
-                    host,
-                    limit: self.max_backup_bytes,
-                    claimed: expected,
-                });
-            }
-            sink.write_all(chunk).map_err(|source| BmcError::Io {
-                context: format!("cannot store the backup from BMC {host}"),
-                source,
-            })?;
-            total += n as u64;
-            window_bytes += n as u64;
-            if window_start.elapsed() >= self.timeout {
-                if window_bytes < floor {
-                    return Err(BmcError::Timeout {
-                        host,
-                        what: format!("download of {path} stalled at {total} bytes"),
-                        after: self.timeout,
-                    });
-                }
-                window_start = Instant::now();
-                window_bytes = 0;
-            }
+    fn not_a_backup(&self, path: &str, reason: String) -> BmcError {
+        BmcError::NotABackup {
+            host: self.origin.host.clone(),
+            path: path.to_string(),
+            reason,
         }
-        if total == 0 {
-            return Err(not_a_backup("an empty body".into()));
-        }
-        if let Some(exp) = expected
-            && identity
-            && exp != total
-        {
-            return Err(BmcError::Truncated {
-                host,
-                received: total,
+    }
+
+    /// A read of the download body that failed after `received` bytes: a timeout or a
+    /// TLS failure as such, anything else as a download that broke off.
+    fn broken_off(
+        &self,
+        e: io::Error,
+        path: &str,
+        received: u64,
+        expected: Option<u64>,
+    ) -> BmcError {
+        let host = &self.origin.host;
+        match classify_io(host, e, &format!("GET {path}"), self.timeout) {
+            e @ (BmcError::Timeout { .. } | BmcError::Tls { .. }) => e,
+            _ => BmcError::Truncated {
+                host: host.clone(),
+                received,
                 expected,
-            });
+            },
         }
-        Ok(BackupDownload {
-            file_name: redfish::safe_file_name(redfish::last_segment(&path)),
-            backup_file_location: location,
-            bytes: total,
-        })
     }
 
     /// `POST <BackupFileLocation>` as `multipart/form-data` with `sessionKey` (and the
@@ -1164,6 +1171,90 @@ pub(crate) fn backoff(n: u32) -> Duration {
         .checked_mul(1u32.checked_shl(n).unwrap_or(u32::MAX))
         .unwrap_or(BACKOFF_CAP)
         .min(BACKOFF_CAP)
+}
+
+/// What a download's headers say about its length.
+struct Length {
+    /// No `Content-Encoding`: `claimed` counts the bytes that will arrive.
+    identity: bool,
+    /// `Content-Length`.
+    claimed: Option<u64>,
+}
+
+/// The sink of a download behind the checks the bytes must pass on the way: the first
+/// bytes are not an error page, the total stays under the cap, and the transfer keeps
+/// a minimum rate over every `timeout` window (a BMC that trickles a byte a second
+/// would otherwise hold a fleet slot for days). A refusal is kept in `refused` (the
+/// `io::Error` only stops the copy), so the caller reports it rather than a write error.
+struct GuardedSink<'a> {
+    sink: &'a mut dyn Write,
+    host: &'a str,
+    path: &'a str,
+    limit: u64,
+    claimed: Option<u64>,
+    timeout: Duration,
+    /// Bytes a window must carry at least.
+    floor: u64,
+    total: u64,
+    window_start: Instant,
+    window_bytes: u64,
+    refused: Option<BmcError>,
+}
+
+impl GuardedSink<'_> {
+    fn accept(&mut self, chunk: &[u8]) -> Result<(), BmcError> {
+        let host = self.host.to_string();
+        if self.total == 0
+            && let Some(what) = sniff_not_a_backup(chunk)
+        {
+            return Err(BmcError::NotABackup {
+                host,
+                path: self.path.to_string(),
+                reason: what.into(),
+            });
+        }
+        if self.total.saturating_add(chunk.len() as u64) > self.limit {
+            return Err(BmcError::TooLarge {
+                host,
+                limit: self.limit,
+                claimed: self.claimed,
+            });
+        }
+        self.sink.write_all(chunk).map_err(|source| BmcError::Io {
+            context: format!("cannot store the backup from BMC {host}"),
+            source,
+        })?;
+        self.total += chunk.len() as u64;
+        self.window_bytes += chunk.len() as u64;
+        if self.window_start.elapsed() >= self.timeout {
+            if self.window_bytes < self.floor {
+                return Err(BmcError::Timeout {
+                    host,
+                    what: format!("download of {} stalled at {} bytes", self.path, self.total),
+                    after: self.timeout,
+                });
+            }
+            self.window_start = Instant::now();
+            self.window_bytes = 0;
+        }
+        Ok(())
+    }
+}
+
+impl Write for GuardedSink<'_> {
+    fn write(&mut self, chunk: &[u8]) -> io::Result<usize> {
+        match self.accept(chunk) {
+            Ok(()) => Ok(chunk.len()),
+            Err(e) => {
+                self.refused = Some(e);
+                Err(io::Error::other("download refused"))
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.sink.flush()
+    }
 }
 
 fn header(resp: &Response<Body>, name: &str) -> Option<String> {

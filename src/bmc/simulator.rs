@@ -1378,40 +1378,18 @@ fn needs_auth(r: Route<'_>, method: &str) -> bool {
 /// Answers one request. Returns whether the connection must be cut without a clean
 /// TLS close (for the "cut" faults).
 fn handle(conn: &mut Conn, req: &Request, shared: &Shared) -> io::Result<bool> {
-    let cfg = &shared.cfg;
-    // DSP0266: a request for an OData version the service does not support gets 412.
-    if let Some(v) = req.header("odata-version")
-        && v.trim() != "4.0"
-    {
-        respond_json(conn, 412, &[], &ilo_error("Base.1.12.HeaderInvalid"))?;
+    let Some((r, allow)) = admit(conn, req, shared)? else {
         return Ok(false);
-    }
-    let r = route(&req.route, cfg);
-    if r == Route::NotFound {
-        respond_json(conn, 404, &[], &ilo_error("Base.1.12.ResourceMissingAtURI"))?;
-        return Ok(false);
-    }
-    let allow = allowed(r, cfg);
+    };
     let m = req.method.as_str();
-    if !allow.split(", ").any(|a| a == m) {
-        respond_json(
-            conn,
-            405,
-            &[("Allow", allow.into())],
-            &ilo_error("Base.1.12.OperationNotAllowed"),
-        )?;
-        return Ok(false);
-    }
-    if needs_auth(r, m) && !authenticated(req, shared) {
-        no_session(conn)?;
-        return Ok(false);
-    }
     let allow_h = [("Allow", allow.to_string())];
-    let get = |conn: &mut Conn, v: &Value| respond_json(conn, 200, &allow_h, v);
+    if let Some(v) = resource(m, r, shared) {
+        return respond_json(conn, 200, &allow_h, &v).map(|_| false);
+    }
+    let missing = |conn: &mut Conn| {
+        respond_json(conn, 404, &[], &ilo_error("Base.1.12.ResourceMissingAtURI"))
+    };
     match (m, r) {
-        (_, Route::Versions) => get(conn, &json!({"v1": "/redfish/v1/"})),
-        (_, Route::Root) => get(conn, &service_root(cfg)),
-        (_, Route::OData) => get(conn, &odata_service(cfg)),
         (_, Route::Metadata) => respond(
             conn,
             200,
@@ -1422,26 +1400,7 @@ fn handle(conn: &mut Conn, req: &Request, shared: &Shared) -> io::Result<bool> {
             ],
             METADATA.as_bytes(),
         ),
-        (_, Route::State) => get(conn, &state(shared)),
-        (_, Route::SessionService) => get(conn, &session_service(cfg)),
         ("POST", Route::Sessions | Route::SessionsMembers) => login(conn, req, shared),
-        (_, Route::Sessions) => {
-            let sessions = lock(&shared.sessions);
-            let members: Vec<Value> = sessions
-                .values()
-                .map(|s| json!({"@odata.id": session_uri(cfg, &s.id)}))
-                .collect();
-            drop(sessions);
-            let mut v = collection(
-                cfg.sessions_uri.as_deref().unwrap_or(SESSIONS_URI),
-                "#SessionCollection.SessionCollection",
-                "Sessions",
-                &[],
-            );
-            v["Members@odata.count"] = json!(members.len());
-            v["Members"] = Value::Array(members);
-            get(conn, &v)
-        }
         ("DELETE", Route::Session(id)) => {
             let mut sessions = lock(&shared.sessions);
             let before = sessions.len();
@@ -1456,7 +1415,7 @@ fn handle(conn: &mut Conn, req: &Request, shared: &Shared) -> io::Result<bool> {
                     &json!({"error": {"code": "iLO.0.10.ExtendedInfo", "message": "See @Message.ExtendedInfo for more information.", "@Message.ExtendedInfo": [{"MessageId": "Base.1.12.Success"}]}}),
                 )
             } else {
-                respond_json(conn, 404, &[], &ilo_error("Base.1.12.ResourceMissingAtURI"))
+                missing(conn)
             }
         }
         (_, Route::Session(id)) => {
@@ -1464,110 +1423,158 @@ fn handle(conn: &mut Conn, req: &Request, shared: &Shared) -> io::Result<bool> {
             let found = sessions
                 .values()
                 .find(|s| s.id.eq_ignore_ascii_case(id))
-                .map(|s| session_resource(cfg, &s.id, &s.user));
+                .map(|s| session_resource(&shared.cfg, &s.id, &s.user));
             drop(sessions);
             match found {
-                Some(v) => get(conn, &v),
-                None => respond_json(conn, 404, &[], &ilo_error("Base.1.12.ResourceMissingAtURI")),
+                Some(v) => respond_json(conn, 200, &allow_h, &v),
+                None => missing(conn),
             }
         }
-        (_, Route::AccountService) => get(conn, &account_service()),
-        (_, Route::Accounts) => get(
+        (_, Route::FailingManager(status)) => {
+            respond_json(conn, status, &[], &ilo_error("Base.1.12.InternalError"))
+        }
+        (_, Route::BackupService) => backup_service(conn, shared),
+        ("POST", Route::BackupFile(name)) => backup_file_post(conn, req, shared, name),
+        (_, Route::BackupFile(name)) => backup_file(conn, req, shared, name),
+        (_, Route::Upload) => upload(conn, req, shared),
+        _ => missing(conn),
+    }
+    .map(|_| false)
+}
+
+/// The checks every request passes before its route runs, answered the way iLO answers
+/// them: an unsupported OData version (412), an unknown URI (404), a method the
+/// resource does not allow (405, with `Allow`), a missing session (401). `None`: the
+/// answer was sent.
+fn admit<'r>(
+    conn: &mut Conn,
+    req: &'r Request,
+    shared: &Shared,
+) -> io::Result<Option<(Route<'r>, &'static str)>> {
+    let cfg = &shared.cfg;
+    // DSP0266: a request for an OData version the service does not support gets 412.
+    if let Some(v) = req.header("odata-version")
+        && v.trim() != "4.0"
+    {
+        respond_json(conn, 412, &[], &ilo_error("Base.1.12.HeaderInvalid"))?;
+        return Ok(None);
+    }
+    let r = route(&req.route, cfg);
+    if r == Route::NotFound {
+        respond_json(conn, 404, &[], &ilo_error("Base.1.12.ResourceMissingAtURI"))?;
+        return Ok(None);
+    }
+    let allow = allowed(r, cfg);
+    let m = req.method.as_str();
+    if !allow.split(", ").any(|a| a == m) {
+        respond_json(
             conn,
-            &collection(
-                "/redfish/v1/AccountService/Accounts/",
-                "#ManagerAccountCollection.ManagerAccountCollection",
-                "Accounts",
-                &["/redfish/v1/AccountService/Accounts/1/"],
-            ),
+            405,
+            &[("Allow", allow.into())],
+            &ilo_error("Base.1.12.OperationNotAllowed"),
+        )?;
+        return Ok(None);
+    }
+    if needs_auth(r, m) && !authenticated(req, shared) {
+        no_session(conn)?;
+        return Ok(None);
+    }
+    Ok(Some((r, allow)))
+}
+
+/// The JSON document at `r` when it is one the service serves as it is (`None`: the
+/// route does more than that, or `m` is a POST that logs in).
+fn resource(m: &str, r: Route<'_>, shared: &Shared) -> Option<Value> {
+    let cfg = &shared.cfg;
+    Some(match r {
+        Route::Versions => json!({"v1": "/redfish/v1/"}),
+        Route::Root => service_root(cfg),
+        Route::OData => odata_service(cfg),
+        Route::State => state(shared),
+        Route::SessionService => session_service(cfg),
+        Route::Sessions if m != "POST" => {
+            let sessions = lock(&shared.sessions);
+            let members: Vec<Value> = sessions
+                .values()
+                .map(|s| json!({"@odata.id": session_uri(cfg, &s.id)}))
+                .collect();
+            drop(sessions);
+            let mut v = collection(
+                cfg.sessions_uri.as_deref().unwrap_or(SESSIONS_URI),
+                "#SessionCollection.SessionCollection",
+                "Sessions",
+                &[],
+            );
+            v["Members@odata.count"] = json!(members.len());
+            v["Members"] = Value::Array(members);
+            v
+        }
+        Route::AccountService => account_service(),
+        Route::Accounts => collection(
+            "/redfish/v1/AccountService/Accounts/",
+            "#ManagerAccountCollection.ManagerAccountCollection",
+            "Accounts",
+            &["/redfish/v1/AccountService/Accounts/1/"],
         ),
-        (_, Route::Account) => get(conn, &account(cfg)),
-        (_, Route::Roles) => {
+        Route::Account => account(cfg),
+        Route::Roles => {
             let members: Vec<String> = ROLES
                 .iter()
                 .map(|r| format!("/redfish/v1/AccountService/Roles/{r}/"))
                 .collect();
             let refs: Vec<&str> = members.iter().map(String::as_str).collect();
-            get(
-                conn,
-                &collection(
-                    "/redfish/v1/AccountService/Roles/",
-                    "#RoleCollection.RoleCollection",
-                    "Roles",
-                    &refs,
-                ),
+            collection(
+                "/redfish/v1/AccountService/Roles/",
+                "#RoleCollection.RoleCollection",
+                "Roles",
+                &refs,
             )
         }
-        (_, Route::Role(name)) => get(conn, &role(name)),
-        (_, Route::JsonSchemas) => get(
-            conn,
-            &collection(
-                "/redfish/v1/JsonSchemas/",
-                "#JsonSchemaFileCollection.JsonSchemaFileCollection",
-                "JSON Schemas",
-                &[],
-            ),
+        Route::Role(name) => role(name),
+        Route::JsonSchemas => collection(
+            "/redfish/v1/JsonSchemas/",
+            "#JsonSchemaFileCollection.JsonSchemaFileCollection",
+            "JSON Schemas",
+            &[],
         ),
-        (_, Route::Registries) => get(
-            conn,
-            &collection(
-                "/redfish/v1/Registries/",
-                "#MessageRegistryFileCollection.MessageRegistryFileCollection",
-                "Registries",
-                &[],
-            ),
+        Route::Registries => collection(
+            "/redfish/v1/Registries/",
+            "#MessageRegistryFileCollection.MessageRegistryFileCollection",
+            "Registries",
+            &[],
         ),
-        (_, Route::Managers) => {
+        Route::Managers => {
             let mut members = vec!["/redfish/v1/Managers/1/"];
             if cfg.failing_first_manager.is_some() {
                 members.insert(0, "/redfish/v1/Managers/0/");
             }
-            get(
-                conn,
-                &collection(
-                    "/redfish/v1/Managers/",
-                    "#ManagerCollection.ManagerCollection",
-                    "Managers",
-                    &members,
-                ),
+            collection(
+                "/redfish/v1/Managers/",
+                "#ManagerCollection.ManagerCollection",
+                "Managers",
+                &members,
             )
         }
-        (_, Route::FailingManager(status)) => {
-            respond_json(conn, status, &[], &ilo_error("Base.1.12.InternalError"))
-        }
-        (_, Route::Manager) => get(conn, &manager(cfg)),
-        (_, Route::Systems) => get(
-            conn,
-            &collection(
-                "/redfish/v1/Systems/",
-                "#ComputerSystemCollection.ComputerSystemCollection",
-                "Computer Systems",
-                &["/redfish/v1/Systems/1/"],
-            ),
+        Route::Manager => manager(cfg),
+        Route::Systems => collection(
+            "/redfish/v1/Systems/",
+            "#ComputerSystemCollection.ComputerSystemCollection",
+            "Computer Systems",
+            &["/redfish/v1/Systems/1/"],
         ),
-        (_, Route::System) => get(
-            conn,
-            &json!({
-                "@odata.context": "/redfish/v1/$metadata#ComputerSystem.ComputerSystem",
-                "@odata.id": "/redfish/v1/Systems/1/",
-                "@odata.type": "#ComputerSystem.v1_17_0.ComputerSystem",
-                "Id": "1",
-                "Name": "Computer System",
-                "Manufacturer": "HPE",
-                "Model": "ProLiant DL380 Gen11",
-                "SerialNumber": cfg.serial,
-                "Links": {"ManagedBy": [{"@odata.id": "/redfish/v1/Managers/1/"}]}
-            }),
-        ),
-        (_, Route::BackupService) => backup_service(conn, shared),
-        ("POST", Route::BackupFile(name)) => backup_file_post(conn, req, shared, name),
-        (_, Route::BackupFile(name)) => backup_file(conn, req, shared, name),
-        (_, Route::Upload) => upload(conn, req, shared),
-        (_, Route::SessionsMembers | Route::NotFound) => {
-            respond_json(conn, 404, &[], &ilo_error("Base.1.12.ResourceMissingAtURI"))
-        }
-    }
-    .map(|_| false)
+        Route::System => json!({
+            "@odata.context": "/redfish/v1/$metadata#ComputerSystem.ComputerSystem",
+            "@odata.id": "/redfish/v1/Systems/1/",
+            "@odata.type": "#ComputerSystem.v1_17_0.ComputerSystem",
+            "Id": "1",
+            "Name": "Computer System",
+            "Manufacturer": "HPE",
+            "Model": "ProLiant DL380 Gen11",
+            "SerialNumber": cfg.serial,
+            "Links": {"ManagedBy": [{"@odata.id": "/redfish/v1/Managers/1/"}]}
+        }),
+        _ => return None,
+    })
 }
 
 fn session_uri(cfg: &SimConfig, id: &str) -> String {

@@ -264,7 +264,68 @@ pub fn render(out: &mut dyn Write, value: &Value, style: &Style) -> io::Result<(
 }
 
 fn list(out: &mut dyn Write, rows: &[Value], style: &Style) -> io::Result<()> {
-    // Scalar columns in first-seen order; hashes and nested values are for get/inspect.
+    let mut cols: Vec<Column> = columns(rows)
+        .into_iter()
+        .map(|k| Column::of(k, rows, style))
+        .collect();
+    // Columns that are empty in every row say nothing.
+    cols.retain(|c| c.cells.iter().any(|c| !c.is_empty()));
+    let widths = fit_columns(&mut cols);
+    write_rows(out, &cols, &widths, rows.len())
+}
+
+/// One column of a list: its field name and its rows' cells.
+struct Column {
+    key: String,
+    cells: Vec<String>,
+}
+
+impl Column {
+    fn of(key: String, rows: &[Value], style: &Style) -> Column {
+        let cells: Vec<String> = rows
+            .iter()
+            .map(|r| style.cell(&key, r.get(&key).unwrap_or(&Value::Null), false))
+            .collect();
+        let uuids = cells
+            .iter()
+            .all(|c| c.is_empty() || uuid::Uuid::parse_str(c).is_ok());
+        let cells = if class(&key) == Class::Id || uuids {
+            short_ids(&cells)
+        } else {
+            cells
+        };
+        Column { key, cells }
+    }
+
+    /// The width the column would like: its widest cell or its header.
+    fn natural(&self) -> usize {
+        self.cells
+            .iter()
+            .map(|c| width(c))
+            .chain([width(&header(&self.key))])
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Which columns go first when a row is too wide (highest first).
+    fn rank(&self) -> u8 {
+        let k = self.key.as_str();
+        match class(k) {
+            _ if LOW_VALUE.contains(&k) => 5,
+            // What a sweep found is the point of its table.
+            _ if matches!(k, "findings" | "status" | "result") => 0,
+            Class::Plain => 4,
+            Class::Text => 3,
+            Class::Size => 2,
+            Class::Time => 1,
+            Class::Id | Class::Hash => 0,
+        }
+    }
+}
+
+/// Scalar columns in first-seen order, the id first (it is what `--id` takes); hashes
+/// and nested values are for get/inspect.
+fn columns(rows: &[Value]) -> Vec<String> {
     let mut keys: Vec<String> = Vec::new();
     for r in rows {
         for (k, v) in r.as_object().into_iter().flatten() {
@@ -276,60 +337,25 @@ fn list(out: &mut dyn Write, rows: &[Value], style: &Style) -> io::Result<()> {
             }
         }
     }
-    // The id first: it is what `--id` takes.
     if let Some(i) = keys.iter().position(|k| k == "id") {
         let id = keys.remove(i);
         keys.insert(0, id);
     }
-    let mut cols: Vec<(String, Vec<String>)> = keys
-        .iter()
-        .map(|k| {
-            let cells: Vec<String> = rows
-                .iter()
-                .map(|r| style.cell(k, r.get(k).unwrap_or(&Value::Null), false))
-                .collect();
-            let uuids = cells
-                .iter()
-                .all(|c| c.is_empty() || uuid::Uuid::parse_str(c).is_ok());
-            let cells = if class(k) == Class::Id || uuids {
-                short_ids(&cells)
-            } else {
-                cells
-            };
-            (k.clone(), cells)
-        })
-        .collect();
-    // Columns that are empty in every row say nothing.
-    cols.retain(|(_, cells)| cells.iter().any(|c| !c.is_empty()));
+    keys
+}
 
-    let natural = |(k, cells): &(String, Vec<String>)| {
-        cells
-            .iter()
-            .map(|c| width(c))
-            .chain([width(&header(k))])
-            .max()
-            .unwrap_or(0)
-    };
+/// The widths that fit `cols` within [`WIDTH`], dropping columns that cannot fit. Text
+/// keeps COMFORTABLE_TEXT columns while low-value columns can go instead; only then is it
+/// cut down to MIN_TEXT, and then other columns go, least useful first.
+fn fit_columns(cols: &mut Vec<Column>) -> Vec<usize> {
     let total = |w: &[usize]| w.iter().sum::<usize>() + GAP * w.len().saturating_sub(1);
-    let rank = |k: &str| match class(k) {
-        _ if LOW_VALUE.contains(&k) => 5,
-        // What a sweep found is the point of its table.
-        _ if matches!(k, "findings" | "status" | "result") => 0,
-        Class::Plain => 4,
-        Class::Text => 3,
-        Class::Size => 2,
-        Class::Time => 1,
-        Class::Id | Class::Hash => 0,
-    };
-    // Text keeps COMFORTABLE_TEXT columns while low-value columns can go instead; only
-    // then is it cut down to MIN_TEXT, and then other columns go, least useful first.
     let mut phases = [(COMFORTABLE_TEXT, 5), (MIN_TEXT, 1)].into_iter();
     let (mut min_text, mut min_rank) = phases.next().expect("two phases");
-    let widths = loop {
-        let mut widths: Vec<usize> = cols.iter().map(natural).collect();
+    loop {
+        let mut widths: Vec<usize> = cols.iter().map(Column::natural).collect();
         while total(&widths) > WIDTH {
             let Some(i) = (0..cols.len())
-                .filter(|&i| class(&cols[i].0) == Class::Text && widths[i] > min_text)
+                .filter(|&i| class(&cols[i].key) == Class::Text && widths[i] > min_text)
                 .max_by_key(|&i| widths[i])
             else {
                 break;
@@ -338,30 +364,35 @@ fn list(out: &mut dyn Write, rows: &[Value], style: &Style) -> io::Result<()> {
             widths[i] = widths[i].saturating_sub(excess).max(min_text);
         }
         if total(&widths) <= WIDTH || cols.len() <= 1 {
-            break widths;
+            return widths;
         }
         // Drop the rightmost column of the highest rank allowed in this phase (never the
         // first) and lay out again.
         match (1..cols.len())
-            .filter(|&i| rank(&cols[i].0) >= min_rank)
-            .max_by_key(|&i| (rank(&cols[i].0), i))
+            .filter(|&i| cols[i].rank() >= min_rank)
+            .max_by_key(|&i| (cols[i].rank(), i))
         {
             Some(i) => {
                 cols.remove(i);
             }
             None => match phases.next() {
                 Some((t, r)) => (min_text, min_rank) = (t, r),
-                None => break widths,
+                None => return widths,
             },
         }
-    };
+    }
+}
+
+/// The header line and `n` rows, each cell cut or padded to its width (paths cut from
+/// the left: their end says most).
+fn write_rows(out: &mut dyn Write, cols: &[Column], widths: &[usize], n: usize) -> io::Result<()> {
     let from_left: Vec<bool> = cols
         .iter()
-        .map(|(k, _)| matches!(k.as_str(), "path" | "file"))
+        .map(|c| matches!(c.key.as_str(), "path" | "file"))
         .collect();
     let line = |cells: Vec<String>| -> String {
         let mut l = String::new();
-        for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
+        for (i, (c, w)) in cells.iter().zip(widths).enumerate() {
             if i > 0 {
                 l.push_str(&" ".repeat(GAP));
             }
@@ -379,13 +410,13 @@ fn list(out: &mut dyn Write, rows: &[Value], style: &Style) -> io::Result<()> {
     writeln!(
         out,
         "{}",
-        line(cols.iter().map(|(k, _)| header(k)).collect())
+        line(cols.iter().map(|c| header(&c.key)).collect())
     )?;
-    for r in 0..rows.len() {
+    for r in 0..n {
         writeln!(
             out,
             "{}",
-            line(cols.iter().map(|(_, c)| c[r].clone()).collect())
+            line(cols.iter().map(|c| c.cells[r].clone()).collect())
         )?;
     }
     Ok(())
