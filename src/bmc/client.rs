@@ -14,7 +14,9 @@
 //! - A download is streamed into the caller's sink and never buffered whole; anything but
 //!   a `200` carrying a binary body within `max_backup_bytes` is an error, so an error page
 //!   can never end up sealed as a backup. On error, bytes already written to the sink
-//!   must be discarded by the caller.
+//!   must be discarded by the caller. `download_file` is that rule in three steps: the
+//!   response check (`check_file_response`), a capped and stall-guarded sink
+//!   (`GuardedSink`), and `io::copy` between them.
 use std::cell::Cell;
 use std::io::{self, Cursor, Read, Write};
 use std::path::PathBuf;
@@ -227,7 +229,9 @@ pub fn logout_all_live_sessions() -> usize {
     })
 }
 
-/// Number of sessions this process holds open (for tests and diagnostics).
+/// Number of sessions this process holds open (the unit tests' check that every
+/// session is logged out).
+#[cfg(test)]
 pub fn live_session_count() -> usize {
     registry().len()
 }
@@ -362,61 +366,10 @@ impl BmcSession {
             .to_string();
         let systems_ref = link_at(&root, &["Systems"]).map(str::to_string);
 
-        let managers = self.get_json(&managers_ref)?;
-        let member_refs: Vec<String> = members(&managers)
-            .into_iter()
-            .take(MAX_MANAGERS)
-            .map(str::to_string)
-            .collect();
         let mut notes = Vec::new();
-        let mut first_error = None;
-        let mut chosen: Option<(Value, Option<String>)> = None;
-        for m in &member_refs {
-            // A Manager that answers with an error or nonsense is skipped: the next one
-            // may be the iLO. Transport, TLS and authentication failures are not.
-            let mv = match self.get_json(m) {
-                Ok(v) => v,
-                Err(e @ (BmcError::Http { .. } | BmcError::MalformedResponse { .. })) => {
-                    notes.push(format!("skipped Manager {}: {e}", redfish::sanitize(m)));
-                    first_error.get_or_insert(e);
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            let link =
-                link_at(&mv, &["Oem", "Hpe", "Links", "BackupRestoreService"]).map(str::to_string);
-            if link.is_some() {
-                chosen = Some((mv, link));
-                break;
-            }
-            if chosen.is_none() {
-                chosen = Some((mv, None));
-            }
-        }
-        if chosen.is_none()
-            && let Some(e) = first_error
-        {
-            return Err(e);
-        }
-        let (manager, link) = chosen.unwrap_or((Value::Null, None));
+        let (manager, link) = self.choose_manager(&managers_ref, &mut notes)?;
         let svc_ref = link.unwrap_or_else(|| FALLBACK_BACKUP_SERVICE.to_string());
-        let svc = match self.get_json(&svc_ref) {
-            Ok(v) => v,
-            Err(BmcError::Http {
-                status: 404 | 405 | 501,
-                message_id,
-                ..
-            }) => {
-                return Err(BmcError::NoBackupService {
-                    host: self.origin.host.clone(),
-                    detail: format!(
-                        "{svc_ref} not found{}",
-                        message_id.map(|m| format!(", {m}")).unwrap_or_default()
-                    ),
-                });
-            }
-            Err(e) => return Err(e),
-        };
+        let svc = self.backup_service_at(&svc_ref)?;
         let push = str_at(&svc, &["HttpPushUri"]).ok_or_else(|| BmcError::NoBackupService {
             host: self.origin.host.clone(),
             detail: format!("{svc_ref} has no HttpPushUri"),
@@ -446,6 +399,69 @@ impl BmcSession {
                 serial,
             },
         })
+    }
+
+    /// The Manager to back up: the first (of at most [`MAX_MANAGERS`]) that links a
+    /// BackupRestoreService, else the first that answered, with that link. A Manager
+    /// that answers with an error or nonsense is skipped (noted in `notes`): the next one
+    /// may be the iLO. Transport, TLS and authentication failures are not skipped, and
+    /// when no Manager answered, the first skip's error is the answer.
+    fn choose_manager(
+        &self,
+        managers_ref: &str,
+        notes: &mut Vec<String>,
+    ) -> Result<(Value, Option<String>), BmcError> {
+        let managers = self.get_json(managers_ref)?;
+        let member_refs: Vec<String> = members(&managers)
+            .into_iter()
+            .take(MAX_MANAGERS)
+            .map(str::to_string)
+            .collect();
+        let mut first_error = None;
+        let mut chosen: Option<(Value, Option<String>)> = None;
+        for m in &member_refs {
+            let mv = match self.get_json(m) {
+                Ok(v) => v,
+                Err(e @ (BmcError::Http { .. } | BmcError::MalformedResponse { .. })) => {
+                    notes.push(format!("skipped Manager {}: {e}", redfish::sanitize(m)));
+                    first_error.get_or_insert(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let link =
+                link_at(&mv, &["Oem", "Hpe", "Links", "BackupRestoreService"]).map(str::to_string);
+            if link.is_some() {
+                return Ok((mv, link));
+            }
+            if chosen.is_none() {
+                chosen = Some((mv, None));
+            }
+        }
+        match (chosen, first_error) {
+            (Some(c), _) => Ok(c),
+            (None, Some(e)) => Err(e),
+            (None, None) => Ok((Value::Null, None)),
+        }
+    }
+
+    /// The BackupRestoreService document at `svc_ref`; a BMC without one (404, 405,
+    /// 501) is told apart from other failures.
+    fn backup_service_at(&self, svc_ref: &str) -> Result<Value, BmcError> {
+        match self.get_json(svc_ref) {
+            Err(BmcError::Http {
+                status: 404 | 405 | 501,
+                message_id,
+                ..
+            }) => Err(BmcError::NoBackupService {
+                host: self.origin.host.clone(),
+                detail: format!(
+                    "{svc_ref} not found{}",
+                    message_id.map(|m| format!(", {m}")).unwrap_or_default()
+                ),
+            }),
+            r => r,
+        }
     }
 
     /// The first ComputerSystem's serial number. A missing or odd Systems tree is not

@@ -3,6 +3,9 @@
 //! Hand-written on `TcpListener` + one thread per connection (+ rustls for HTTPS) so that
 //! every fault is fully controllable: 5xx, delays, dribbled or cut bodies, lying
 //! `Content-Length`, endless bodies, redirect loops, malformed JSON, HTML error pages.
+//! [`SimFleet`] serves many BMCs from one process, their listeners accepted by one epoll
+//! thread. A request passes `admit` (OData version, route, method, session) before its
+//! route runs; `resource` serves the documents that are only JSON.
 //!
 //! Invariants:
 //! - It only ever binds loopback, and every connection is bounded: header size, body size,

@@ -2,7 +2,8 @@
 //!
 //! Only this module touches stdout, stderr, environment variables and the TTY; the
 //! library modules below it take paths, readers and writers. Errors are printed to stderr
-//! as one sentence that says what to do, and mapped to the stable exit codes of
+//! as one sentence that says what to do (a library error's fact, then the next step in
+//! terms of commands and flags from [`hints`]), and mapped to the stable exit codes of
 //! [`crate::errors::Kind`] (listed in README.md).
 pub mod args;
 mod audit;
