@@ -4,21 +4,26 @@
 //! `tests/layering.rs` fails when one does not):
 //!
 //! 0. primitives: `errors` (exit-code kinds), `secret`, `clock`, `account`, `scope`,
-//!    `hardening`, `escape` (control/bidi escaping of untrusted text)
+//!    `hardening`, `escape` (control/bidi escaping of untrusted text), `retention`
+//!    (which archives a policy keeps), `group` (group commit of serialised steps)
 //! 1. `aead`, `fsutil` (atomic files, the temporary-file registry), `kdf` (bounded Argon2id)
 //! 2. formats and the home: `envelope` (archive format), `home` (directory, lock, root
 //!    key and its protection: file, passphrase, PKCS#11 token), `audit` (the hash-chained
-//!    log, syslog forwarding), `bmc` (Redfish client and simulator), `metrics`
+//!    log, intents, syslog forwarding), `bmc` (Redfish client and simulator), `metrics`
 //!    (Prometheus textfile)
 //! 3. `keystore` (backup keys, key files), `config` (the home's `config.toml`)
-//! 4. `store` (the archives of a home: stage, commit, list, find)
+//! 4. `store` (the archives of a home: stage, commit, list, find), `remote` (archive
+//!    stores on S3), `signing` (the home's Ed25519 key and public-key files)
 //! 5. `sweep` (keyless integrity and policy sweeps over archive files)
 //! 6. `ops`: every command as a library function with typed options, results and
-//!    errors; audits itself; no clap, stdout, environment or TTY
-//! 7. `cli`: resolves arguments, calls one operation, prints one record; the only
-//!    module that touches stdout, stderr, environment variables and the terminal
+//!    errors; audits itself; no clap, stdout, environment or TTY; library error
+//!    messages state facts and name no command or flag
+//! 7. `cli`: resolves arguments, calls one operation, prints one typed record, adds
+//!    the command-line hint to an error (`cli::hints`); the only module that touches
+//!    stdout, stderr, environment variables and the terminal
 //!
-//! `fuzzing` holds the fuzz targets' entry points above everything.
+//! `fuzzing` (only with the `fuzzing` feature: fixed public keys and a password, never
+//! in a shipped build) holds the fuzz targets' entry points above everything.
 #![forbid(unsafe_code)]
 
 pub mod account;

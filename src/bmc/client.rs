@@ -762,26 +762,12 @@ impl BmcSession {
             path_of(&svc.http_push_uri).map_err(|w| self.malformed(format!("HttpPushUri: {w}")))?;
         let url = format!("{}{path}", self.origin.base);
         let boundary = format!("vault-{}", hex::encode(rand::random::<[u8; 16]>()));
-        let name = redfish::safe_file_name(file_name);
-        let password_part = Zeroizing::new(match &self.file_password {
-            Some(p) => format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"password\"\r\n\r\n{}\r\n",
-                p.expose()
-            ),
-            None => String::new(),
-        });
-        let head = Zeroizing::new(
-            format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"sessionKey\"\r\n\r\n{token}\r\n\
-                 {password_part}\
-                 --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\
-                 Content-Type: application/octet-stream\r\n\r\n",
-                token = live.token.as_str(),
-                password_part = password_part.as_str(),
-            )
-            .into_bytes(),
+        let (head, tail) = upload_form(
+            &boundary,
+            live.token.as_str(),
+            self.file_password.as_ref(),
+            &redfish::safe_file_name(file_name),
         );
-        let tail = format!("\r\n--{boundary}--\r\n").into_bytes();
         let total = head.len() as u64 + len + tail.len() as u64;
         let source_failed = Cell::new(false);
         let mut reader = Cursor::new(head.as_slice())
@@ -1067,6 +1053,36 @@ fn login_once(
     });
     registry().push(Arc::clone(&live));
     Ok(live)
+}
+
+/// The `multipart/form-data` parts of an iLO upload around the file's bytes: `head`
+/// (session key, backup-file password if any, the file part's header) and `tail`.
+/// `head` holds the token and the password, so it is wiped on drop.
+fn upload_form(
+    boundary: &str,
+    token: &str,
+    file_password: Option<&Password>,
+    name: &str,
+) -> (Zeroizing<Vec<u8>>, Vec<u8>) {
+    let password_part = Zeroizing::new(match file_password {
+        Some(p) => format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"password\"\r\n\r\n{}\r\n",
+            p.expose()
+        ),
+        None => String::new(),
+    });
+    let head = Zeroizing::new(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"sessionKey\"\r\n\r\n{token}\r\n\
+             {password_part}\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n",
+            password_part = password_part.as_str(),
+        )
+        .into_bytes(),
+    );
+    let tail = format!("\r\n--{boundary}--\r\n").into_bytes();
+    (head, tail)
 }
 
 fn build_agent(opts: &BmcOptions) -> Result<Agent, BmcError> {

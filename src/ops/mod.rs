@@ -1,8 +1,9 @@
 //! The operations layer: every command of `vault` as a plain library function.
 //!
 //! One module per group (`home`, `keys`, `backup`, `pull`, `restore`, `fleet`, `remote`,
-//! `prune`): each takes typed options, returns a typed result and fails with
-//! [`OpsError`], whose variants map to the exit-code kinds of [`crate::errors::Kind`].
+//! `prune`, `audit`): each takes typed options, returns a typed result and fails with
+//! [`OpsError`], whose variants map to the exit-code kinds of [`crate::errors::Kind`] and
+//! whose messages state facts without naming a command or flag (the CLI adds those).
 //! Nothing here parses arguments, reads the environment, touches stdout/stderr or a TTY:
 //! progress and warnings go through [`Progress`], passwords come from a
 //! [`PasswordSource`] the caller provides, and the CLI, the demo and the fleet runner
