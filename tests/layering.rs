@@ -430,9 +430,7 @@ const CLI_ALLOWED: &[(&str, &str, &str)] = &[
     // The man pages are the CLI's own artifact, written by clap_mangen.
     ("shell.rs", "fs::create_dir", "man page directory"),
     ("shell.rs", "fs::read", "lists the man pages written"),
-    // Still to move into ops (issue 11 part B: audit, home).
-    ("audit.rs", "KeyStore::new", "part B: audit archives/sweep"),
-    ("audit.rs", "AuditLog::open", "part B: audit log/verify"),
+    // Still to move into ops (issue 11 part B: home).
     ("home.rs", "KeyStore::new", "part B: home public-key"),
     ("home.rs", "crate::signing", "part B: home public-key"),
     ("home.rs", "write_atomic", "part B: home public-key --file"),
