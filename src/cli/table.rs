@@ -248,9 +248,13 @@ fn short_ids(ids: &[String]) -> Vec<String> {
 pub fn render(out: &mut dyn Write, value: &Value, style: &Style) -> io::Result<()> {
     let rows = match value {
         Value::Array(a) => Some(a),
-        Value::Object(m) => m
-            .values()
-            .find_map(|v| v.as_array().filter(|a| a.iter().all(Value::is_object))),
+        // A list document: its first array of objects is the list. An empty array makes
+        // the document a list only when it is `resources` (ksctl's list field); any other
+        // empty array is a field of a record (`audit verify`'s `unfinished: []`).
+        Value::Object(m) => m.iter().find_map(|(k, v)| {
+            v.as_array()
+                .filter(|a| a.iter().all(Value::is_object) && (!a.is_empty() || k == "resources"))
+        }),
         _ => None,
     };
     match rows {
@@ -485,7 +489,10 @@ fn record(out: &mut dyn Write, value: &Value, style: &Style) -> io::Result<()> {
     let fields: Vec<(String, String)> = fields
         .into_iter()
         .filter(|(_, v)| {
-            !v.is_null() && v.as_str() != Some("") && v.as_object().is_none_or(|m| !m.is_empty())
+            !v.is_null()
+                && v.as_str() != Some("")
+                && v.as_object().is_none_or(|m| !m.is_empty())
+                && v.as_array().is_none_or(|a| !a.is_empty())
         })
         .map(|(k, v)| {
             let last = k.rsplit(['.', ']']).next().unwrap_or(&k).to_string();
@@ -674,6 +681,10 @@ mod tests {
     #[test]
     fn empty_lists_and_headers() {
         assert_eq!(table(&json!({"resources": []})), "(none)\n");
+        // Any other empty array is a field of a record, not an empty list.
+        let t = table(&json!({"intact": true, "records": 8, "unfinished": []}));
+        assert!(t.contains("intact") && t.contains("records"), "{t}");
+        assert!(!t.contains("(none)") && !t.contains("unfinished"), "{t}");
         assert_eq!(header("backupKeyId"), "BACKUP KEY ID");
         assert_eq!(header("domainID"), "DOMAIN ID");
         assert_eq!(header("isDefault"), "IS DEFAULT");

@@ -20,7 +20,7 @@ pub fn softhsm() -> Option<Hsm> {
             .is_ok();
     if !present {
         assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
+            !super::in_ci(),
             "SoftHSM2 ({MODULE}, softhsm2-util) is missing: .ci/install.d/30-softhsm.sh installs it"
         );
         println!("SKIPPED: SoftHSM2 is not installed (apt-get install softhsm2)");
