@@ -4,9 +4,11 @@
 # simulator, by the binary of BEFORE_REV (the thread + bounded channel between the BMC
 # client and the sealer, two extra copies per 64 KiB) and by this checkout, side by side.
 #
-#   bash benches/pull_copies.sh                  # 256 MiB backup, 5 runs each
-#   BENCH_MIB=64 BENCH_RUNS=3 bash benches/pull_copies.sh
+#   bash benches/pull_copies.sh                  # 48 MiB backup, 5 runs each (the
+#                                                # simulator takes restore bodies up to 64 MiB)
+#   BENCH_MIB=16 BENCH_RUNS=3 bash benches/pull_copies.sh
 #   BEFORE_REV=6bb98ad^ AFTER_BIN=target/release/vault bash benches/pull_copies.sh
+#   BEFORE_BIN=old/vault BEFORE_REV=5d54af4^ bash benches/pull_copies.sh   # already built
 #
 # BEFORE_REV (default 6bb98ad^, the last commit with the channel) is built in a temporary
 # git worktree with its own target directory (a full release build). Prints medians over
@@ -16,7 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-MIB=${BENCH_MIB:-256}
+MIB=${BENCH_MIB:-48}
 RUNS=${BENCH_RUNS:-5}
 BEFORE_REV=${BEFORE_REV:-6bb98ad^}
 WORK=${BENCH_DIR:-$(mktemp -d /var/tmp/vault-pullcopies.XXXXXX)}
