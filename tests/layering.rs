@@ -430,10 +430,6 @@ const CLI_ALLOWED: &[(&str, &str, &str)] = &[
     // The man pages are the CLI's own artifact, written by clap_mangen.
     ("shell.rs", "fs::create_dir", "man page directory"),
     ("shell.rs", "fs::read", "lists the man pages written"),
-    // Still to move into ops (issue 11 part B: home).
-    ("home.rs", "KeyStore::new", "part B: home public-key"),
-    ("home.rs", "crate::signing", "part B: home public-key"),
-    ("home.rs", "write_atomic", "part B: home public-key --file"),
     // The bmc-simulator's --backup-file, and the demo's own check of the bytes that
     // `backup extract` wrote against those the BMC served.
     ("demo.rs", "fs::read", "simulator input, demo check"),

@@ -252,21 +252,10 @@ struct PublicKeyShown {
 }
 
 fn public_key(ctx: &Ctx, file: Option<&std::path::Path>) -> CliResult {
-    let home = ctx.home()?;
-    let ks = crate::keystore::KeyStore::new(&home);
-    let key = crate::signing::home_signer(&home, &ks)?.verifying_key();
-    let line = crate::signing::public_key_line(&key);
-    if let Some(f) = file {
-        crate::fsutil::write_atomic(f, line.as_bytes(), 0o644).map_err(|e| {
-            super::CliError::new(
-                crate::errors::Kind::Io,
-                format!("cannot write {}: {e}", f.display()),
-            )
-        })?;
-    }
+    let key = home::public_key(&ctx.ops()?, file)?;
     ctx.print(&PublicKeyShown {
-        public_key: line.trim_end().to_string(),
-        fingerprint: crate::signing::fingerprint(key.as_bytes()),
+        public_key: key.line,
+        fingerprint: key.fingerprint,
         file: file.map(|f| f.display().to_string()),
     })
 }

@@ -107,6 +107,34 @@ pub fn show(ctx: &Context) -> Result<RootInfo, OpsError> {
     Ok(ctx.home().root_info()?)
 }
 
+/// The home's signing public key, in the one-line form that `--trust` reads.
+pub struct PublicKey {
+    /// The line without its newline.
+    pub line: String,
+    pub fingerprint: String,
+}
+
+/// The home's signing public key (made with its first backup key), also written to
+/// `file` (mode 0644, atomically) when one is given.
+pub fn public_key(ctx: &Context, file: Option<&Path>) -> Result<PublicKey, OpsError> {
+    let ks = KeyStore::new(ctx.home());
+    let key = crate::signing::home_signer(ctx.home(), &ks)?.verifying_key();
+    let line = crate::signing::public_key_line(&key);
+    if let Some(f) = file {
+        crate::fsutil::write_atomic(f, line.as_bytes(), 0o644).map_err(|source| {
+            OpsError::Write {
+                what: "public key file",
+                path: f.to_path_buf(),
+                source,
+            }
+        })?;
+    }
+    Ok(PublicKey {
+        line: line.trim_end().to_string(),
+        fingerprint: crate::signing::fingerprint(key.as_bytes()),
+    })
+}
+
 /// A fresh root key protected as `protection`; every key re-wrapped.
 pub fn protect(
     ctx: &Context,
