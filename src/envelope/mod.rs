@@ -612,12 +612,9 @@ pub fn rewrap_in_place<F: ArchiveFile>(
             keys(id)
         }
     };
-    let unlocked = unlock(&prefix, &with_new, false).map_err(|e| match e {
-        EnvelopeError::Tampered(m) if m.contains(&new_key_id.to_string()) => {
-            EnvelopeError::WrongKey { key_id: new_key_id }
-        }
-        e => e,
-    })?;
+    // A slot naming a key of this home that does not open with it is tampered (v2 §7.4),
+    // the new key's own slot included: never a reason to fall back to the other slot.
+    let unlocked = unlock(&prefix, &with_new, false)?;
     let used = unlocked.slot;
     let other = 1 - used;
     // A slot the region rule does not vouch for claims nothing, its generation included.
