@@ -279,6 +279,27 @@ fn keys_delete_is_held_up_only_by_archives_its_key_really_opens() {
 /// Issue 12 finding 1, replayed: the holder of a domain-B key seals, under that key, an
 /// archive whose header claims domain A (or system). A home holding both keys refuses it
 /// on upload and verify, never lists it under domain A, and restores nothing.
+/// The material of key `id` as its holder has it (read from the home), with its id.
+fn key_copy(v: &Vault, id: &str) -> (uuid::Uuid, vault::secret::Key32) {
+    let home = vault::keystore::Home::open(&v.home).unwrap();
+    let id = uuid::Uuid::parse_str(id).unwrap();
+    let (_, material) = vault::keystore::KeyStore::new(&home)
+        .material(&id, false)
+        .unwrap();
+    (id, material)
+}
+
+/// The scopes a holder of a domain-B key forges into a header, and how the refusal names
+/// each.
+const FORGED_SCOPES: [(vault::scope::Scope, Option<&str>, &str); 2] = [
+    (
+        vault::scope::Scope::Domain,
+        Some("A"),
+        "a domain archive of domain A",
+    ),
+    (vault::scope::Scope::System, None, "a system archive"),
+];
+
 #[test]
 fn a_domain_b_key_never_opens_an_archive_that_claims_domain_a_or_system() {
     let v = Vault::new();
@@ -286,19 +307,8 @@ fn a_domain_b_key_never_opens_an_archive_that_claims_domain_a_or_system() {
     let b = v.create_key(&["--scope", "domain", "--domain", "B"]);
     v.create_key(&[]);
     // The attacker's copy of key B (here: read from the home, as its holder would have it).
-    let home = vault::keystore::Home::open(&v.home).unwrap();
-    let b_id = uuid::Uuid::parse_str(&b).unwrap();
-    let (_, material) = vault::keystore::KeyStore::new(&home)
-        .material(&b_id, false)
-        .unwrap();
-    for (scope, domain, what) in [
-        (
-            vault::scope::Scope::Domain,
-            Some("A"),
-            "a domain archive of domain A",
-        ),
-        (vault::scope::Scope::System, None, "a system archive"),
-    ] {
+    let (b_id, material) = key_copy(&v, &b);
+    for (scope, domain, what) in FORGED_SCOPES {
         let header = vault::envelope::ArchiveHeader::new(
             scope,
             domain.map(str::to_string),
@@ -440,19 +450,8 @@ fn a_forged_scope_archive_is_never_restored_onto_the_bmc() {
     let pw = v.path("bmc.pw");
     std::fs::write(&pw, "sim-password-12").unwrap();
     std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let home = vault::keystore::Home::open(&v.home).unwrap();
-    let b_id = uuid::Uuid::parse_str(&b).unwrap();
-    let (_, material) = vault::keystore::KeyStore::new(&home)
-        .material(&b_id, false)
-        .unwrap();
-    for (scope, domain, what) in [
-        (
-            vault::scope::Scope::Domain,
-            Some("A"),
-            "a domain archive of domain A",
-        ),
-        (vault::scope::Scope::System, None, "a system archive"),
-    ] {
+    let (b_id, material) = key_copy(&v, &b);
+    for (scope, domain, what) in FORGED_SCOPES {
         let source = vault::envelope::Source {
             serial_number: Some(serial.clone()),
             file_name: Some("forged.bak".into()),
