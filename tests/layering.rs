@@ -425,15 +425,9 @@ const CLI_FORBIDDEN: &[(&str, &str)] = &[
 ];
 
 /// Known exceptions: (file, forbidden pattern, why). Each must still be needed (a stale
-/// one fails the test, so the list only shrinks).
-const CLI_ALLOWED: &[(&str, &str, &str)] = &[
-    // The man pages are the CLI's own artifact, written by clap_mangen.
-    ("shell.rs", "fs::create_dir", "man page directory"),
-    ("shell.rs", "fs::read", "lists the man pages written"),
-    // The bmc-simulator's --backup-file, and the demo's own check of the bytes that
-    // `backup extract` wrote against those the BMC served.
-    ("demo.rs", "fs::read", "simulator input, demo check"),
-];
+/// one fails the test, so the list only shrinks). None is left: the man pages are written
+/// by `ops::shell`, the simulator's backup file and the demo's check read by `ops::demo`.
+const CLI_ALLOWED: &[(&str, &str, &str)] = &[];
 
 /// Every (file, pattern) of `sources` that uses a forbidden pattern and is not allowed,
 /// and every allowance that is no longer needed.
@@ -465,8 +459,7 @@ fn cli_violations(
 }
 
 /// Issue 11: nothing under `src/cli/` opens or writes files, calls crypto, the stores,
-/// the audit log or HTTP except through the operations layer (known exceptions listed in
-/// `CLI_ALLOWED`, each with its reason).
+/// the audit log or HTTP except through the operations layer (`CLI_ALLOWED` is empty).
 #[test]
 fn cli_does_no_io_crypto_or_http_itself() {
     let (found, stale) = cli_violations(&cli_sources(), CLI_ALLOWED);

@@ -22,7 +22,7 @@ use crate::ops::backup::{RewrapPlan, Target};
 use crate::ops::keys::NewKey;
 use crate::ops::pull::PullJob;
 use crate::ops::restore::Restored;
-use crate::ops::{self, OpsError, Silent};
+use crate::ops::{self, Silent};
 use crate::scope::Scope;
 use crate::secret::Password;
 
@@ -137,16 +137,7 @@ pub fn simulator(ctx: &Ctx, a: SimulatorArgs) -> CliResult {
         }
     };
     let backup_bytes = match (&a.backup_file, a.backup_size) {
-        (Some(f), _) => {
-            let meta = std::fs::metadata(f).map_err(OpsError::file(f))?;
-            if meta.len() > 256 << 20 {
-                return Err(CliError::new(
-                    Kind::Usage,
-                    format!("{} is larger than 256 MiB", f.display()),
-                ));
-            }
-            std::fs::read(f).map_err(OpsError::file(f))?
-        }
+        (Some(f), _) => ops::demo::simulator_backup(f)?,
         (None, Some(n)) => filler(usize::try_from(n).unwrap_or(usize::MAX)),
         (None, None) => SimConfig::default().backup_bytes,
     };
@@ -486,11 +477,13 @@ fn extract_and_compare(d: &mut Demo) -> CliResult<String> {
     let out = d.root.join("extracted.bak");
     ops::backup::extract(need(&d.b), &d.archive(), &out, &Silent)?;
     // The demo's own check of what the product wrote.
-    let got = std::fs::read(&out).map_err(OpsError::file(&out))?;
-    check(got == d.backup, || {
-        "the extracted bytes differ from the BMC's backup".into()
+    let n = ops::demo::file_holds(&out, &d.backup)?.ok_or_else(|| {
+        CliError::new(
+            Kind::Internal,
+            "the extracted bytes differ from the BMC's backup",
+        )
     })?;
-    Ok(format!("{} bytes, identical", got.len()))
+    Ok(format!("{n} bytes, identical"))
 }
 
 fn restore_to_bmc(d: &mut Demo) -> CliResult<String> {

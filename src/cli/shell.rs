@@ -6,6 +6,7 @@ use clap::{Args, CommandFactory};
 
 use super::{CliError, CliResult, Ctx};
 use crate::errors::Kind;
+use crate::ops::{self, shell::ManPage};
 
 #[derive(Args, Debug)]
 pub struct CompletionsArgs {
@@ -40,22 +41,34 @@ pub fn completions(_ctx: &Ctx, a: &CompletionsArgs) -> CliResult {
 }
 
 pub fn manpages(ctx: &Ctx, a: &ManpagesArgs) -> CliResult {
-    let io = |e: std::io::Error| {
-        CliError::new(
-            Kind::Io,
-            format!("cannot write man pages to {}: {e}", a.dir.display()),
-        )
-    };
-    std::fs::create_dir_all(&a.dir).map_err(io)?;
-    clap_mangen::generate_to(command(), &a.dir).map_err(io)?;
-    let mut pages: Vec<String> = std::fs::read_dir(&a.dir)
-        .map_err(io)?
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.starts_with("vault") && n.ends_with(".1"))
-        .collect();
-    pages.sort();
+    let pages = render_manpages()
+        .map_err(|e| CliError::new(Kind::Internal, format!("cannot render the man pages: {e}")))?;
+    let pages = ops::shell::write_manpages(&a.dir, &pages)?;
     ctx.print(&super::records::ManPages {
         dir: a.dir.display().to_string(),
         pages,
     })
+}
+
+/// One page per command and visible subcommand (`vault.1`, `vault-keys.1`,
+/// `vault-keys-create.1`, …), named and rendered as `clap_mangen::generate_to` would.
+fn render_manpages() -> std::io::Result<Vec<ManPage>> {
+    fn render(cmd: clap::Command, out: &mut Vec<ManPage>) -> std::io::Result<()> {
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned() {
+            render(sub, out)?;
+        }
+        let man = clap_mangen::Man::new(cmd);
+        let mut roff = Vec::new();
+        man.render(&mut roff)?;
+        out.push(ManPage {
+            name: man.get_filename(),
+            roff,
+        });
+        Ok(())
+    }
+    let mut cmd = command().disable_help_subcommand(true);
+    cmd.build();
+    let mut pages = Vec::new();
+    render(cmd, &mut pages)?;
+    Ok(pages)
 }

@@ -1,9 +1,9 @@
 //! The operations layer: every command of `vault` as a plain library function.
 //!
 //! One module per group (`home`, `keys`, `backup`, `pull`, `restore`, `fleet`, `remote`,
-//! `prune`, `audit`): each takes typed options, returns a typed result and fails with
-//! [`OpsError`], whose variants map to the exit-code kinds of [`crate::errors::Kind`] and
-//! whose messages state facts without naming a command or flag (the CLI adds those).
+//! `prune`, `audit`, `shell`, `demo`): each takes typed options, returns a typed result and
+//! fails with [`OpsError`], whose variants map to the exit-code kinds of
+//! [`crate::errors::Kind`] and whose messages state facts without naming a command or flag (the CLI adds those).
 //! Nothing here parses arguments, reads the environment, touches stdout/stderr or a TTY:
 //! progress and warnings go through [`Progress`], passwords come from a
 //! [`PasswordSource`] the caller provides, and the CLI, the demo and the fleet runner
@@ -18,6 +18,7 @@
 //! kill at any instant leaves a committed change with its intent or its outcome on record.
 pub mod audit;
 pub mod backup;
+pub mod demo;
 pub mod error;
 pub mod fleet;
 pub mod home;
@@ -28,6 +29,7 @@ pub mod prune;
 pub mod pull;
 pub mod remote;
 pub mod restore;
+pub mod shell;
 
 use std::path::Path;
 
