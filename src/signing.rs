@@ -13,6 +13,12 @@
 //! - The public key file (`vault home public-key`) is one line of text:
 //!   `vault-home-ed25519 <base64 of the 32-byte public key>`, optionally followed by a
 //!   space and a free comment. Only that prefix and exactly 32 bytes are accepted.
+//! - The home keeps that line in [`PUBLIC_FILE`] too, so that keyless views of the home
+//!   (`backup list/get`, `audit archives`) can tell the slots this home signed without
+//!   unlocking the root key. It is written (atomically) whenever the signing key is made
+//!   or loaded and the file is missing or differs, so it always names the signing key
+//!   once any sealing command ran. It is only as trustworthy as the home directory;
+//!   `--trust` with a copy kept elsewhere does not depend on it.
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -26,6 +32,8 @@ use crate::keystore::{KeyError, KeyStore};
 pub const SECRET_NAME: &str = "home-signing-key-ed25519";
 /// First word of a public key file.
 pub const PUBLIC_KEY_PREFIX: &str = "vault-home-ed25519";
+/// The home's own copy of its public key line (see the module doc).
+pub const PUBLIC_FILE: &str = "signing.pub";
 
 /// The home's signing key, created (and stored) on first use.
 pub fn home_signer(home: &Home, ks: &KeyStore<'_>) -> Result<SigningKey, KeyError> {
@@ -46,6 +54,7 @@ pub fn ensure(home: &Home, ks: &KeyStore<'_>, lock: &HomeLock) -> Result<Signing
     }
     let key = SigningKey::generate(&mut OsRng);
     ks.put_secret(lock, SECRET_NAME, &Zeroizing::new(key.to_bytes())[..])?;
+    keep_public(home, &key);
     Ok(key)
 }
 
@@ -59,7 +68,26 @@ pub fn load(home: &Home, ks: &KeyStore<'_>) -> Result<Option<SigningKey>, KeyErr
             path: home.keys_path().display().to_string(),
             what: format!("the secret {SECRET_NAME:?} is not 32 bytes"),
         })?);
-    Ok(Some(SigningKey::from_bytes(&secret)))
+    let key = SigningKey::from_bytes(&secret);
+    keep_public(home, &key);
+    Ok(Some(key))
+}
+
+/// Writes [`PUBLIC_FILE`] if it does not already say `key`. Best effort: without it the
+/// keyless views only show this home's slots as claimed (a read-only home stays usable).
+fn keep_public(home: &Home, key: &SigningKey) {
+    let line = public_key_line(&key.verifying_key());
+    let path = home.dir().join(PUBLIC_FILE);
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(line.as_str()) {
+        let _ = crate::fsutil::write_atomic(&path, line.as_bytes(), 0o644);
+    }
+}
+
+/// The home's public key as its [`PUBLIC_FILE`] says (keyless; `None` when the file is
+/// missing or not a public key).
+pub fn home_public_key(home: &Home) -> Option<[u8; 32]> {
+    let text = std::fs::read_to_string(home.dir().join(PUBLIC_FILE)).ok()?;
+    parse_public_key(&text).ok()
 }
 
 /// The text of a public key file for `key`.

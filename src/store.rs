@@ -339,6 +339,27 @@ impl<'h> ArchiveStore<'h> {
         Ok(())
     }
 
+    /// Records that a key of this home opened an archive ([`Confirmations`]): its key id
+    /// and generation are then confirmed in keyless views for exactly these bytes before
+    /// the payload. Nothing is written when this home's own signature already confirms
+    /// the slot. Atomic (a kill leaves the old state or the record); no lock is needed,
+    /// since a record's content is determined by its name's bytes.
+    pub fn record_confirmation(&self, summary: &envelope::OpenSummary) -> Result<(), StoreError> {
+        if Confirmations::of(self.home).signed(summary) {
+            return Ok(());
+        }
+        let dir = self.home.dir().join(CONFIRMED_DIR);
+        fsutil::ensure_private_dir(&dir).map_err(io_err(&dir))?;
+        let path = dir.join(hex::encode(summary.prefix_sha256));
+        let record = ConfirmationRecord {
+            archive_id: summary.header.id,
+            key_id: summary.key_id,
+            generation: summary.generation,
+        };
+        let bytes = serde_json::to_vec(&record).expect("a record serializes");
+        fsutil::write_atomic(&path, &bytes, 0o600).map_err(io_err(&path))
+    }
+
     /// What `backup list/get` say about a stored archive: `IdMismatch` when its file is
     /// named for another id than its header's, `Unverified` when it was uploaded without
     /// its key and no verify has succeeded since, else `Completed`.
@@ -400,6 +421,106 @@ impl<'h> ArchiveStore<'h> {
         })?;
         fsutil::sync_dir(&self.home.archives_dir()).map_err(io_err(&path))?;
         self.clear_unverified(id)
+    }
+}
+
+/// Directory of the home holding one record per archive prefix a key of this home
+/// confirmed (see [`Confirmations`]).
+pub const CONFIRMED_DIR: &str = "confirmed";
+
+/// What a keyless view of this home (`backup list/get`, `audit archives`) may present as
+/// fact about an archive's key slots. A slot's key id and generation are *confirmed* when
+/// (a) the slot carries a valid signature by this home's signing key (its signature
+/// covers the header, the secret block, the slot's index and bytes, so a slot forged,
+/// edited, swapped or copied from another archive fails it), or (b) a key of this home
+/// opened the archive (`backup verify`, `extract`, a verified `upload`, `fetch`) and left
+/// a record naming the archive, the key id, the generation and the SHA-256 of every byte
+/// before the payload (so a later change to either slot or the header is not covered).
+/// Everything else is only *claimed*. Both checks are O(header): no key, no payload.
+/// Both rest on the home directory (its `signing.pub` and `confirmed/`) being the home's
+/// own; `--trust` with a public key kept elsewhere, or `verify`, do not.
+pub struct Confirmations {
+    public_key: Option<[u8; 32]>,
+    dir: Option<PathBuf>,
+}
+
+/// A record of [`Confirmations`] (`confirmed/<hex prefix SHA-256>`).
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ConfirmationRecord {
+    archive_id: Uuid,
+    key_id: Uuid,
+    generation: u32,
+}
+
+impl Confirmations {
+    /// What `home` confirms (keyless: reads its public key file and records).
+    pub fn of(home: &Home) -> Self {
+        Confirmations {
+            public_key: crate::signing::home_public_key(home),
+            dir: Some(home.dir().join(CONFIRMED_DIR)),
+        }
+    }
+
+    /// Confirms nothing (a sweep without a home).
+    pub fn none() -> Self {
+        Confirmations {
+            public_key: None,
+            dir: None,
+        }
+    }
+
+    /// Whether the key id and generation slot `slot` of `i` shows are confirmed. A slot
+    /// region that breaks its keyless rule confirms nothing.
+    pub fn slot(&self, i: &Inspection, slot: usize) -> bool {
+        let Some(envelope::SlotInfo::Occupied { key_id, generation }) = i.slots.get(slot) else {
+            return false;
+        };
+        if i.region.is_err() {
+            return false;
+        }
+        let signed = self.public_key.is_some_and(|pk| {
+            i.signatures
+                .iter()
+                .any(|s| s.slot == Some(slot) && s.valid && s.public_key == pk)
+        });
+        signed
+            || self.recorded(i).is_some_and(|r| {
+                r.archive_id == i.header.id && r.key_id == *key_id && r.generation == *generation
+            })
+    }
+
+    /// [`Self::slot`] for the newest slot naming `key_id` (the key a view shows).
+    pub fn key(&self, i: &Inspection, key_id: &Uuid) -> bool {
+        let newest = i
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(n, s)| match s {
+                envelope::SlotInfo::Occupied {
+                    key_id: k,
+                    generation,
+                } if k == key_id => Some((n, *generation)),
+                _ => None,
+            })
+            .max_by_key(|(_, g)| *g);
+        newest.is_some_and(|(n, _)| self.slot(i, n))
+    }
+
+    fn recorded(&self, i: &Inspection) -> Option<ConfirmationRecord> {
+        let path = self.dir.as_ref()?.join(hex::encode(i.prefix_sha256));
+        // A record is a few dozen bytes; anything larger is not one.
+        let f = File::open(path).ok()?;
+        let mut text = Vec::new();
+        f.take(1024).read_to_end(&mut text).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    /// Whether `summary` (a successful open in this home) is already confirmed by this
+    /// home's signature on the slot that opened it, so that no record is needed.
+    fn signed(&self, summary: &envelope::OpenSummary) -> bool {
+        self.public_key
+            .is_some_and(|pk| summary.signers.slots.get(summary.slot) == Some(&Some(pk)))
     }
 }
 

@@ -49,10 +49,15 @@ pub type StatusLookup<'a> = &'a (dyn Fn(&Uuid) -> Option<KeyStatus> + Sync);
 /// Looks up key material by id (for authentication); `None` if not in the home.
 pub type MaterialLookup<'a> = &'a (dyn Fn(&Uuid) -> Option<envelope::OpeningKey> + Sync);
 
-/// Key lookups: state (always) and material (only for `--verify`). `Sync` because the
-/// sweep runs on several threads.
+/// Whether the home confirms the key id an archive's newest slot naming it shows
+/// (`store::Confirmations::key`): signed by the home, or opened by one of its keys.
+pub type ConfirmLookup<'a> = &'a (dyn Fn(&Inspection, &Uuid) -> bool + Sync);
+
+/// Key lookups: state (always), what the home confirms (always) and material (only for
+/// `--verify`). `Sync` because the sweep runs on several threads.
 pub struct SweepKeys<'a> {
     pub status: StatusLookup<'a>,
+    pub confirmed: ConfirmLookup<'a>,
     /// `Some` makes the sweep authenticate every archive whose key is present (O(file)).
     pub material: Option<MaterialLookup<'a>>,
 }
@@ -186,8 +191,9 @@ pub struct ArchiveReport {
     /// The key that opens the archive here: the newest slot's key present in the home,
     /// else the newest slot's key.
     pub key_id: Option<Uuid>,
-    /// `keyId` is read from an unauthenticated slot (a claim) until `--verify` opens the
-    /// archive with that key.
+    /// `keyId` is read from an unauthenticated slot (a claim): the slot is not signed by
+    /// this home and none of its keys confirmed these bytes, and `--verify` did not open
+    /// the archive with that key.
     pub key_id_claimed: bool,
     pub created_at: Option<String>,
     /// Plaintext size as claimed by the (unverified unless `verified`) trailer.
@@ -567,6 +573,7 @@ fn describe(r: &mut ArchiveReport, insp: &Inspection, keys: &SweepKeys<'_>) {
             r.key_present = Some(false);
         }
     }
+    r.key_id_claimed = !r.key_id.is_some_and(|k| (keys.confirmed)(insp, &k));
 }
 
 /// With trusted signers: reads the whole file and checks every byte against the signed
@@ -813,6 +820,7 @@ mod tests {
         let status = |_: &Uuid| None;
         let keys = SweepKeys {
             status: &status,
+            confirmed: &|_, _| false,
             material: None,
         };
         let opts = SweepOptions {

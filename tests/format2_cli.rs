@@ -592,3 +592,192 @@ fn rewrap_from_old_reports_an_archive_with_a_forged_slot_instead_of_skipping_it(
         new.as_str()
     );
 }
+
+/// `backupKeyClaimed` of archive `id` in `backup list` and `backup get`, which must agree;
+/// `false` when the field is absent (the key id is confirmed).
+fn listed_claim(v: &Vault, id: &str) -> bool {
+    let l = v.ok(&["backup", "list"]);
+    let row = l["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id)
+        .unwrap_or_else(|| panic!("{id} not listed: {l}"))
+        .clone();
+    let g = v.ok(&["backup", "get", "--id", id]);
+    assert_eq!(row, g, "list and get describe {id} alike");
+    match g.get("backupKeyClaimed") {
+        None => false,
+        Some(serde_json::Value::Bool(true)) => true,
+        Some(other) => panic!("backupKeyClaimed is {other} (true or absent): {g}"),
+    }
+}
+
+/// The table views of `backup list` and `backup get` mark the key as claimed exactly when
+/// the JSON does.
+fn table_claim(v: &Vault, id: &str) -> bool {
+    let list = v.run(&["--output", "table", "backup", "list"]);
+    let list = String::from_utf8(list.stdout).unwrap();
+    let row = list
+        .lines()
+        .find(|l| l.starts_with(&id[..8]))
+        .unwrap_or_else(|| panic!("{id} not in the table: {list}"));
+    let get = v.run(&["--output", "table", "backup", "get", "--id", id]);
+    let get = String::from_utf8(get.stdout).unwrap();
+    let line = get.lines().find(|l| l.starts_with("backupKey")).unwrap();
+    assert_eq!(
+        row.contains("(claimed)"),
+        line.ends_with("(claimed)"),
+        "{list}\n{get}"
+    );
+    row.contains("(claimed)")
+}
+
+/// `keyId` and `keyIdClaimed` of the sweep of `v`'s archive directory for archive `id`.
+fn swept_claim(v: &Vault, id: &str) -> (String, bool) {
+    let out = v.run(&["audit", "archives", s(&v.home.join("archives"))]);
+    let rep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let a = rep["archives"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == id)
+        .unwrap_or_else(|| panic!("{id} not swept: {rep}"));
+    (
+        a["keyId"].as_str().unwrap().to_string(),
+        a["keyIdClaimed"].as_bool().unwrap(),
+    )
+}
+
+const SLOT0: usize = 40;
+const SLOT1: usize = 296;
+
+fn header_len(b: &[u8]) -> usize {
+    u32::from_be_bytes(b[12..16].try_into().unwrap()) as usize
+}
+
+/// Issue 12: nothing keyless treats an unauthenticated key id as fact. A genuine archive
+/// of this home is confirmed by this home's signature on its slot; a slot forged without
+/// a key, swapped, or copied from another archive is not, and `backup list`/`get`, their
+/// table view and the sweep show its key id as claimed.
+#[test]
+fn a_key_id_is_claimed_unless_this_home_signed_the_slot() {
+    let v = Vault::new();
+    let key = v.create_key(&[]);
+    let other = v.create_key(&[]);
+    let (id, path) = seal_file(&v, &bytes(20_000, 21));
+    let (_, second) = seal_file(&v, &bytes(20_000, 22));
+    assert!(!listed_claim(&v, &id), "a genuine archive lists confirmed");
+    assert!(!table_claim(&v, &id));
+    assert_eq!(swept_claim(&v, &id), (key.clone(), false));
+    let genuine = std::fs::read(&path).unwrap();
+    let h = header_len(&genuine);
+
+    // The empty slot forged to name another key of this home (the newest slot now).
+    forge_empty_slot(&path, &other);
+    assert!(listed_claim(&v, &id), "a forged slot listed as fact");
+    assert_eq!(
+        v.ok(&["backup", "get", "--id", &id])["backupKey"],
+        other.as_str()
+    );
+    assert!(table_claim(&v, &id));
+    assert_eq!(swept_claim(&v, &id), (other.clone(), true));
+    // A failed verify confirms nothing.
+    v.fails(&["backup", "verify", "--id", &id], 5);
+    assert!(listed_claim(&v, &id));
+
+    // The genuine slot moved to slot 1 (its signature covers its index).
+    let mut swapped = genuine.clone();
+    swapped.copy_within(SLOT0 + h..SLOT0 + h + 256, SLOT1 + h);
+    swapped[SLOT0 + h..SLOT0 + h + 256].fill(0);
+    std::fs::write(&path, &swapped).unwrap();
+    assert!(listed_claim(&v, &id), "a swapped slot listed as fact");
+    assert_eq!(swept_claim(&v, &id), (key.clone(), true));
+
+    // The slot of another archive of this home, under the same key, copied in.
+    let donor = std::fs::read(&second).unwrap();
+    let hd = header_len(&donor);
+    let mut copied = genuine.clone();
+    copied[SLOT0 + h..SLOT0 + h + 256].copy_from_slice(&donor[SLOT0 + hd..SLOT0 + hd + 256]);
+    std::fs::write(&path, &copied).unwrap();
+    assert!(listed_claim(&v, &id), "a copied-in slot listed as fact");
+    assert!(table_claim(&v, &id));
+    assert_eq!(swept_claim(&v, &id), (key.clone(), true));
+
+    // The genuine bytes back: confirmed again.
+    std::fs::write(&path, &genuine).unwrap();
+    assert!(!listed_claim(&v, &id));
+    assert_eq!(swept_claim(&v, &id), (key, false));
+}
+
+/// An archive this home did not sign (copied into its store from another home, or
+/// uploaded while its key was absent) shows its key id as claimed until a key of this
+/// home opens it; the record of that confirmation covers exactly those bytes, so a slot
+/// forged afterwards is claimed again. The v1 fixture (unsigned) likewise.
+#[test]
+fn a_foreign_archive_is_claimed_until_a_key_of_this_home_confirms_it() {
+    let a = Vault::new();
+    let key = a.create_key(&[]);
+    let (id, path) = seal_file(&a, &bytes(25_000, 23));
+    let b = Vault::new();
+    move_key(&a, &b, &key);
+    // Copied straight into b's store: Completed (its name is its id), but not signed by b.
+    let stored = b.home.join("archives").join(format!("{id}.vault"));
+    std::fs::copy(&path, &stored).unwrap();
+    assert_eq!(b.ok(&["backup", "get", "--id", &id])["status"], "Completed");
+    assert!(listed_claim(&b, &id), "another home's slot listed as fact");
+    assert!(table_claim(&b, &id));
+    assert_eq!(swept_claim(&b, &id), (key.clone(), true));
+    b.ok(&["backup", "verify", "--id", &id]);
+    assert!(!listed_claim(&b, &id), "confirmed by b's key");
+    assert!(!table_claim(&b, &id));
+    assert_eq!(swept_claim(&b, &id), (key.clone(), false));
+    // A slot forged after the confirmation is not covered by it.
+    let stranger = uuid::Uuid::new_v4().to_string();
+    forge_empty_slot(&stored, &stranger);
+    assert!(listed_claim(&b, &id));
+    assert_eq!(
+        b.ok(&["backup", "get", "--id", &id])["backupKey"],
+        stranger.as_str()
+    );
+    // (The sweep names the newest slot whose key is here: b's key, no longer confirmed.)
+    assert_eq!(swept_claim(&b, &id), (key.clone(), true));
+
+    // Uploaded without its key: claimed (and Unverified) until a verify succeeds.
+    let c = Vault::new();
+    c.ok(&["keys", "list"]);
+    c.ok(&["backup", "upload", "--file", s(&path)]);
+    assert!(listed_claim(&c, &id));
+    move_key(&a, &c, &key);
+    assert!(
+        listed_claim(&c, &id),
+        "the key's presence confirms nothing by itself"
+    );
+    c.ok(&["backup", "verify", "--id", &id]);
+    assert!(!listed_claim(&c, &id));
+
+    // The v1 fixture, copied in: unsigned, claimed until its key opens it.
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/v1");
+    let v1 = fixtures.join("archive.vault");
+    let v1_id = c.ok(&["inspect", "--file", s(&v1)])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::copy(&v1, c.home.join("archives").join(format!("{v1_id}.vault"))).unwrap();
+    assert!(listed_claim(&c, &v1_id), "a v1 slot listed as fact");
+    let (_, claimed) = swept_claim(&c, &v1_id);
+    assert!(claimed);
+    let pw = c.password_file("vault fixture password v1");
+    let kf = fixtures.join("system-key.vaultkey");
+    c.ok(&[
+        "keys",
+        "upload",
+        "--file",
+        s(&kf),
+        "--password-file",
+        s(&pw),
+    ]);
+    c.ok(&["backup", "verify", "--id", &v1_id]);
+    assert!(!listed_claim(&c, &v1_id));
+    assert!(!swept_claim(&c, &v1_id).1);
+}

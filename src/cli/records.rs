@@ -221,8 +221,9 @@ pub struct Archive<'a> {
     /// `backup list/get`: what is lost with a passphrase or token.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub depends_on: Option<String>,
-    /// `backup list/get`: `true` when the status is not `Completed` (the key id is then
-    /// only claimed).
+    /// `backup list/get`: `true` when `backupKey` is only what an unauthenticated slot
+    /// says: the slot is not signed by this home and no key of this home confirmed it
+    /// (and always when the status is not `Completed`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backup_key_claimed: Option<bool>,
     /// `backup upload`: authenticated before it was stored.
@@ -288,7 +289,9 @@ impl<'a> Archive<'a> {
             a.depends_on = Some(deps.of(k));
         }
         a.status = l.status.as_str();
-        if l.status != ArchiveStatus::Completed {
+        if l.status != ArchiveStatus::Completed
+            || (!l.key_confirmed && !l.inspection.key_ids.is_empty())
+        {
             a.backup_key_claimed = Some(true);
         }
         a

@@ -5,6 +5,8 @@
 //! unambiguous prefix), human sizes, and times in the local zone with their age; hashes
 //! and nested objects are left to `get`/`inspect`, and long text is cut with `…`. A single
 //! record becomes `field  value` lines with everything in full, wrapped at the width.
+//! A boolean `<field>Claimed` beside `<field>` is not shown on its own: when true, the
+//! value of `<field>` reads `… (claimed)` (a key id only an unauthenticated slot names).
 //! Every cell passes through [`crate::escape::for_terminal`] before it is measured, so no
 //! control or bidi character reaches the terminal. The JSON output is not affected.
 use std::io::{self, Write};
@@ -92,6 +94,20 @@ fn class(key: &str) -> Class {
         Class::Text
     } else {
         Class::Plain
+    }
+}
+
+/// The field a `<field>Claimed` flag qualifies (see the module doc).
+fn claimed_base(key: &str) -> Option<&str> {
+    key.strip_suffix("Claimed").filter(|b| !b.is_empty())
+}
+
+/// `cell` marked as claimed when `flag` is `true` (and the cell says something).
+fn mark_claimed(cell: String, flag: Option<&Value>) -> String {
+    if flag == Some(&Value::Bool(true)) && !cell.is_empty() {
+        format!("{cell} (claimed)")
+    } else {
+        cell
     }
 }
 
@@ -298,6 +314,12 @@ impl Column {
         } else {
             cells
         };
+        let flag = format!("{key}Claimed");
+        let cells = cells
+            .into_iter()
+            .zip(rows)
+            .map(|(c, r)| mark_claimed(c, r.get(&flag)))
+            .collect();
         Column { key, cells }
     }
 
@@ -345,6 +367,8 @@ fn columns(rows: &[Value]) -> Vec<String> {
         let id = keys.remove(i);
         keys.insert(0, id);
     }
+    let all = keys.clone();
+    keys.retain(|k| claimed_base(k).is_none_or(|b| !all.iter().any(|o| o == b)));
     keys
 }
 
@@ -486,8 +510,14 @@ fn record(out: &mut dyn Write, value: &Value, style: &Style) -> io::Result<()> {
     {
         return writeln!(out, "{}", style.cell("", v, true));
     }
+    let flags: Vec<(String, Value)> = fields
+        .iter()
+        .filter(|(k, _)| claimed_base(k).is_some_and(|b| fields.iter().any(|(o, _)| o == b)))
+        .cloned()
+        .collect();
     let fields: Vec<(String, String)> = fields
         .into_iter()
+        .filter(|(k, _)| !flags.iter().any(|(f, _)| f == k))
         .filter(|(_, v)| {
             !v.is_null()
                 && v.as_str() != Some("")
@@ -496,7 +526,9 @@ fn record(out: &mut dyn Write, value: &Value, style: &Style) -> io::Result<()> {
         })
         .map(|(k, v)| {
             let last = k.rsplit(['.', ']']).next().unwrap_or(&k).to_string();
-            let cell = style.cell(&last, &v, true);
+            let flag = format!("{k}Claimed");
+            let flag = flags.iter().find(|(f, _)| *f == flag).map(|(_, v)| v);
+            let cell = mark_claimed(style.cell(&last, &v, true), flag);
             (crate::escape::for_terminal(&k).into_owned(), cell)
         })
         .collect();
@@ -611,6 +643,39 @@ mod tests {
         assert!(!t.contains("abab"), "hashes are left to get: {t}");
         assert!(!t.contains("skip") && !t.contains("total"), "{t}");
         assert_eq!(lines.len(), 4);
+    }
+
+    #[test]
+    fn a_claimed_key_id_is_marked_where_it_is_shown() {
+        let key = "5dac1d33-aaaa-4bbb-8ccc-ddddeeeeffff";
+        let row = |i: u32, claimed: Option<bool>| {
+            let mut a = json!({
+                "id": format!("{i:08x}-1111-4222-8333-444455556666"),
+                "status": "Completed",
+                "backupKey": key,
+            });
+            if let Some(c) = claimed {
+                a["backupKeyClaimed"] = json!(c);
+            }
+            a
+        };
+        let v = json!({"resources": [row(1, Some(true)), row(2, None)]});
+        let t = table(&v);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(!lines[0].contains("CLAIMED"), "no column of its own: {t}");
+        assert!(lines[1].contains("5dac1d33 (claimed)"), "{t}");
+        assert!(
+            lines[2].contains("5dac1d33") && !lines[2].contains("claimed"),
+            "{t}"
+        );
+        let one = table(&row(1, Some(true)));
+        assert!(one.contains(&format!("{key} (claimed)")), "{one}");
+        assert!(!one.contains("backupKeyClaimed"), "{one}");
+        let confirmed = table(&row(1, Some(false)));
+        assert!(!confirmed.contains("claimed"), "{confirmed}");
+        // A flag without its field stays an ordinary field.
+        let lone = table(&json!({"claimed": true, "otherClaimed": true}));
+        assert!(lone.contains("otherClaimed"), "{lone}");
     }
 
     #[test]

@@ -44,7 +44,7 @@ use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use rand::rngs::OsRng;
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 use zeroize::Zeroizing;
@@ -159,6 +159,8 @@ pub struct OpenSummary {
     pub secret: Option<SealedSecret>,
     /// v2: who signed what (all `None` for v1).
     pub signers: Signers,
+    /// SHA-256 of every byte before the payload ([`Inspection::prefix_sha256`]).
+    pub prefix_sha256: [u8; 32],
 }
 
 /// What one key slot holds, as far as can be told without a key. The key id and
@@ -212,6 +214,10 @@ pub struct Inspection {
     pub signatures: Vec<SignatureInfo>,
     /// v2: the trailer's digest of the whole ciphertext (checked by [`check_keyless`]).
     pub ciphertext_digest: Option<[u8; 32]>,
+    /// SHA-256 of every byte before the payload (preamble, header, salt, both key slots
+    /// and, v2, the secret block): what a record of a key's confirmation names, so that
+    /// any later change to a slot or the header is not covered by it.
+    pub prefix_sha256: [u8; 32],
 }
 
 /// An archive's provenance against a set of trusted home public keys.
@@ -540,6 +546,7 @@ fn describe(prefix: Prefix, trailer: &AnyTrailer, payload_len: u64, file_len: u6
         region,
         signatures,
         ciphertext_digest,
+        prefix_sha256: prefix.digest,
     }
 }
 
@@ -784,6 +791,8 @@ struct Prefix {
     hash: [u8; 32],
     salt: [u8; SALT_LEN],
     region: Region,
+    /// SHA-256 of every byte before the payload, as read.
+    digest: [u8; 32],
 }
 
 enum Region {
@@ -880,12 +889,17 @@ fn read_prefix<R: Read>(input: &mut R) -> Result<Prefix, EnvelopeError> {
     input
         .read_exact(&mut salt)
         .map_err(eof_is_truncation("salt"))?;
+    let mut digest = Sha256::new();
+    digest.update(pre);
+    digest.update(&header_bytes);
+    digest.update(salt);
     let region = if preamble.version == 1 {
         let mut raw = [[0u8; format::SLOT_LEN]; SLOT_COUNT];
         for r in raw.iter_mut() {
             input
                 .read_exact(r)
                 .map_err(eof_is_truncation("key slots"))?;
+            digest.update(&r[..]);
         }
         Region::V1 {
             slots: raw.map(|r| format::parse_slot(&r)),
@@ -896,11 +910,13 @@ fn read_prefix<R: Read>(input: &mut R) -> Result<Prefix, EnvelopeError> {
             input
                 .read_exact(r)
                 .map_err(eof_is_truncation("key slots"))?;
+            digest.update(&r[..]);
         }
         let mut secret_block = [0u8; v2::SECRET_BLOCK_LEN];
         input
             .read_exact(&mut secret_block)
             .map_err(eof_is_truncation("secret block"))?;
+        digest.update(secret_block);
         let signed_hash = v2::signed_hash(&pre, &header_bytes, &salt, &secret_block);
         Region::V2(Box::new(RegionV2 {
             slots: [v2::parse_slot(&raw[0]), v2::parse_slot(&raw[1])],
@@ -916,6 +932,7 @@ fn read_prefix<R: Read>(input: &mut R) -> Result<Prefix, EnvelopeError> {
         hash,
         salt,
         region,
+        digest: digest.finalize().into(),
     })
 }
 

@@ -142,6 +142,7 @@ pub struct Opener<R> {
     two_slots: bool,
     secret: Option<SealedSecret>,
     slot_signers: [Option<[u8; 32]>; 2],
+    prefix_sha256: [u8; 32],
     /// Plaintext that authenticated and was not read yet (at most the batches the
     /// pipeline finishes in one step: a few MiB).
     buf: PlainBuf,
@@ -166,6 +167,7 @@ impl<R: Read> Opener<R> {
             two_slots: unlocked.two_slots,
             secret: unlocked.secret,
             slot_signers: unlocked.signers,
+            prefix_sha256: prefix.digest,
             buf: PlainBuf::default(),
             pos: 0,
             state: State::Running,
@@ -244,6 +246,7 @@ impl<R: Read> Opener<R> {
                         slots: self.slot_signers,
                         trailer: self.payload.trailer_signer,
                     },
+                    prefix_sha256: self.prefix_sha256,
                 }));
             }
             Err(e) => self.state = State::Failed(e),

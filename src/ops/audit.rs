@@ -197,6 +197,11 @@ pub fn sweep_archives(
         None => HashMap::new(),
     };
     let status = |id: &Uuid| statuses.get(id).cloned();
+    let confirmations = match home {
+        Some(h) => crate::store::Confirmations::of(h),
+        None => crate::store::Confirmations::none(),
+    };
+    let confirmed = |i: &crate::envelope::Inspection, k: &Uuid| confirmations.key(i, k);
     let threads = req.threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get().min(4))
@@ -211,6 +216,7 @@ pub fn sweep_archives(
     };
     let keyless = SweepKeys {
         status: &status,
+        confirmed: &confirmed,
         material: None,
     };
     let report = match home.filter(|_| req.verify) {
@@ -219,6 +225,7 @@ pub fn sweep_archives(
             let material = super::backup::key_lookup(&ks)?;
             let keys = SweepKeys {
                 status: &status,
+                confirmed: &confirmed,
                 material: Some(&material),
             };
             sweep::sweep(&req.paths, &keys, &opts)

@@ -234,6 +234,7 @@ pub fn verify(
         let v = verify_path(ctx.home(), &path, progress)?;
         s.archive_id = Some(v.header.id.to_string());
         s.key_id = Some(v.key_id.to_string());
+        record_confirmation(ctx, &v);
         Ok(v)
     })
 }
@@ -255,6 +256,19 @@ pub fn verify_path(
     Ok(s)
 }
 
+/// Remembers that a key of this home opened the archive `opened` describes, so that
+/// `backup list/get` and `audit archives` show its key id as confirmed
+/// ([`store::Confirmations`]). A record that cannot be written (a read-only home) is a
+/// warning: the key id is then still shown as claimed, and nothing else is affected.
+pub(crate) fn record_confirmation(ctx: &Context, opened: &OpenSummary) {
+    if let Err(e) = ArchiveStore::new(ctx.home()).record_confirmation(opened) {
+        ctx.warn(&format!(
+            "could not record that key {} confirmed archive {} ({e}); keyless views keep showing its key id as claimed",
+            opened.key_id, opened.header.id
+        ));
+    }
+}
+
 /// Decrypts an archive to `out` (a temporary file renamed only once the whole archive
 /// authenticated), as the audited operation `backup.extract`.
 pub fn extract(
@@ -267,6 +281,7 @@ pub fn extract(
         let path = target_path(ctx, target)?;
         let v = extract_path(ctx.home(), &path, out, progress)?;
         s.archive_id = Some(v.header.id.to_string());
+        record_confirmation(ctx, &v);
         Ok(v)
     })
 }
@@ -356,17 +371,20 @@ pub fn upload(ctx: &Context, file: &Path) -> Result<Uploaded, OpsError> {
         // Authenticated before it is stored when its key is here (junk carrying a
         // genuine id is refused); otherwise stored and said to be unverified.
         let claimed = store::inspect_file(file)?;
-        let verified = if claimed.key_ids.iter().any(|(k, _)| ks.get(k).is_ok()) {
-            verify_path(ctx.home(), file, &super::Silent)?;
-            true
+        let opened = if claimed.key_ids.iter().any(|(k, _)| ks.get(k).is_ok()) {
+            Some(verify_path(ctx.home(), file, &super::Silent)?)
         } else {
-            false
+            None
         };
+        let verified = opened.is_some();
         let lock = ctx.home().lock()?;
         s.archive_id = Some(claimed.header.id.to_string());
         s.intent()?;
         let (inspection, added) = ArchiveStore::new(ctx.home()).import_as(&lock, file, verified)?;
         s.archive_id = Some(inspection.header.id.to_string());
+        if let Some(o) = &opened {
+            record_confirmation(ctx, o);
+        }
         Ok(Uploaded {
             inspection,
             added,
@@ -571,6 +589,23 @@ fn rewrap_one(
 pub struct Listed {
     pub inspection: Inspection,
     pub status: ArchiveStatus,
+    /// The key id shown (the newest slot's) is confirmed ([`store::Confirmations`]):
+    /// this home signed that slot, or one of its keys opened these exact bytes.
+    pub key_confirmed: bool,
+}
+
+impl Listed {
+    fn new(inspection: Inspection, status: ArchiveStatus, c: &store::Confirmations) -> Self {
+        let key_confirmed = inspection
+            .key_ids
+            .first()
+            .is_some_and(|(k, _)| c.key(&inspection, k));
+        Listed {
+            inspection,
+            status,
+            key_confirmed,
+        }
+    }
 }
 
 /// The archives of the home (oldest first), optionally only those of one scope and
@@ -583,6 +618,7 @@ pub fn list(
 ) -> Result<(Vec<Listed>, Dependencies), OpsError> {
     let deps = KeyStore::new(ctx.home()).dependencies()?;
     let st = ArchiveStore::new(ctx.home());
+    let confirmations = store::Confirmations::of(ctx.home());
     let mut out = Vec::new();
     for a in st.list()? {
         match a.inspection {
@@ -592,10 +628,7 @@ pub fn list(
                     if status == ArchiveStatus::IdMismatch {
                         ctx.warn(&format!("{} holds archive {}, not the archive its name says: it was put in place of another one (integrity finding name-id-mismatch)", a.path.display(), i.header.id));
                     }
-                    out.push(Listed {
-                        inspection: i,
-                        status,
-                    });
+                    out.push(Listed::new(i, status, &confirmations));
                 }
             }
             Err(e) => ctx.warn(&format!(
@@ -614,7 +647,8 @@ pub fn get(ctx: &Context, id: &str) -> Result<(Listed, Dependencies), OpsError> 
     let inspection = store::inspect_file(&path)?;
     let deps = KeyStore::new(ctx.home()).dependencies()?;
     let status = st.status(&path, &inspection);
-    Ok((Listed { inspection, status }, deps))
+    let confirmations = store::Confirmations::of(ctx.home());
+    Ok((Listed::new(inspection, status, &confirmations), deps))
 }
 
 /// What each key of the home depends on (the root passphrase, a token).

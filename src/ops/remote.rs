@@ -209,6 +209,7 @@ pub fn fetch(ctx: &Context, remote: &Remote, id: &str) -> Result<Fetched, OpsErr
         })?;
         let summary = remote.fetch_into(&id, &key, &mut tmp, &lookup)?;
         s.key_id = Some(summary.key_id.to_string());
+        super::backup::record_confirmation(ctx, &summary);
         let _lock = ctx.home().lock()?;
         if dest.exists() {
             return Ok(Fetched {
