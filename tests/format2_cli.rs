@@ -781,3 +781,38 @@ fn a_foreign_archive_is_claimed_until_a_key_of_this_home_confirms_it() {
     assert!(!listed_claim(&c, &v1_id));
     assert!(!swept_claim(&c, &v1_id).1);
 }
+
+/// Issue 12 finding 2: a forged slot at generation 0xFFFFFFFF (the u32 maximum), naming a
+/// key that is not here, claims nothing: a plain rewrap overwrites it (the new slot's
+/// generation continues from the genuine one) instead of refusing with an exhausted
+/// counter, and the archive then verifies under the new key.
+#[test]
+fn a_forged_maximum_generation_does_not_block_rewrap() {
+    let v = Vault::new();
+    v.create_key(&[]);
+    let (id, path) = seal_file(&v, &bytes(10_000, 24));
+    let new = v.ok(&["keys", "rotate"])["newKeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut b = forge_empty_slot(&path, &uuid::Uuid::new_v4().to_string());
+    let h = header_len(&b);
+    b[SLOT1 + h..SLOT1 + h + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+    std::fs::write(&path, &b).unwrap();
+    let i = v.ok(&["inspect", "--file", s(&path)]);
+    assert_eq!(i["keySlots"][1]["generation"], u32::MAX, "{i}");
+    let r = v.ok(&["backup", "rewrap", "--id", &id]);
+    assert_eq!(r["rewrapped"][0]["to"], new.as_str(), "{r}");
+    let i = v.ok(&["inspect", "--file", s(&path)]);
+    let gens: Vec<&serde_json::Value> = i["keySlots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s.get("generation"))
+        .collect();
+    assert_eq!(gens, [&serde_json::json!(2)], "{i}");
+    assert_eq!(
+        v.ok(&["backup", "verify", "--id", &id])["backupKeyId"],
+        new.as_str()
+    );
+}

@@ -231,6 +231,18 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedKeyFile, KeyFileError> {
             "metadata version disagrees with header",
         ));
     }
+    // A system key has no domain and a domain key always names one (vault never writes
+    // either otherwise): a file that says both, or a domain key without its domain, is
+    // ambiguous and refused rather than guessed (issue 12).
+    match (meta.scope, &meta.domain_id) {
+        (Scope::System, Some(_)) => {
+            return Err(KeyFileError::Corrupted("a system key with a domainID"));
+        }
+        (Scope::Domain, None) => {
+            return Err(KeyFileError::Corrupted("a domain key without its domainID"));
+        }
+        _ => {}
+    }
     if meta.kdf.algorithm != "argon2id" || meta.kdf.argon2_version != 0x13 {
         return Err(KeyFileError::Corrupted("unknown KDF"));
     }
