@@ -79,7 +79,7 @@ fn keep_public(home: &Home, key: &SigningKey) {
     let line = public_key_line(&key.verifying_key());
     let path = home.dir().join(PUBLIC_FILE);
     if std::fs::read_to_string(&path).ok().as_deref() != Some(line.as_str()) {
-        let _ = crate::fsutil::write_atomic(&path, line.as_bytes(), 0o644);
+        let _ = crate::fsutil::write_atomic(&path, line.as_bytes(), 0o600);
     }
 }
 
