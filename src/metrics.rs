@@ -133,7 +133,7 @@ fn family(name: &str) -> Option<Family> {
             Gauge,
         ),
         "vault_sweep_verified_archives" => (
-            "Archives the last sweep fully authenticated (--verify).",
+            "Archives the last sweep fully authenticated with their keys (0 for a keyless sweep).",
             Gauge,
         ),
         "vault_sweep_integrity_failures" => (

@@ -95,24 +95,34 @@ pub fn public_key_line(key: &VerifyingKey) -> String {
     format!("{PUBLIC_KEY_PREFIX} {}\n", B64.encode(key.as_bytes()))
 }
 
+/// Why a text is not a public key file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublicKeyError {
+    #[error("not a vault home public key (it must start with {PUBLIC_KEY_PREFIX:?})")]
+    NotAPublicKey,
+    #[error("the public key is not valid base64")]
+    NotBase64,
+    #[error("the public key is {0} bytes, not 32")]
+    Length(usize),
+    #[error("the public key is not an Ed25519 point")]
+    NotAPoint,
+}
+
 /// Parses a public key file (see the module doc).
-pub fn parse_public_key(text: &str) -> Result<[u8; 32], String> {
+pub fn parse_public_key(text: &str) -> Result<[u8; 32], PublicKeyError> {
     let line = text.lines().next().unwrap_or("").trim_end();
     let mut words = line.splitn(3, ' ');
     if words.next() != Some(PUBLIC_KEY_PREFIX) {
-        return Err(format!(
-            "not a vault home public key (it must start with {PUBLIC_KEY_PREFIX:?}; make one with 'vault home public-key --file F')"
-        ));
+        return Err(PublicKeyError::NotAPublicKey);
     }
     let bytes = B64
         .decode(words.next().unwrap_or(""))
-        .map_err(|_| "the public key is not valid base64".to_string())?;
+        .map_err(|_| PublicKeyError::NotBase64)?;
     let key: [u8; 32] = bytes
         .as_slice()
         .try_into()
-        .map_err(|_| format!("the public key is {} bytes, not 32", bytes.len()))?;
-    VerifyingKey::from_bytes(&key)
-        .map_err(|_| "the public key is not an Ed25519 point".to_string())?;
+        .map_err(|_| PublicKeyError::Length(bytes.len()))?;
+    VerifyingKey::from_bytes(&key).map_err(|_| PublicKeyError::NotAPoint)?;
     Ok(key)
 }
 

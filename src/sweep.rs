@@ -173,8 +173,33 @@ impl FindingCode {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
     pub code: FindingCode,
-    /// A sentence for people: what is wrong and what to do.
+    /// A sentence for people: what is wrong (and what to do, where that is not a
+    /// command: "use another copy").
     pub message: String,
+    /// The next step, where it is one of vault's own operations. The library does not
+    /// name commands or flags: the CLI words the step and appends it to `message`
+    /// before printing (`cli::hints::sweep_report`).
+    #[serde(skip)]
+    pub remedy: Option<Remedy>,
+}
+
+/// The next step of a [`Finding`] that is one of vault's operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Remedy {
+    /// Run the interrupted rewrap of this archive again: it completes.
+    FinishRewrap(Uuid),
+    /// A rewrap repairs a damaged key slot.
+    RepairSlot,
+    /// Import the missing key (its key file) into this home.
+    ImportKey,
+    /// Re-encrypt this archive (rewrap with a new data key) away from a compromised key.
+    Reencrypt(Uuid),
+    /// Rewrap this archive to the active key.
+    Rewrap(Uuid),
+    /// Rotate the key, then rewrap every archive.
+    RotateKey,
+    /// Push the object again with a longer retention.
+    LongerRetention,
 }
 
 /// One swept file. Fields other than `path` and `findings` are `None` when the file could
@@ -231,9 +256,14 @@ impl ArchiveReport {
     }
 
     fn add(&mut self, code: FindingCode, message: impl Into<String>) {
+        self.add_with(code, message, None);
+    }
+
+    fn add_with(&mut self, code: FindingCode, message: impl Into<String>, remedy: Option<Remedy>) {
         self.findings.push(Finding {
             code,
             message: message.into(),
+            remedy,
         });
     }
 
@@ -475,8 +505,13 @@ pub fn check_inspected(
 
 impl ArchiveReport {
     /// Adds a finding found outside this module (e.g. a remote object's retention).
-    pub fn add_finding(&mut self, code: FindingCode, message: impl Into<String>) {
-        self.add(code, message);
+    pub fn add_finding(
+        &mut self,
+        code: FindingCode,
+        message: impl Into<String>,
+        remedy: Option<Remedy>,
+    ) {
+        self.add_with(code, message, remedy);
     }
 }
 
@@ -595,7 +630,7 @@ fn provenance_check(r: &mut ArchiveReport, mut file: &File, trusted: &[[u8; 32]]
             ),
             envelope::Provenance::UnknownSigner => r.add(
                 FindingCode::UnknownSigner,
-                "validly signed, but by a home none of the --trust keys names",
+                "validly signed, but by a home that none of the trusted public keys names",
             ),
             envelope::Provenance::Unsigned => r.add(
                 FindingCode::Unsigned,
@@ -633,12 +668,13 @@ pub fn named_id(path: &Path) -> Option<Uuid> {
 
 fn keyless_checks(r: &mut ArchiveReport, insp: &Inspection) {
     if insp.region.is_ok() && insp.key_ids.len() == 2 {
-        r.add(
+        r.add_with(
             FindingCode::RewrapInterrupted,
             format!(
-                "both key slots are occupied (claimed keys {} and {}): a rewrap was interrupted; run 'vault backup rewrap --id {}' again to complete it",
-                insp.key_ids[0].0, insp.key_ids[1].0, insp.header.id
+                "both key slots are occupied (claimed keys {} and {}): a rewrap was interrupted",
+                insp.key_ids[0].0, insp.key_ids[1].0
             ),
+            Some(Remedy::FinishRewrap(insp.header.id)),
         );
     }
     if let Err(e) = &insp.region
@@ -664,11 +700,12 @@ fn keyless_checks(r: &mut ArchiveReport, insp: &Inspection) {
         );
     }
     if let Some(i) = insp.slots.iter().position(|s| *s == SlotInfo::Damaged) {
-        r.add(
+        r.add_with(
             FindingCode::Malformed,
             format!(
-                "key slot {i} is damaged (an interrupted rewrap or a modification); the archive will not open until 'vault backup rewrap' repairs it, or use another copy"
+                "key slot {i} is damaged (an interrupted rewrap or a modification) and the archive will not open: use another copy, or repair it with a rewrap"
             ),
+            Some(Remedy::RepairSlot),
         );
     }
     if insp.key_ids.is_empty() {
@@ -687,38 +724,40 @@ fn policy_checks(
 ) {
     let id = insp.header.id;
     match (r.key_present, r.key_id) {
-        (Some(false), Some(k)) => r.add(
+        (Some(false), Some(k)) => r.add_with(
             FindingCode::KeyMissing,
             format!(
-                "archive {id} is sealed under key {k}, which is not in this home; import it with 'vault keys upload' (no one here can restore this archive until then)"
+                "archive {id} is sealed under key {k}, which is not in this home: no one here can restore this archive until it is imported"
             ),
+            Some(Remedy::ImportKey),
         ),
         (Some(true), Some(k)) => {
             let status = (keys.status)(&k);
             if let Some(s) = status {
                 if s.state == KeyState::Compromised {
-                    r.add(
+                    r.add_with(
                         FindingCode::KeyCompromised,
                         format!(
-                            "archive {id} is still sealed under compromised key {k}: whoever holds that key can read and rewrite it; re-encrypt it with 'vault backup rewrap --id {id} --reencrypt'"
+                            "archive {id} is still sealed under compromised key {k}: whoever holds that key can read and rewrite it"
                         ),
+                        Some(Remedy::Reencrypt(id)),
                     );
                 } else if s.state == KeyState::Retired {
-                    r.add(
+                    r.add_with(
                         FindingCode::KeyRetired,
-                        format!(
-                            "archive {id} is sealed under retired key {k}; move it to the active key with 'vault backup rewrap --id {id}'"
-                        ),
+                        format!("archive {id} is sealed under retired key {k}"),
+                        Some(Remedy::Rewrap(id)),
                     );
                 } else if let Some(days) = opts.rotation_days
                     && let Some(age) = age_days(&s.created_at, opts.now)
                     && age > days
                 {
-                    r.add(
+                    r.add_with(
                         FindingCode::KeyRotationOverdue,
                         format!(
-                            "key {k} was created {age} days ago, more than the {days}-day rotation policy; run 'vault keys rotate', then 'vault backup rewrap --all'"
+                            "key {k} was created {age} days ago, more than the {days}-day rotation policy"
                         ),
+                        Some(Remedy::RotateKey),
                     );
                 }
             }
@@ -789,6 +828,68 @@ mod tests {
         assert_eq!(age_days("2026-01-01T12:00:01Z", now), Some(8));
         assert_eq!(age_days("2027-01-01T00:00:00Z", now), Some(0));
         assert_eq!(age_days("yesterday", now), None);
+    }
+
+    /// Policy findings state the fact; the step that is a vault command is a typed
+    /// remedy (the CLI words it), never in the message.
+    #[test]
+    fn policy_findings_carry_their_remedy_not_a_command() {
+        let t = tempfile::tempdir().unwrap();
+        let key_id = Uuid::new_v4();
+        let header = envelope::ArchiveHeader::new(Scope::System, None, "alice", "x", None);
+        let mut bytes = Vec::new();
+        let key = crate::secret::Key32::random();
+        envelope::seal(&header, key_id, &key, &b"config"[..], &mut bytes).unwrap();
+        let path = t.path().join("a.vault");
+        std::fs::write(&path, &bytes).unwrap();
+        let cases = [
+            (
+                Some(KeyState::Retired),
+                FindingCode::KeyRetired,
+                Remedy::Rewrap(header.id),
+            ),
+            (
+                Some(KeyState::Compromised),
+                FindingCode::KeyCompromised,
+                Remedy::Reencrypt(header.id),
+            ),
+            (
+                Some(KeyState::Active),
+                FindingCode::KeyRotationOverdue,
+                Remedy::RotateKey,
+            ),
+            (None, FindingCode::KeyMissing, Remedy::ImportKey),
+        ];
+        for (state, code, remedy) in cases {
+            let status = move |_: &Uuid| {
+                state.map(|state| KeyStatus {
+                    state,
+                    created_at: "2000-01-01T00:00:00Z".into(),
+                    depends_on: "file".into(),
+                })
+            };
+            let keys = SweepKeys {
+                status: &status,
+                confirmed: &|_, _| false,
+                material: None,
+            };
+            let opts = SweepOptions {
+                trusted: Vec::new(),
+                max_age_days: None,
+                rotation_days: Some(1),
+                now: crate::clock::now(),
+                threads: 1,
+            };
+            let rep = sweep(std::slice::from_ref(&path), &keys, &opts);
+            let f = &rep.archives[0].findings;
+            assert_eq!(f.len(), 1, "{f:?}");
+            assert_eq!((f[0].code, f[0].remedy), (code, Some(remedy)));
+            assert!(
+                !f[0].message.contains("'vault ") && !f[0].message.contains("--"),
+                "{}",
+                f[0].message
+            );
+        }
     }
 
     #[test]

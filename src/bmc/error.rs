@@ -13,7 +13,10 @@ use std::time::Duration;
 pub enum BmcError {
     /// `host` is what can be shown of the URL: never its user-info part.
     #[error("invalid BMC URL (host {host:?}): {reason}")]
-    InvalidUrl { host: String, reason: String },
+    InvalidUrl {
+        host: String,
+        reason: super::redfish::UrlProblem,
+    },
 
     #[error(
         "refusing plain http:// to BMC {host}: the password, the session token and the backup would cross the network unencrypted"

@@ -181,40 +181,54 @@ pub struct Origin {
     pub tls: bool,
 }
 
+/// Why a BMC URL was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UrlProblem {
+    #[error("it must start with https:// (or http://)")]
+    Scheme,
+    /// A `user:password@` part: it would sit on the command line and in shell history.
+    #[error("do not put credentials in the URL")]
+    Credentials,
+    #[error("it has no host")]
+    NoHost,
+    #[error("the host contains invalid characters")]
+    BadHost,
+    #[error("give only scheme, host and port (e.g. https://10.0.0.5)")]
+    Path,
+}
+
 impl Origin {
     /// Parses `https://host[:port]` or `http://host[:port]` (a trailing `/` or the service
     /// root path is tolerated). Credentials in the URL are refused: they would sit on the
     /// command line and in shell history.
-    pub fn parse(url: &str) -> Result<Origin, String> {
+    pub fn parse(url: &str) -> Result<Origin, UrlProblem> {
         let url = url.trim();
         let (tls, rest) = if let Some(r) = strip_prefix_ci(url, "https://") {
             (true, r)
         } else if let Some(r) = strip_prefix_ci(url, "http://") {
             (false, r)
         } else {
-            return Err("it must start with https:// (or http://)".into());
+            return Err(UrlProblem::Scheme);
         };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, ""),
         };
         if authority.contains('@') {
-            return Err(
-                "do not put credentials in the URL; use --bmc-user and --bmc-password-file".into(),
-            );
+            return Err(UrlProblem::Credentials);
         }
         if authority.is_empty() {
-            return Err("it has no host".into());
+            return Err(UrlProblem::NoHost);
         }
         if authority
             .chars()
             .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '?' | '#'))
         {
-            return Err("the host contains invalid characters".into());
+            return Err(UrlProblem::BadHost);
         }
         let path = path.trim_end_matches('/');
         if !(path.is_empty() || path.eq_ignore_ascii_case("/redfish/v1")) {
-            return Err("give only scheme, host and port (e.g. https://10.0.0.5)".into());
+            return Err(UrlProblem::Path);
         }
         let scheme = if tls { "https" } else { "http" };
         Ok(Origin {
@@ -315,11 +329,9 @@ mod tests {
         assert_eq!(o.base, "http://127.0.0.1:8080");
         assert!(!o.tls);
         assert!(Origin::parse("https://ilo/redfish/v1/").is_ok());
-        assert!(
-            Origin::parse("https://admin:pw@ilo")
-                .unwrap_err()
-                .contains("credentials")
-        );
+        let e = Origin::parse("https://admin:pw@ilo").unwrap_err();
+        assert_eq!(e, UrlProblem::Credentials);
+        assert!(e.to_string().contains("credentials"), "{e}");
         assert!(Origin::parse("ftp://ilo").is_err());
         assert!(Origin::parse("https://").is_err());
         assert!(Origin::parse("https://ilo/other").is_err());

@@ -52,6 +52,10 @@ pub fn parse_fingerprint(s: &str) -> Result<Fingerprint, String> {
         .map_err(|_| "the fingerprint after sha256: must be 64 hexadecimal digits".to_string())
 }
 
+/// What the detail of a TLS failure says when the certificate matches no pin (the CLI
+/// words it as the flag that gave the pins).
+pub const NOT_PINNED: &str = "does not match any pinned fingerprint";
+
 /// `sha256:<hex>` of a certificate, as shown in errors and by the simulator.
 pub fn fingerprint_of(der: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(der)))
@@ -89,7 +93,7 @@ impl ServerCertVerifier for BmcVerifier {
                 .fold(subtle::Choice::from(0), |acc, p| acc | p.ct_eq(&digest));
             if !bool::from(pinned) {
                 return Err(rustls::Error::General(format!(
-                    "the certificate ({}) does not match --tls-fingerprint",
+                    "the certificate ({}) {NOT_PINNED}",
                     fingerprint_of(end_entity.as_ref())
                 )));
             }

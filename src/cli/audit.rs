@@ -244,7 +244,8 @@ fn archives(ctx: &Ctx, a: ArchivesArgs) -> CliResult {
         None
     };
     let swept = ops_audit::sweep_archives(home.as_ref(), &req, &super::Notices)?;
-    ctx.print(&swept.report)?;
+    let report = super::hints::sweep_report(swept.report);
+    ctx.print(&report)?;
     if swept.too_deep > 0 {
         ctx.notice(&format!(
             "{} director(ies) at the depth limit of {} levels were not entered; their paths are under \"skipped\" (reason \"too-deep\"): sweep them by name",
@@ -252,7 +253,7 @@ fn archives(ctx: &Ctx, a: ArchivesArgs) -> CliResult {
             sweep::MAX_DEPTH
         ));
     }
-    let s = &swept.report.summary;
+    let s = &report.summary;
     if ctx.format == Format::Table {
         ctx.notice(&format!(
             "{} file(s), {} archive(s): {} ok, {} with findings, {} integrity failure(s)",

@@ -11,6 +11,8 @@ use std::any::Any;
 
 use crate::audit::AuditError;
 use crate::bmc::BmcError;
+use crate::bmc::redfish::UrlProblem;
+use crate::bmc::tls;
 use crate::config::ConfigError;
 use crate::envelope::EnvelopeError;
 use crate::home::HomeError;
@@ -21,7 +23,9 @@ use crate::keystore::kdf::KdfError;
 use crate::keystore::keyfile::KeyFileError;
 use crate::ops::OpsError;
 use crate::remote::RemoteError;
+use crate::signing::PublicKeyError;
 use crate::store::StoreError;
+use crate::sweep::{Remedy, SweepReport};
 
 /// What the CLI adds to a library error's message.
 #[derive(Debug, PartialEq, Eq)]
@@ -127,6 +131,10 @@ fn ops(e: &OpsError) -> Option<Hint> {
         OpsError::CompromisedRewrap(id) => Hint::then(format!(
             ". Use 'vault backup rewrap --all --from {id} --reencrypt'"
         )),
+        OpsError::TrustFile {
+            source: PublicKeyError::NotAPublicKey,
+            ..
+        } => Hint::then("; make one with 'vault home public-key --file F'"),
         OpsError::PolicyKeepsNothing => Hint::instead(
             "a retention policy must keep something (a --keep-* of at least 1): this one would remove every archive",
         ),
@@ -281,6 +289,10 @@ fn kdf(e: &KdfError) -> Option<Hint> {
 
 fn bmc(e: &BmcError) -> Option<Hint> {
     match e {
+        BmcError::InvalidUrl {
+            reason: UrlProblem::Credentials,
+            ..
+        } => Hint::then("; use --bmc-user and --bmc-password-file"),
         BmcError::PlaintextRefused { .. } => Hint::then(
             "; use https://, or pass --allow-http (inventory: allow_http = true) knowingly",
         ),
@@ -290,6 +302,11 @@ fn bmc(e: &BmcError) -> Option<Hint> {
         BmcError::NeedsSession { .. } | BmcError::RestoreNeedsSession { .. } => {
             Hint::then("; use --auth session")
         }
+        // The detail is rustls's text: the pin's words are found by their constant.
+        BmcError::Tls { detail, .. } if detail.contains(tls::NOT_PINNED) => Hint::instead(
+            e.to_string()
+                .replace(tls::NOT_PINNED, "does not match --tls-fingerprint"),
+        ),
         BmcError::Tls { .. } => Hint::then(
             ": if its certificate is self-signed or from a private CA, pass --ca-cert with that CA (or --insecure, knowingly)",
         ),
@@ -302,6 +319,41 @@ fn bmc(e: &BmcError) -> Option<Hint> {
             ..
         } if *status != 403 => Hint::then(": check --bmc-user and the password"),
         _ => None,
+    }
+}
+
+/// A sweep report as the CLI prints it: each finding's message followed by its remedy,
+/// worded as the command that does it.
+pub fn sweep_report(mut report: SweepReport) -> SweepReport {
+    for f in report
+        .archives
+        .iter_mut()
+        .flat_map(|a| a.findings.iter_mut())
+    {
+        if let Some(r) = f.remedy {
+            f.message.push_str(&remedy(r));
+        }
+    }
+    report
+}
+
+fn remedy(r: Remedy) -> String {
+    match r {
+        Remedy::FinishRewrap(id) => {
+            format!("; run 'vault backup rewrap --id {id}' again to complete it")
+        }
+        Remedy::RepairSlot => " ('vault backup rewrap')".into(),
+        Remedy::ImportKey => "; import it with 'vault keys upload'".into(),
+        Remedy::Reencrypt(id) => {
+            format!("; re-encrypt it with 'vault backup rewrap --id {id} --reencrypt'")
+        }
+        Remedy::Rewrap(id) => {
+            format!("; move it to the active key with 'vault backup rewrap --id {id}'")
+        }
+        Remedy::RotateKey => "; run 'vault keys rotate', then 'vault backup rewrap --all'".into(),
+        Remedy::LongerRetention => {
+            "; push it again with a longer --retain or extend its retention".into()
+        }
     }
 }
 
@@ -339,6 +391,10 @@ mod tests {
             KeyError::DomainWithSystemScope.to_string(),
             RootError::PassphraseNeeded.to_string(),
             OpsError::PolicyKeepsNothing.to_string(),
+            UrlProblem::Credentials.to_string(),
+            PublicKeyError::NotAPublicKey.to_string(),
+            tls::NOT_PINNED.to_string(),
+            crate::envelope::EnvelopeError::KeyUnavailable { key_ids: vec![] }.to_string(),
             BmcError::Timeout {
                 host: "ilo".into(),
                 what: "login".into(),
@@ -351,12 +407,59 @@ mod tests {
         }
     }
 
+    /// A sweep finding's remedy is printed after its fact, as the command that does it.
+    #[test]
+    fn sweep_remedies_are_worded_as_commands() {
+        use crate::sweep::{self, FindingCode, SweepKeys, SweepOptions};
+        let id = uuid::Uuid::new_v4();
+        let status = |_: &uuid::Uuid| None;
+        let keys = SweepKeys {
+            status: &status,
+            confirmed: &|_, _| false,
+            material: None,
+        };
+        let opts = SweepOptions {
+            trusted: Vec::new(),
+            max_age_days: None,
+            rotation_days: None,
+            now: crate::clock::now(),
+            threads: 1,
+        };
+        let mut r =
+            sweep::check_inspected("x.vault", Err(&EnvelopeError::NotAnArchive), &keys, &opts);
+        let plain = r.findings[0].message.clone();
+        r.add_finding(
+            FindingCode::KeyRetired,
+            "the fact",
+            Some(Remedy::Rewrap(id)),
+        );
+        let report = sweep_report(sweep::summarize(vec![r], Vec::new()));
+        let f = &report.archives[0].findings;
+        assert_eq!(f[0].message, plain, "no remedy, no hint");
+        assert_eq!(
+            f[1].message,
+            format!("the fact; move it to the active key with 'vault backup rewrap --id {id}'")
+        );
+        for r in [
+            Remedy::FinishRewrap(id),
+            Remedy::RepairSlot,
+            Remedy::ImportKey,
+            Remedy::Reencrypt(id),
+            Remedy::Rewrap(id),
+            Remedy::RotateKey,
+            Remedy::LongerRetention,
+        ] {
+            let h = remedy(r);
+            assert!(h.contains("'vault ") || h.contains("--"), "{h}");
+        }
+    }
+
     /// The next steps the library messages used to carry (and the unit tests of
     /// `bmc`, `audit` and `envelope` asserted on) are in the CLI's message.
     #[test]
     fn each_moved_hint_is_in_the_cli_message() {
         let host = || "127.0.0.1:1".to_string();
-        let cases: Vec<(String, &str)> = vec![
+        let mut cases: Vec<(String, &str)> = vec![
             (
                 message(&BmcError::Tls {
                     host: host(),
@@ -422,6 +525,34 @@ mod tests {
                 "vault keys upload",
             ),
         ];
+        let pin = message(&BmcError::Tls {
+            host: host(),
+            detail: format!(
+                "unexpected error: the certificate (sha256:ab) {}",
+                tls::NOT_PINNED
+            ),
+        });
+        assert!(
+            pin.contains("(sha256:ab) does not match --tls-fingerprint")
+                && !pin.contains("--ca-cert"),
+            "{pin}"
+        );
+        cases.extend([
+            (
+                message(&BmcError::InvalidUrl {
+                    host: host(),
+                    reason: UrlProblem::Credentials,
+                }),
+                "--bmc-user and --bmc-password-file",
+            ),
+            (
+                message(&OpsError::TrustFile {
+                    path: "home.pub".into(),
+                    source: PublicKeyError::NotAPublicKey,
+                }),
+                "'vault home public-key --file F'",
+            ),
+        ]);
         for (msg, hint) in cases {
             assert!(msg.contains(hint), "{msg}");
         }

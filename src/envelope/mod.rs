@@ -980,7 +980,7 @@ fn unlock_v1(
         && strict
     {
         return Err(EnvelopeError::Tampered(format!(
-            "key slot {i} is damaged (torn write or modification); if a 'vault rewrap' was interrupted, run it again to repair the slot"
+            "key slot {i} is damaged (torn write or modification); if a rewrap was interrupted, running it again repairs the slot"
         )));
     }
     let mut occupied: Vec<(usize, &format::KeySlot)> = slots
@@ -1052,7 +1052,7 @@ fn unlock_v2(
         && strict
     {
         return Err(EnvelopeError::Tampered(format!(
-            "{e}; if a 'vault backup rewrap' was interrupted by a torn write, run it again"
+            "{e}; if a rewrap was interrupted by a torn write, running it again repairs it"
         )));
     }
     let mut occupied: Vec<(usize, &v2::Slot)> = r.occupied().collect();

@@ -399,9 +399,9 @@ pub fn trusted_keys(files: &[PathBuf]) -> Result<Vec<[u8; 32]>, OpsError> {
         .iter()
         .map(|f| {
             let text = std::fs::read_to_string(f).map_err(OpsError::file(f))?;
-            crate::signing::parse_public_key(&text).map_err(|e| OpsError::TrustFile {
+            crate::signing::parse_public_key(&text).map_err(|source| OpsError::TrustFile {
                 path: f.clone(),
-                reason: e.to_string(),
+                source,
             })
         })
         .collect()

@@ -114,8 +114,11 @@ pub enum OpsError {
         source: Box<OpsError>,
     },
     /// A `--trust` file that is not a home public key.
-    #[error("{}: {reason}", path.display())]
-    TrustFile { path: PathBuf, reason: String },
+    #[error("{}: {source}", path.display())]
+    TrustFile {
+        path: PathBuf,
+        source: crate::signing::PublicKeyError,
+    },
     /// A plain rewrap away from a compromised key would keep the data keys it exposes.
     #[error(
         "key {0} is compromised: a plain rewrap keeps each archive's data key, which whoever holds that key can recompute; nothing was changed"

@@ -267,18 +267,23 @@ pub fn sweep(
             };
             let until = head.as_ref().and_then(|h| h.retain_until.clone());
             let wanted = opts.now + time::Duration::days(i64::from(days));
-            match until.as_deref().map(|u| time::OffsetDateTime::parse(u, &Rfc3339)) {
+            match until
+                .as_deref()
+                .map(|u| time::OffsetDateTime::parse(u, &Rfc3339))
+            {
                 Some(Ok(t)) if t >= wanted => {}
                 Some(Ok(_)) => r.add_finding(
                     FindingCode::RetentionTooShort,
                     format!(
-                        "its Object Lock ends {}, sooner than the {days}-day minimum; push it again with a longer --retain or extend its retention",
+                        "its Object Lock ends {}, sooner than the {days}-day minimum",
                         until.unwrap_or_default()
                     ),
+                    Some(crate::sweep::Remedy::LongerRetention),
                 ),
                 _ => r.add_finding(
                     FindingCode::RetentionTooShort,
                     format!("it has no Object Lock retention; the {days}-day minimum needs one"),
+                    None,
                 ),
             }
         }
