@@ -22,8 +22,8 @@ use crate::keystore::KeyError;
 use crate::keystore::kdf::KdfError;
 use crate::keystore::keyfile::KeyFileError;
 use crate::ops::OpsError;
+use crate::ops::error::PublicKeyError;
 use crate::remote::RemoteError;
-use crate::signing::PublicKeyError;
 use crate::store::StoreError;
 use crate::sweep::{Remedy, SweepReport};
 
@@ -302,7 +302,7 @@ fn bmc(e: &BmcError) -> Option<Hint> {
         BmcError::NeedsSession { .. } | BmcError::RestoreNeedsSession { .. } => {
             Hint::then("; use --auth session")
         }
-        // The detail is rustls's text: the pin's words are found by their constant.
+        // The detail is the TLS library's text: the pin's words are found by their constant.
         BmcError::Tls { detail, .. } if detail.contains(tls::NOT_PINNED) => Hint::instead(
             e.to_string()
                 .replace(tls::NOT_PINNED, "does not match --tls-fingerprint"),

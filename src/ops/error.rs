@@ -17,6 +17,8 @@ use crate::keystore::kdf::KdfError;
 use crate::keystore::keyfile::KeyFileError;
 use crate::remote::RemoteError;
 use crate::scope::Scope;
+/// Why a `--trust` file is refused ([`OpsError::TrustFile`]).
+pub use crate::signing::PublicKeyError;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -117,7 +119,7 @@ pub enum OpsError {
     #[error("{}: {source}", path.display())]
     TrustFile {
         path: PathBuf,
-        source: crate::signing::PublicKeyError,
+        source: PublicKeyError,
     },
     /// A plain rewrap away from a compromised key would keep the data keys it exposes.
     #[error(
