@@ -310,6 +310,19 @@ fn push_list_keyless_fetch_and_restore_on_a_new_machine() {
     assert_eq!(got, want);
     let big = listed.iter().find(|a| a["size"] == 12_000_000).unwrap();
     assert!(big["objectSize"].as_u64().unwrap() > 12_000_000);
+    // Issue 12: to a home that did not sign them, the key ids are claims; to the home
+    // that sealed them (its signature on every slot), facts.
+    assert!(
+        listed.iter().all(|a| a["backupKeyClaimed"] == true),
+        "{listed:?}"
+    );
+    let (own, _) = rgw.ok(&v, &["backup", "list", "--remote", "rgw"]);
+    assert!(
+        resources(&own)
+            .iter()
+            .all(|a| a.get("backupKeyClaimed").is_none()),
+        "{own}"
+    );
     // O(header): one LIST, then per archive two ranged reads (a 4 KiB header block and
     // the 80-byte trailer), or one when the whole archive fits in the first block (the
     // 1 KB one): the 200 KB and the 12 MB archive cost the same.

@@ -664,9 +664,16 @@ pub struct RemoteArchiveRecord<'a> {
 }
 
 impl<'a> RemoteArchiveRecord<'a> {
-    pub fn new(remote: &Remote, a: &'a RemoteArchive) -> Self {
+    /// `key_confirmed`: this home confirms the key id shown (else `backupKeyClaimed`).
+    pub fn new(remote: &Remote, a: &'a RemoteArchive, key_confirmed: bool) -> Self {
         let (archive, error) = match &a.inspection {
-            Ok(i) => (Some(Archive::of(i)), None),
+            Ok(i) => {
+                let mut archive = Archive::of(i);
+                if !key_confirmed && !i.key_ids.is_empty() {
+                    archive.backup_key_claimed = Some(true);
+                }
+                (Some(archive), None)
+            }
             Err(e) => (None, Some(e.to_string())),
         };
         let head = a.head.as_ref();

@@ -269,10 +269,12 @@ pub fn list(ctx: &Ctx, name: &str) -> CliResult {
             stats.bytes_received() / n,
         ));
     }
+    let confirmed = ops_remote::key_confirmed(&ops, &archives);
     ctx.print(&List::of(
         archives
             .iter()
-            .map(|a| RemoteArchiveRecord::new(&remote, a))
+            .zip(confirmed)
+            .map(|(a, c)| RemoteArchiveRecord::new(&remote, a, c))
             .collect(),
     ))
 }

@@ -235,6 +235,21 @@ pub fn list_archives(remote: &Remote) -> Result<Vec<RemoteArchive>, OpsError> {
     Ok(remote.list()?)
 }
 
+/// Per archive of `archives`: whether the key id its newest slot shows is confirmed by
+/// this home ([`crate::store::Confirmations`]: this home signed that slot, or one of its
+/// keys opened those bytes); `false` for an object that could not be inspected.
+pub fn key_confirmed(ctx: &Context, archives: &[RemoteArchive]) -> Vec<bool> {
+    let c = crate::store::Confirmations::of(ctx.home());
+    archives
+        .iter()
+        .map(|a| {
+            a.inspection
+                .as_ref()
+                .is_ok_and(|i| i.key_ids.first().is_some_and(|(k, _)| c.key(i, k)))
+        })
+        .collect()
+}
+
 /// Sweeps the archives of `remote` keylessly: the checks of a file sweep (without
 /// authentication) and, with `min_retention_days`, `retention-too-short` for each object
 /// whose Object Lock ends sooner than that from now (or that has none).
