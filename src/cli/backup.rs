@@ -1,6 +1,6 @@
 //! `vault backup …` (local archive commands) and `vault inspect`.
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 
@@ -157,16 +157,7 @@ pub fn run(ctx: &Ctx, cmd: BackupCmd) -> CliResult {
         BackupCmd::List {
             remote: Some(name), ..
         } => remote::list(ctx, &name),
-        BackupCmd::List { scope, .. } => {
-            let only = match (scope.scope, &scope.domain) {
-                (None, None) => None,
-                _ => Some(scope.resolve(Scope::System)?),
-            };
-            let (archives, deps) = ops::backup::list(&ctx.ops()?, only.as_ref())?;
-            ctx.print(&List::of(
-                archives.iter().map(|l| Archive::listed(l, &deps)).collect(),
-            ))
-        }
+        BackupCmd::List { scope, .. } => list(ctx, &scope),
         BackupCmd::Get { id } => {
             let (l, deps) = ops::backup::get(&ctx.ops()?, &id)?;
             ctx.print(&Archive::listed(&l, &deps))
@@ -179,46 +170,9 @@ pub fn run(ctx: &Ctx, cmd: BackupCmd) -> CliResult {
                 bytes,
             })
         }
-        BackupCmd::Upload { file } => {
-            let up = ops::backup::upload(&ctx.ops()?, &file)?;
-            if !up.added {
-                ctx.notice(&format!(
-                    "archive {} is already in this home; nothing changed",
-                    up.inspection.header.id
-                ));
-            }
-            if !up.verified
-                && let Some((k, _)) = up.inspection.key_ids.first()
-            {
-                ctx.notice(&format!("stored UNVERIFIED: its key {k} (claimed) is not in this home, so nothing about its content is known; import the key with 'vault keys upload', then run 'vault backup verify'"));
-            }
-            ctx.print(&Archive {
-                verified: Some(up.verified),
-                ..Archive::of(&up.inspection)
-            })
-        }
-        BackupCmd::Verify(t) => {
-            let t = fetched(ctx, t)?;
-            let s = ops::backup::verify(&ctx.ops()?, &t.resolve(), &Terminal::new())?;
-            ctx.print(&Verified {
-                id: s.header.id,
-                verified: true,
-                backup_key_id: s.key_id,
-                version: s.version,
-                size: s.plaintext_size,
-                checksum: hex::encode(s.sha256),
-            })
-        }
-        BackupCmd::Extract { target, out } => {
-            let target = fetched(ctx, target)?;
-            let s = ops::backup::extract(&ctx.ops()?, &target.resolve(), &out, &Terminal::new())?;
-            ctx.print(&Extracted {
-                id: s.header.id,
-                out: out.display().to_string(),
-                size: s.plaintext_size,
-                checksum: hex::encode(s.sha256),
-            })
-        }
+        BackupCmd::Upload { file } => upload(ctx, &file),
+        BackupCmd::Verify(t) => verify(ctx, t),
+        BackupCmd::Extract { target, out } => extract(ctx, target, &out),
         BackupCmd::Rewrap(a) => rewrap(ctx, a),
         BackupCmd::Delete { id } => {
             let id = ops::backup::delete(&ctx.ops()?, &id)?;
@@ -230,6 +184,64 @@ pub fn run(ctx: &Ctx, cmd: BackupCmd) -> CliResult {
         }
         BackupCmd::Inspect(a) => inspect(ctx, &a),
     }
+}
+
+/// `vault backup list` (local).
+fn list(ctx: &Ctx, scope: &ScopeArgs) -> CliResult {
+    let only = match (scope.scope, &scope.domain) {
+        (None, None) => None,
+        _ => Some(scope.resolve(Scope::System)?),
+    };
+    let (archives, deps) = ops::backup::list(&ctx.ops()?, only.as_ref())?;
+    ctx.print(&List::of(
+        archives.iter().map(|l| Archive::listed(l, &deps)).collect(),
+    ))
+}
+
+/// `vault backup upload --file F`.
+fn upload(ctx: &Ctx, file: &Path) -> CliResult {
+    let up = ops::backup::upload(&ctx.ops()?, file)?;
+    if !up.added {
+        ctx.notice(&format!(
+            "archive {} is already in this home; nothing changed",
+            up.inspection.header.id
+        ));
+    }
+    if !up.verified
+        && let Some((k, _)) = up.inspection.key_ids.first()
+    {
+        ctx.notice(&format!("stored UNVERIFIED: its key {k} (claimed) is not in this home, so nothing about its content is known; import the key with 'vault keys upload', then run 'vault backup verify'"));
+    }
+    ctx.print(&Archive {
+        verified: Some(up.verified),
+        ..Archive::of(&up.inspection)
+    })
+}
+
+/// `vault backup verify`.
+fn verify(ctx: &Ctx, t: Target) -> CliResult {
+    let t = fetched(ctx, t)?;
+    let s = ops::backup::verify(&ctx.ops()?, &t.resolve(), &Terminal::new())?;
+    ctx.print(&Verified {
+        id: s.header.id,
+        verified: true,
+        backup_key_id: s.key_id,
+        version: s.version,
+        size: s.plaintext_size,
+        checksum: hex::encode(s.sha256),
+    })
+}
+
+/// `vault backup extract`.
+fn extract(ctx: &Ctx, target: Target, out: &Path) -> CliResult {
+    let target = fetched(ctx, target)?;
+    let s = ops::backup::extract(&ctx.ops()?, &target.resolve(), out, &Terminal::new())?;
+    ctx.print(&Extracted {
+        id: s.header.id,
+        out: out.display().to_string(),
+        size: s.plaintext_size,
+        checksum: hex::encode(s.sha256),
+    })
 }
 
 /// `vault inspect --file F`: metadata only, no key, nothing verified.

@@ -548,60 +548,12 @@ pub fn run(ctx: &Ctx, a: DemoArgs) -> CliResult {
             )
         })?;
     let started = Instant::now();
-    let mut backup = vec![0u8; 192 * 1024 + 123];
-    rand::thread_rng().fill_bytes(&mut backup);
-    let mut d = Demo {
-        root: tmp.path().to_path_buf(),
-        account: ctx.account.clone(),
-        format: ctx.format,
-        bmc_password: hex::encode(rand::random::<[u8; 16]>()),
-        key_password: hex::encode(rand::random::<[u8; 16]>()),
-        backup,
-        sim: None,
-        a: None,
-        b: None,
-        key1: None,
-        key2: None,
-        archive: None,
-        restored: None,
-    };
+    let mut d = Demo::new(ctx, tmp.path().to_path_buf());
     eprintln!(
         "vault demo: the whole cycle against a built-in iLO simulator, in {}",
         d.root.display()
     );
-    let mut steps = Vec::new();
-    let mut failed = None;
-    for (n, (name, step)) in STEPS.iter().enumerate().map(|(i, s)| (i + 1, s)) {
-        match step(&mut d) {
-            Ok(detail) => {
-                eprintln!("vault demo: {n:>2}. ok      {name}: {detail}");
-                steps.push(DemoStep {
-                    step: n,
-                    name,
-                    ok: true,
-                    detail: Some(detail),
-                    error: None,
-                    error_kind: None,
-                });
-            }
-            Err(e) => {
-                eprintln!(
-                    "vault demo: {n:>2}. FAILED  {name}: {}",
-                    crate::escape::for_terminal(&e.message)
-                );
-                steps.push(DemoStep {
-                    step: n,
-                    name,
-                    ok: false,
-                    detail: None,
-                    error: Some(e.message.clone()),
-                    error_kind: Some(e.kind.name()),
-                });
-                failed = Some(e);
-                break;
-            }
-        }
-    }
+    let (steps, failed) = run_steps(&mut d);
     let bmc = d.sim.as_ref().map(|s| s.base_url().to_string());
     if let Some(sim) = d.sim.take() {
         sim.shutdown();
@@ -626,4 +578,64 @@ pub fn run(ctx: &Ctx, a: DemoArgs) -> CliResult {
             format!("the demo failed: {}", e.message),
         )),
     }
+}
+
+impl Demo {
+    /// A demo in `root` with fresh secrets and a random backup (192 KiB and a bit).
+    fn new(ctx: &Ctx, root: PathBuf) -> Self {
+        let mut backup = vec![0u8; 192 * 1024 + 123];
+        rand::thread_rng().fill_bytes(&mut backup);
+        Demo {
+            root,
+            account: ctx.account.clone(),
+            format: ctx.format,
+            bmc_password: hex::encode(rand::random::<[u8; 16]>()),
+            key_password: hex::encode(rand::random::<[u8; 16]>()),
+            backup,
+            sim: None,
+            a: None,
+            b: None,
+            key1: None,
+            key2: None,
+            archive: None,
+            restored: None,
+        }
+    }
+}
+
+/// Runs [`STEPS`] in order up to the first failure, saying each on stderr; returns
+/// what each step showed and the failure, if any.
+fn run_steps(d: &mut Demo) -> (Vec<DemoStep>, Option<CliError>) {
+    let mut steps = Vec::new();
+    for (n, (name, step)) in STEPS.iter().enumerate().map(|(i, s)| (i + 1, s)) {
+        match step(d) {
+            Ok(detail) => {
+                eprintln!("vault demo: {n:>2}. ok      {name}: {detail}");
+                steps.push(DemoStep {
+                    step: n,
+                    name,
+                    ok: true,
+                    detail: Some(detail),
+                    error: None,
+                    error_kind: None,
+                });
+            }
+            Err(e) => {
+                eprintln!(
+                    "vault demo: {n:>2}. FAILED  {name}: {}",
+                    crate::escape::for_terminal(&e.message)
+                );
+                steps.push(DemoStep {
+                    step: n,
+                    name,
+                    ok: false,
+                    detail: None,
+                    error: Some(e.message.clone()),
+                    error_kind: Some(e.kind.name()),
+                });
+                return (steps, Some(e));
+            }
+        }
+    }
+    (steps, None)
 }

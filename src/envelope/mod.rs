@@ -577,6 +577,38 @@ fn sign(signer: Option<&SigningKey>, message: impl Fn(v2::Signature) -> Vec<u8>)
     }
 }
 
+/// The key for slot key id `id`: `new_key` when it is `new_key_id`, else what `keys` has.
+fn with_new_key(
+    keys: KeyLookup<'_>,
+    new_key_id: Uuid,
+    new_key: &OpeningKey,
+    id: &Uuid,
+) -> Option<OpeningKey> {
+    if *id == new_key_id {
+        Some(OpeningKey::new(
+            new_key.material.duplicate(),
+            new_key.scope,
+            new_key.domain_id.clone(),
+        ))
+    } else {
+        keys(id)
+    }
+}
+
+/// The newest generation among the slots of `region`. A slot the region rule does not
+/// vouch for claims nothing, its generation included: then only `unlocked`'s counts.
+fn newest_generation(region: &RegionV2, unlocked: &Unlocked) -> u32 {
+    if unlocked.region_ok {
+        region
+            .occupied()
+            .map(|(_, s)| s.generation)
+            .max()
+            .unwrap_or(unlocked.generation)
+    } else {
+        unlocked.generation
+    }
+}
+
 /// Re-wraps the archive's data key under `new_key` (id `new_key_id`), in place, touching
 /// only the key-slot region (O(header), never the payload). Format 2 only (a format 1
 /// archive is upgraded by [`rewrap_file`]). The new slot is signed by `signer`.
@@ -608,32 +640,13 @@ pub fn rewrap_in_place<F: ArchiveFile>(
     }
     // The new key opens its own slot too (finishing an interrupted rewrap, or checking
     // that an archive already under it really is), whether or not `keys` holds it.
-    let with_new = |id: &Uuid| {
-        if *id == new_key_id {
-            Some(OpeningKey::new(
-                new_key.material.duplicate(),
-                new_key.scope,
-                new_key.domain_id.clone(),
-            ))
-        } else {
-            keys(id)
-        }
-    };
+    let with_new = |id: &Uuid| with_new_key(keys, new_key_id, new_key, id);
     // A slot naming a key of this home that does not open with it is tampered (v2 §7.4),
     // the new key's own slot included: never a reason to fall back to the other slot.
     let unlocked = unlock(&prefix, &with_new, false)?;
     let used = unlocked.slot;
     let other = 1 - used;
-    // A slot the region rule does not vouch for claims nothing, its generation included.
-    let newest_generation = if unlocked.region_ok {
-        region
-            .occupied()
-            .map(|(_, s)| s.generation)
-            .max()
-            .unwrap_or(unlocked.generation)
-    } else {
-        unlocked.generation
-    };
+    let newest_generation = newest_generation(region, &unlocked);
 
     if unlocked.key_id == new_key_id {
         // Nothing to wrap; finish an interrupted rewrap (or clear an unvouched slot) by

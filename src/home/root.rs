@@ -249,29 +249,39 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<RootFile, RootError> {
     }
     let (magic, rest) = bytes.split_at(8);
     if magic == MAGIC_LEGACY || magic == MAGIC_FILE {
-        let (id, key) = if magic == MAGIC_LEGACY {
-            (None, rest)
-        } else {
-            if rest.len() < 16 {
-                return Err(damaged(path, "cut short"));
-            }
-            let (id, key) = rest.split_at(16);
-            (Some(Uuid::from_slice(id).expect("16 bytes")), key)
-        };
-        let key = Key32::from_slice(key).ok_or_else(|| damaged(path, "wrong length"))?;
-        return Ok(RootFile {
-            info: RootInfo {
-                mode: Mode::File,
-                root_id: id,
-                kdf: None,
-                token: None,
-            },
-            body: Body::Clear(key),
-        });
+        return parse_clear(path, magic == MAGIC_LEGACY, rest);
     }
     if magic != MAGIC_WRAPPED {
         return Err(damaged(path, "unknown magic bytes"));
     }
+    parse_wrapped(path, rest)
+}
+
+/// A root key file in mode `file`: the key in clear (after its id, unless `legacy`).
+fn parse_clear(path: &Path, legacy: bool, rest: &[u8]) -> Result<RootFile, RootError> {
+    let (id, key) = if legacy {
+        (None, rest)
+    } else {
+        if rest.len() < 16 {
+            return Err(damaged(path, "cut short"));
+        }
+        let (id, key) = rest.split_at(16);
+        (Some(Uuid::from_slice(id).expect("16 bytes")), key)
+    };
+    let key = Key32::from_slice(key).ok_or_else(|| damaged(path, "wrong length"))?;
+    Ok(RootFile {
+        info: RootInfo {
+            mode: Mode::File,
+            root_id: id,
+            kdf: None,
+            token: None,
+        },
+        body: Body::Clear(key),
+    })
+}
+
+/// A wrapped root key file (the JSON document after its magic bytes).
+fn parse_wrapped(path: &Path, rest: &[u8]) -> Result<RootFile, RootError> {
     let doc: WrappedDoc =
         serde_json::from_slice(rest).map_err(|e| damaged(path, format!("not valid JSON: {e}")))?;
     if doc.format_version > 2 {
@@ -288,36 +298,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<RootFile, RootError> {
     }
     let (kdf_params, body) = match doc.mode {
         Mode::File => return Err(damaged(path, "a wrapped root cannot be in mode file")),
-        Mode::Passphrase => {
-            let k = doc
-                .kdf
-                .as_ref()
-                .ok_or_else(|| damaged(path, "passphrase mode without KDF parameters"))?;
-            if k.algorithm != "argon2id" || k.argon2_version != 0x13 {
-                return Err(damaged(path, "unknown KDF"));
-            }
-            k.params.check()?;
-            let salt = B64
-                .decode(&k.salt)
-                .map_err(|_| damaged(path, "salt is not base64"))?;
-            if salt.len() < kdf::SALT_LEN || salt.len() > 64 {
-                return Err(damaged(path, "salt length out of bounds (16 to 64 bytes)"));
-            }
-            let check: [u8; 16] = doc
-                .check
-                .as_deref()
-                .and_then(|c| B64.decode(c).ok())
-                .and_then(|c| c.try_into().ok())
-                .ok_or_else(|| damaged(path, "passphrase check value missing or malformed"))?;
-            (
-                Some(k.params),
-                Body::Passphrase {
-                    salt,
-                    check,
-                    wrapped,
-                },
-            )
-        }
+        Mode::Passphrase => passphrase_body(path, &doc, wrapped)?,
         Mode::Pkcs11 => {
             if doc.token.is_none() {
                 return Err(damaged(path, "pkcs11 mode without a token"));
@@ -334,6 +315,42 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<RootFile, RootError> {
         },
         body,
     })
+}
+
+/// The KDF parameters and body of a wrapped root in mode `passphrase`.
+fn passphrase_body(
+    path: &Path,
+    doc: &WrappedDoc,
+    wrapped: Vec<u8>,
+) -> Result<(Option<KdfParams>, Body), RootError> {
+    let k = doc
+        .kdf
+        .as_ref()
+        .ok_or_else(|| damaged(path, "passphrase mode without KDF parameters"))?;
+    if k.algorithm != "argon2id" || k.argon2_version != 0x13 {
+        return Err(damaged(path, "unknown KDF"));
+    }
+    k.params.check()?;
+    let salt = B64
+        .decode(&k.salt)
+        .map_err(|_| damaged(path, "salt is not base64"))?;
+    if salt.len() < kdf::SALT_LEN || salt.len() > 64 {
+        return Err(damaged(path, "salt length out of bounds (16 to 64 bytes)"));
+    }
+    let check: [u8; 16] = doc
+        .check
+        .as_deref()
+        .and_then(|c| B64.decode(c).ok())
+        .and_then(|c| c.try_into().ok())
+        .ok_or_else(|| damaged(path, "passphrase check value missing or malformed"))?;
+    Ok((
+        Some(k.params),
+        Body::Passphrase {
+            salt,
+            check,
+            wrapped,
+        },
+    ))
 }
 
 fn passphrase_keys(
@@ -422,7 +439,14 @@ pub fn create(
 ) -> Result<(Unlocked, Zeroizing<Vec<u8>>), RootError> {
     let id = Uuid::new_v4();
     let key = Key32::random();
-    let kek = match target {
+    let kek = kek_for(target, current)?;
+    let (info, bytes) = encode(&id, &key, &kek)?;
+    Ok((Unlocked { info, key, kek }, bytes))
+}
+
+/// What protects a new root key for `target` (`current` for the `Same*` targets).
+fn kek_for(target: Target<'_>, current: Option<Unlocked>) -> Result<Kek, RootError> {
+    Ok(match target {
         Target::File => Kek::None,
         Target::Passphrase(pw, params) => {
             params.check()?;
@@ -445,8 +469,13 @@ pub fn create(
             Some(k @ Kek::Token(_)) => k,
             _ => panic!("SameToken needs a root unlocked with a token"),
         },
-    };
-    let (info, bytes) = match &kek {
+    })
+}
+
+/// The root key file of root key `key` (id `id`) under `kek`, and what it says.
+fn encode(id: &Uuid, key: &Key32, kek: &Kek) -> Result<(RootInfo, Zeroizing<Vec<u8>>), RootError> {
+    let id = *id;
+    Ok(match kek {
         Kek::None => {
             let mut b = Zeroizing::new(MAGIC_FILE.to_vec());
             b.extend_from_slice(id.as_bytes());
@@ -467,7 +496,7 @@ pub fn create(
             check,
             wrap,
         } => {
-            let wrapped = crate::aead::wrap_key(wrap, &aad(&id, Mode::Passphrase), &key);
+            let wrapped = crate::aead::wrap_key(wrap, &aad(&id, Mode::Passphrase), key);
             let doc = WrappedDoc {
                 format_version: 2,
                 root_id: id,
@@ -513,8 +542,7 @@ pub fn create(
                 wrapped_bytes(&doc),
             )
         }
-    };
-    Ok((Unlocked { info, key, kek }, bytes))
+    })
 }
 
 /// Reads a one-line secret file (a PIN or passphrase file): at most 4 KiB, checked like

@@ -246,15 +246,7 @@ impl S3Client {
         opts: &PutOptions,
     ) -> Result<PutOutcome, RemoteError> {
         let part_size = part_size.max(MIN_PART_SIZE);
-        let create = CreateMultipartUpload::new(&self.bucket, Some(&self.credentials), key);
-        let (url, headers) = sign_with(create, put_headers(opts));
-        let resp = self.send("start upload", key, Method::POST, url, &headers, &[], 1)?;
-        let body = read_limited(self.expect_ok("start upload", key, resp)?, MAX_ERROR_BODY)
-            .map_err(|reason| bad("start upload", reason))?;
-        let upload = CreateMultipartUpload::parse_response(&body)
-            .map_err(|e| bad("start upload", e.to_string()))?;
-        let upload_id = upload.upload_id().to_string();
-
+        let upload_id = self.start_multipart(key, opts)?;
         let result = (|| {
             let mut etags = Vec::new();
             let mut buf = vec![0u8; part_size];
@@ -267,77 +259,108 @@ impl S3Client {
                 let part_number = u16::try_from(etags.len() + 1).map_err(|_| {
                     RemoteError::Usage(format!("{key} needs more than 65535 parts"))
                 })?;
-                let part = &buf[..n];
-                let action = UploadPart::new(
-                    &self.bucket,
-                    Some(&self.credentials),
-                    key,
-                    part_number,
-                    &upload_id,
-                );
-                let md5 = B64.encode(md5::Md5::digest(part));
-                let (url, headers) = sign_with(action, vec![("content-md5", md5)]);
-                let resp = self.send(
-                    "upload part",
-                    key,
-                    Method::PUT,
-                    url,
-                    &headers,
-                    part,
-                    ATTEMPTS,
-                )?;
-                let resp = self.expect_ok("upload part", key, resp)?;
-                let etag = header(&resp, "etag")
-                    .ok_or_else(|| bad("upload part", "no ETag in the answer".into()))?;
-                etags.push(etag);
+                etags.push(self.upload_part(key, &upload_id, part_number, &buf[..n])?);
                 if n < part_size {
                     break;
                 }
             }
-            let action = CompleteMultipartUpload::new(
-                &self.bucket,
-                Some(&self.credentials),
-                key,
-                &upload_id,
-                etags.iter().map(String::as_str),
-            );
-            let url = action.sign(SIGNATURE_TTL);
-            let body = action.body();
-            let resp = self.send(
-                "complete upload",
-                key,
-                Method::POST,
-                url,
-                &[],
-                body.as_bytes(),
-                1,
-            )?;
-            let resp = self.expect_ok("complete upload", key, resp)?;
-            let version_id = header(&resp, "x-amz-version-id");
-            // S3 may answer 200 and still report an error in the body.
-            let body = read_limited(resp, MAX_ERROR_BODY)
-                .map_err(|reason| bad("complete upload", reason))?;
-            if body.contains("<Error>") {
-                let (code, message) = parse_error(&body);
-                return Err(RemoteError::Failed {
-                    what: "complete upload".into(),
-                    bucket: self.bucket.name().to_string(),
-                    object: key.to_string(),
-                    status: 200,
-                    code,
-                    message,
-                });
-            }
-            Ok(PutOutcome {
-                version_id,
-                etag: None,
-                parts: etags.len(),
-            })
+            self.complete_multipart(key, &upload_id, &etags)
         })();
         if result.is_err() {
             self.abort(key, &upload_id);
         }
         result
+    }
+
+    /// Starts a multipart upload of `key`; returns its upload id.
+    fn start_multipart(&self, key: &str, opts: &PutOptions) -> Result<String, RemoteError> {
+        let create = CreateMultipartUpload::new(&self.bucket, Some(&self.credentials), key);
+        let (url, headers) = sign_with(create, put_headers(opts));
+        let resp = self.send("start upload", key, Method::POST, url, &headers, &[], 1)?;
+        let body = read_limited(self.expect_ok("start upload", key, resp)?, MAX_ERROR_BODY)
+            .map_err(|reason| bad("start upload", reason))?;
+        let upload = CreateMultipartUpload::parse_response(&body)
+            .map_err(|e| bad("start upload", e.to_string()))?;
+        Ok(upload.upload_id().to_string())
+    }
+
+    /// Uploads part `part_number` of upload `upload_id` (with its Content-MD5); returns
+    /// its ETag.
+    fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u16,
+        part: &[u8],
+    ) -> Result<String, RemoteError> {
+        let action = UploadPart::new(
+            &self.bucket,
+            Some(&self.credentials),
+            key,
+            part_number,
+            upload_id,
+        );
+        let md5 = B64.encode(md5::Md5::digest(part));
+        let (url, headers) = sign_with(action, vec![("content-md5", md5)]);
+        let resp = self.send(
+            "upload part",
+            key,
+            Method::PUT,
+            url,
+            &headers,
+            part,
+            ATTEMPTS,
+        )?;
+        let resp = self.expect_ok("upload part", key, resp)?;
+        header(&resp, "etag").ok_or_else(|| bad("upload part", "no ETag in the answer".into()))
+    }
+
+    /// Completes upload `upload_id` from the parts' `etags`. S3 may answer 200 and still
+    /// report an error in the body, which fails it too.
+    fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        etags: &[String],
+    ) -> Result<PutOutcome, RemoteError> {
+        let action = CompleteMultipartUpload::new(
+            &self.bucket,
+            Some(&self.credentials),
+            key,
+            upload_id,
+            etags.iter().map(String::as_str),
+        );
+        let url = action.sign(SIGNATURE_TTL);
+        let body = action.body();
+        let resp = self.send(
+            "complete upload",
+            key,
+            Method::POST,
+            url,
+            &[],
+            body.as_bytes(),
+            1,
+        )?;
+        let resp = self.expect_ok("complete upload", key, resp)?;
+        let version_id = header(&resp, "x-amz-version-id");
+        let body =
+            read_limited(resp, MAX_ERROR_BODY).map_err(|reason| bad("complete upload", reason))?;
+        if body.contains("<Error>") {
+            let (code, message) = parse_error(&body);
+            return Err(RemoteError::Failed {
+                what: "complete upload".into(),
+                bucket: self.bucket.name().to_string(),
+                object: key.to_string(),
+                status: 200,
+                code,
+                message,
+            });
+        }
+        Ok(PutOutcome {
+            version_id,
+            etag: None,
+            parts: etags.len(),
+        })
     }
 
     /// Best effort: a failed abort leaves an incomplete upload, which is invisible and
