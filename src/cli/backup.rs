@@ -335,7 +335,7 @@ fn rewrap(ctx: &Ctx, a: RewrapArgs) -> CliResult {
             Failed {
                 id,
                 error: e.message,
-                kind: e.kind.name(),
+                error_kind: e.kind.name(),
             }
         })
         .collect();

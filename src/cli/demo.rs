@@ -554,7 +554,7 @@ pub fn run(ctx: &Ctx, a: DemoArgs) -> CliResult {
         d.root.display()
     );
     let (steps, failed) = run_steps(&mut d);
-    let bmc = d.sim.as_ref().map(|s| s.base_url().to_string());
+    let bmc_url = d.sim.as_ref().map(|s| s.base_url().to_string());
     if let Some(sim) = d.sim.take() {
         sim.shutdown();
     }
@@ -563,7 +563,7 @@ pub fn run(ctx: &Ctx, a: DemoArgs) -> CliResult {
         ok: failed.is_none(),
         steps,
         seconds: (started.elapsed().as_secs_f64() * 100.0).round() / 100.0,
-        bmc,
+        bmc_url,
         archive_id: d.archive,
         restore: d.restored.as_ref().map(RestoredRecord::from),
         kept_in,

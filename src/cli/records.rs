@@ -3,8 +3,8 @@
 //! Invariant: every document on stdout is one of these types (or a domain type that
 //! derives `Serialize` with the same care), never a `json!` literal, so a field cannot
 //! be renamed or dropped by accident and `docs/json.md` can list them all. One name per
-//! concept, ksctl's where ksctl has one; names already released are kept (see the
-//! reference for the two historical spellings that remain).
+//! concept, ksctl's where ksctl has one (docs/json.md, "Names", says which pairs are
+//! kept and why).
 use std::path::Path;
 
 use serde::Serialize;
@@ -174,12 +174,14 @@ pub struct RewrapItem {
     pub reencrypted: bool,
 }
 
-/// One failed item of a batch: its id (when known), the message and the exit-code kind.
+/// One failed item of a batch: its id (when known), the message and the exit-code kind
+/// (`errorKind`, as in fleet results, demo steps and audit records).
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Failed {
     pub id: Option<String>,
     pub error: String,
-    pub kind: &'static str,
+    pub error_kind: &'static str,
 }
 
 /// `backup rewrap`.
@@ -601,8 +603,10 @@ pub struct Pushed<'a> {
     pub id: Uuid,
     pub remote: &'a str,
     pub object: String,
-    pub size: u64,
-    pub sha256: &'a str,
+    /// The object's bytes and SHA-256 (named as in `backup list --remote`: `size` and
+    /// `checksum` are the plaintext's everywhere).
+    pub object_size: u64,
+    pub object_sha256: &'a str,
     /// False when the identical object was already on the remote.
     pub uploaded: bool,
     pub parts: usize,
@@ -617,8 +621,8 @@ impl<'a> Pushed<'a> {
             id: p.id,
             remote: &remote.config.name,
             object: format!("s3://{}/{}", remote.url.bucket, p.key),
-            size: p.size,
-            sha256: &p.sha256,
+            object_size: p.size,
+            object_sha256: &p.sha256,
             uploaded: p.uploaded,
             parts: p.parts,
             version_id: p.version_id.as_deref(),
@@ -713,9 +717,9 @@ pub struct DemoReport<'a> {
     pub steps: Vec<DemoStep>,
     /// Wall-clock seconds, two decimals.
     pub seconds: f64,
-    /// The simulator's URL, once it started.
+    /// The simulator's URL, once it started (`bmc` elsewhere is a `host[:port]`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub bmc: Option<String>,
+    pub bmc_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub archive_id: Option<Uuid>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -818,5 +822,17 @@ mod tests {
         };
         let v = serde_json::to_value(&s).unwrap();
         assert_eq!(keys(&v), ["step", "name", "ok", "error", "errorKind"]);
+    }
+
+    /// One name per concept: a failed rewrap's error class is `errorKind` too.
+    #[test]
+    fn a_failed_rewrap_names_its_error_kind() {
+        let f = Failed {
+            id: None,
+            error: "no".into(),
+            error_kind: "integrity",
+        };
+        let v = serde_json::to_value(&f).unwrap();
+        assert_eq!(keys(&v), ["id", "error", "errorKind"]);
     }
 }
