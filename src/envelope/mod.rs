@@ -466,8 +466,16 @@ pub fn check_keyless<R: Read>(mut input: R) -> Result<KeylessCheck, EnvelopeErro
     })
 }
 
-fn describe(prefix: Prefix, trailer: &AnyTrailer, payload_len: u64, file_len: u64) -> Inspection {
-    let (slots, region, mut signatures) = match &prefix.region {
+/// What the key-slot region says, keylessly: each slot, whether the region is
+/// consistent, and the slots' signatures (format 2).
+fn describe_slots(
+    region: &Region,
+) -> (
+    [SlotInfo; SLOT_COUNT],
+    Result<(), String>,
+    Vec<SignatureInfo>,
+) {
+    match region {
         Region::V1 { slots } => {
             let info = slots.clone().map(|s| match s {
                 format::SlotState::Empty => SlotInfo::Empty,
@@ -504,7 +512,11 @@ fn describe(prefix: Prefix, trailer: &AnyTrailer, payload_len: u64, file_len: u6
                 .collect();
             (info, region, sigs)
         }
-    };
+    }
+}
+
+fn describe(prefix: Prefix, trailer: &AnyTrailer, payload_len: u64, file_len: u64) -> Inspection {
+    let (slots, region, mut signatures) = describe_slots(&prefix.region);
     let (plaintext_size, sha256, ciphertext_digest) = match trailer {
         AnyTrailer::V1(t) => (t.plaintext_size, t.plaintext_sha256, None),
         AnyTrailer::V2(t) => {
