@@ -876,9 +876,9 @@ fn context_v2(hash: &[u8; 32]) -> [u8; 48] {
     ctx
 }
 
-/// Reads preamble, header, salt, slots (and for v2 the secret block) sequentially
-/// (works on any stream). Version dispatch happens here.
-fn read_prefix<R: Read>(input: &mut R) -> Result<Prefix, EnvelopeError> {
+/// The 16 preamble bytes. Nothing at all is [`EnvelopeError::Empty`]; fewer bytes are a
+/// cut-short archive if they start like one, else not an archive.
+fn read_preamble<R: Read>(input: &mut R) -> Result<[u8; PREAMBLE_LEN], EnvelopeError> {
     let mut pre = [0u8; PREAMBLE_LEN];
     let mut got = 0;
     while got < PREAMBLE_LEN {
@@ -902,6 +902,13 @@ fn read_prefix<R: Read>(input: &mut R) -> Result<Prefix, EnvelopeError> {
             "input is shorter than the 16-byte preamble".into(),
         ));
     }
+    Ok(pre)
+}
+
+/// Reads preamble, header, salt, slots (and for v2 the secret block) sequentially
+/// (works on any stream). Version dispatch happens here.
+fn read_prefix<R: Read>(input: &mut R) -> Result<Prefix, EnvelopeError> {
+    let pre = read_preamble(input)?;
     let preamble = Preamble::parse(&pre)?;
     // `header_len` was bounded by `Preamble::parse`, so this allocation is at most 64 KiB.
     let mut header_bytes = vec![0u8; preamble.header_len as usize];
