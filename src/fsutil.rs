@@ -238,6 +238,7 @@ impl AtomicFile {
     }
 
     /// Whether the temporary has no directory entry (see [`create_unnamed`](Self::create_unnamed)).
+    #[cfg(test)]
     pub fn is_unnamed(&self) -> bool {
         matches!(self.tmp, Some(Temp::Unnamed { .. }))
     }

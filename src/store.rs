@@ -251,7 +251,9 @@ impl<'h> ArchiveStore<'h> {
         Ok(ArchiveWriter { sealer, path })
     }
 
-    /// Seals `input` as a new archive of the store ([`Self::stage`], read, commit).
+    /// Seals `input` as a new archive of the store ([`Self::stage`], read, commit). The
+    /// operations stage and commit themselves (to audit between the two): unit tests only.
+    #[cfg(test)]
     pub fn seal_new<R: Read>(
         &self,
         lock: &HomeLock,
@@ -267,6 +269,8 @@ impl<'h> ArchiveStore<'h> {
     /// Seals `input` into a temporary file of the store *without* the home lock
     /// ([`Self::stage`] and [`ArchiveWriter::finish`]). `on_temp` learns the temporary
     /// file's path before any payload byte is written (so a signal handler can remove it).
+    /// Unit tests only.
+    #[cfg(test)]
     pub fn seal_unlocked<R: Read>(
         &self,
         header: &ArchiveHeader,

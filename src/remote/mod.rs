@@ -100,12 +100,6 @@ impl Remote {
         })
     }
 
-    /// Sets the multipart threshold and part size (at least 5 MiB, S3's minimum).
-    pub fn with_part_size(mut self, bytes: usize) -> Self {
-        self.part_size = bytes.max(s3::MIN_PART_SIZE);
-        self
-    }
-
     pub fn client(&self) -> &S3Client {
         &self.client
     }

@@ -185,10 +185,6 @@ impl S3Client {
         })
     }
 
-    pub fn bucket_name(&self) -> &str {
-        self.bucket.name()
-    }
-
     pub fn stats(&self) -> &Stats {
         &self.stats
     }
