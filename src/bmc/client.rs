@@ -1085,79 +1085,22 @@ fn upload_form(
     (head, tail)
 }
 
+/// Read and write buffer of each connection (ureq's own, and the TLS layer's). ureq's
+/// default is 128 KiB each, zeroed on every new connection: at one connection per BMC
+/// that is half a MiB of memset per pull for answers of a few KiB. The input buffer
+/// also bounds the response header block (iLO's is well under 2 KiB); the backup
+/// itself streams through it whatever its size.
+const CONNECTION_BUFFER_BYTES: usize = 32 * 1024;
+
 fn build_agent(opts: &BmcOptions) -> Result<Agent, BmcError> {
-    use ureq::tls::{PemItem, RootCerts, TlsConfig};
-    use ureq::unversioned::resolver::DefaultResolver;
-    use ureq::unversioned::transport::{ConnectProxyConnector, Connector, TcpConnector};
-    let mut tls = TlsConfig::builder();
-    // --ca-cert and --tls-fingerprint: our own verifier (see `tls`), which also accepts
-    // the BMC's own self-signed certificate with the CA bit set.
-    let mut pinned: Option<Arc<rustls::ClientConfig>> = None;
-    if opts.insecure {
-        tls = tls.disable_verification(true);
-    } else if opts.ca_cert.is_some() || !opts.tls_fingerprints.is_empty() {
-        let mut certs = Vec::new();
-        if let Some(path) = &opts.ca_cert {
-            let ca_err = |reason: String| BmcError::CaCert {
-                path: path.clone(),
-                reason,
-            };
-            let meta = std::fs::metadata(path).map_err(|e| ca_err(e.to_string()))?;
-            if meta.len() > 1 << 20 {
-                return Err(ca_err("larger than 1 MiB, not a CA certificate".into()));
-            }
-            let pem = std::fs::read(path).map_err(|e| ca_err(e.to_string()))?;
-            certs = ureq::tls::parse_pem(&pem)
-                .filter_map(|item| match item {
-                    Ok(PemItem::Certificate(c)) => {
-                        Some(rustls::pki_types::CertificateDer::from(c.der().to_vec()))
-                    }
-                    _ => None,
-                })
-                .collect();
-            if certs.is_empty() {
-                return Err(ca_err("no PEM certificate found in it".into()));
-            }
-        }
-        let config = tls::client_config(tls::Trust {
-            certs,
-            pins: opts.tls_fingerprints.clone(),
-        })
-        .map_err(|reason| BmcError::CaCert {
-            path: opts.ca_cert.clone().unwrap_or_default(),
-            reason,
-        })?;
-        pinned = Some(config);
-    } else {
-        tls = tls.root_certs(RootCerts::WebPki);
-    }
-    let proxy = match &opts.proxy {
-        Some(p) => {
-            // Host and port only: a proxy URL may carry `user:password@`.
-            let invalid = |reason: &str| BmcError::InvalidProxy {
-                proxy: redfish::display_host(p),
-                reason: reason.to_string(),
-            };
-            let proxy = ureq::Proxy::new(p)
-                .map_err(|_| invalid("use http://host:port (an HTTP CONNECT proxy)"))?;
-            // Without ureq's `socks-proxy` feature a SOCKS proxy would be skipped and the
-            // connection made directly: refuse rather than silently bypass it.
-            if !matches!(
-                proxy.protocol(),
-                ureq::ProxyProtocol::Http | ureq::ProxyProtocol::Https
-            ) {
-                return Err(invalid(
-                    "SOCKS proxies are not supported; use an HTTP CONNECT proxy (http://host:port)",
-                ));
-            }
-            Some(proxy)
-        }
-        None => None,
+    use ureq::unversioned::transport::{
+        ConnectProxyConnector, Connector, DefaultConnector, TcpConnector,
     };
+    let trust = trust_of(opts)?;
     let config = Agent::config_builder()
         .http_status_as_error(false)
-        .tls_config(tls.build())
-        .proxy(proxy)
+        .tls_config(trust.ureq)
+        .proxy(proxy_of(opts)?)
         // Redirects are reported, not followed: a redirect could carry the token to
         // another origin, and iLO never redirects Redfish or backup URIs.
         .max_redirects(0)
@@ -1165,18 +1108,154 @@ fn build_agent(opts: &BmcOptions) -> Result<Agent, BmcError> {
         .timeout_connect(Some(opts.timeout))
         .timeout_per_read(Some(opts.timeout))
         .timeout_per_write(Some(opts.timeout))
+        .input_buffer_size(CONNECTION_BUFFER_BYTES)
+        .output_buffer_size(CONNECTION_BUFFER_BYTES)
         .user_agent(concat!("vault/", env!("CARGO_PKG_VERSION")))
         .build();
-    Ok(match pinned {
-        None => Agent::new_with_config(config),
+    Ok(match trust.pinned {
+        None => Agent::with_parts(config, DefaultConnector::new(), LiteralResolver::default()),
         Some(tls_config) => {
             let connector =
                 ().chain(ConnectProxyConnector::default())
                     .chain(TcpConnector::default())
                     .chain(tls::TlsConnector { config: tls_config });
-            Agent::with_parts(config, connector, DefaultResolver::default())
+            Agent::with_parts(config, connector, LiteralResolver::default())
         }
     })
+}
+
+/// How the BMC's certificate is checked: by ureq (`--insecure`, WebPKI roots), or by our
+/// own verifier (`pinned`: `--ca-cert`, `--tls-fingerprint`; see [`tls`]), which also
+/// accepts the BMC's own self-signed certificate with the CA bit set.
+struct Trust {
+    ureq: ureq::tls::TlsConfig,
+    pinned: Option<Arc<rustls::ClientConfig>>,
+}
+
+fn trust_of(opts: &BmcOptions) -> Result<Trust, BmcError> {
+    use ureq::tls::{RootCerts, TlsConfig};
+    let tls = TlsConfig::builder();
+    if opts.insecure {
+        return Ok(Trust {
+            ureq: tls.disable_verification(true).build(),
+            pinned: None,
+        });
+    }
+    if opts.ca_cert.is_none() && opts.tls_fingerprints.is_empty() {
+        return Ok(Trust {
+            ureq: tls.root_certs(RootCerts::WebPki).build(),
+            pinned: None,
+        });
+    }
+    let certs = match &opts.ca_cert {
+        Some(path) => read_ca_certs(path)?,
+        None => Vec::new(),
+    };
+    let config = tls::client_config(tls::Trust {
+        certs,
+        pins: opts.tls_fingerprints.clone(),
+    })
+    .map_err(|reason| BmcError::CaCert {
+        path: opts.ca_cert.clone().unwrap_or_default(),
+        reason,
+    })?;
+    Ok(Trust {
+        ureq: tls.build(),
+        pinned: Some(config),
+    })
+}
+
+/// The certificates of the PEM file `--ca-cert` names (at most 1 MiB, at least one).
+fn read_ca_certs(
+    path: &std::path::Path,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, BmcError> {
+    use ureq::tls::PemItem;
+    let ca_err = |reason: String| BmcError::CaCert {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| ca_err(e.to_string()))?;
+    if meta.len() > 1 << 20 {
+        return Err(ca_err("larger than 1 MiB, not a CA certificate".into()));
+    }
+    let pem = std::fs::read(path).map_err(|e| ca_err(e.to_string()))?;
+    let certs: Vec<_> = ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(PemItem::Certificate(c)) => {
+                Some(rustls::pki_types::CertificateDer::from(c.der().to_vec()))
+            }
+            _ => None,
+        })
+        .collect();
+    if certs.is_empty() {
+        return Err(ca_err("no PEM certificate found in it".into()));
+    }
+    Ok(certs)
+}
+
+/// `--proxy`: an HTTP CONNECT proxy, named in errors by host and port only.
+fn proxy_of(opts: &BmcOptions) -> Result<Option<ureq::Proxy>, BmcError> {
+    let Some(p) = &opts.proxy else {
+        return Ok(None);
+    };
+    // Host and port only: a proxy URL may carry `user:password@`.
+    let invalid = |reason: &str| BmcError::InvalidProxy {
+        proxy: redfish::display_host(p),
+        reason: reason.to_string(),
+    };
+    let proxy =
+        ureq::Proxy::new(p).map_err(|_| invalid("use http://host:port (an HTTP CONNECT proxy)"))?;
+    // Without ureq's `socks-proxy` feature a SOCKS proxy would be skipped and the
+    // connection made directly: refuse rather than silently bypass it.
+    if !matches!(
+        proxy.protocol(),
+        ureq::ProxyProtocol::Http | ureq::ProxyProtocol::Https
+    ) {
+        return Err(invalid(
+            "SOCKS proxies are not supported; use an HTTP CONNECT proxy (http://host:port)",
+        ));
+    }
+    Ok(Some(proxy))
+}
+
+/// Resolves an IP-literal host (how fleets usually name their BMCs) by parsing it, and
+/// anything else with ureq's resolver. ureq's resolver runs every lookup on a thread of
+/// its own when a timeout is set (it always is here): a thread started and joined per
+/// connection, which for IP literals resolves nothing.
+#[derive(Debug, Default)]
+struct LiteralResolver {
+    names: ureq::unversioned::resolver::DefaultResolver,
+}
+
+impl ureq::unversioned::resolver::Resolver for LiteralResolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let literal = uri.authority().and_then(|a| {
+            let host = a.host().trim_start_matches('[').trim_end_matches(']');
+            let ip: std::net::IpAddr = host.parse().ok()?;
+            let port = a.port_u16().or(match uri.scheme_str()? {
+                "https" => Some(443),
+                "http" => Some(80),
+                _ => None,
+            })?;
+            Some(std::net::SocketAddr::new(ip, port))
+        });
+        let Some(addr) = literal else {
+            return self.names.resolve(uri, config, timeout);
+        };
+        let mut out = self.empty();
+        for a in config.ip_family().keep_wanted(std::iter::once(addr)) {
+            out.push(a);
+        }
+        if out.is_empty() {
+            return Err(ureq::Error::HostNotFound);
+        }
+        Ok(out)
+    }
 }
 
 /// Runs `attempt` up to `1 + retries` times while it fails transiently, with exponential

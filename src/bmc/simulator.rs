@@ -47,6 +47,8 @@ const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
 const MAX_REQUESTS_PER_CONNECTION: usize = 100;
 /// Socket read granularity: how often a blocked read looks at the stop flag.
 const POLL: Duration = Duration::from_millis(100);
+/// Largest body written together with its header block (see `respond`).
+const COALESCED_BODY_BYTES: usize = 256 << 10;
 /// `EndlessBody` stops after this much even if the client keeps reading.
 const ENDLESS_CAP: u64 = 1 << 30;
 
@@ -733,7 +735,8 @@ fn sleep_unless_stopped(shared: &Shared, d: Duration) -> bool {
         if now >= end {
             return true;
         }
-        std::thread::sleep((end - now).min(Duration::from_millis(20)));
+        // One sleep for a latency up to POLL: a wakeup per step is the simulator's CPU.
+        std::thread::sleep((end - now).min(POLL));
     }
 }
 
@@ -1098,6 +1101,12 @@ fn reason(status: u16) -> &'static str {
 }
 
 fn write_head(conn: &mut Conn, status: u16, headers: &[(&str, String)]) -> io::Result<()> {
+    let head = head_of(conn, status, headers);
+    conn.write_all(head.as_bytes())
+}
+
+/// The status line and header block of an answer (logged as sent: see `Conn::pending`).
+fn head_of(conn: &mut Conn, status: u16, headers: &[(&str, String)]) -> String {
     conn.status = status;
     conn.log_pending(status);
     // Redfish answers are never to be cached (DSP0266 asks for Cache-Control on GET).
@@ -1117,7 +1126,7 @@ fn write_head(conn: &mut Conn, status: u16, headers: &[(&str, String)]) -> io::R
         head.push_str("\r\n");
     }
     head.push_str("\r\n");
-    conn.write_all(head.as_bytes())
+    head
 }
 
 /// Writes a complete answer; to a HEAD request only the header block, with the
@@ -1130,9 +1139,18 @@ fn respond(
 ) -> io::Result<()> {
     let mut all: Vec<(&str, String)> = headers.to_vec();
     all.push(("Content-Length", body.len().to_string()));
-    write_head(conn, status, &all)?;
-    if !conn.head_only {
-        conn.write_all(body)?;
+    // Head and body of a small answer in one write, as a server that buffers its output
+    // sends it (one TLS record and one segment for the client to receive, not two); a
+    // large body is written from where it is, not copied.
+    let mut out = head_of(conn, status, &all).into_bytes();
+    if !conn.head_only && body.len() <= COALESCED_BODY_BYTES {
+        out.extend_from_slice(body);
+        conn.write_all(&out)?;
+    } else {
+        conn.write_all(&out)?;
+        if !conn.head_only {
+            conn.write_all(body)?;
+        }
     }
     conn.flush()?;
     conn.complete = true;

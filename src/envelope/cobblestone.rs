@@ -149,6 +149,11 @@ pub struct PlaintextSummary {
     pub chunks: u64,
 }
 
+/// Bytes of the chunk slots of the batch that starts at chunk `first`.
+fn batch_bytes(first: u64) -> usize {
+    batch_chunks(first) * ENCRYPTED_CHUNK_SIZE
+}
+
 /// Streaming encryptor. Writes the commitment on creation, then whole batches of
 /// encrypted chunks; `finish` writes the final short chunk. It does not write the salt:
 /// in a vault archive the salt sits at a fixed offset before the key slots, and `encrypt`
@@ -186,7 +191,7 @@ impl<W: Write> Encryptor<W> {
         ];
         let mut pipeline = Pipeline::new(stages, BATCH_BYTES);
         Ok(Encryptor {
-            buf: Zeroizing::new(pipeline.take_buffer()),
+            buf: Zeroizing::new(pipeline.take_buffer_for(batch_bytes(0))),
             pipeline,
             pending: 0,
             counter: 0,
@@ -249,14 +254,14 @@ impl<W: Write> Encryptor<W> {
         self.pipeline
             .submit(batch, last, &mut |b: &Batch| write_sealed(out, written, b))?;
         if !last {
-            *self.buf = self.pipeline.take_buffer();
+            *self.buf = self.pipeline.take_buffer_for(batch_bytes(self.counter));
         }
         Ok(())
     }
 
     /// After a failed batch the buffer is gone (it went down the pipeline).
     fn usable(&self) -> io::Result<()> {
-        if self.buf.len() == BATCH_BYTES {
+        if self.buf.len() >= self.batch_chunks() * ENCRYPTED_CHUNK_SIZE {
             Ok(())
         } else {
             Err(io::Error::other(

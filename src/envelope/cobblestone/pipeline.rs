@@ -375,10 +375,27 @@ impl Pipeline {
     /// A buffer to fill: a recycled one, or a new one (never more than the bound, since
     /// `submit` returns only once a buffer is free or may be allocated).
     pub(super) fn take_buffer(&mut self) -> Vec<u8> {
-        self.free.pop().unwrap_or_else(|| {
-            self.allocated += 1;
-            vec![0u8; self.buf_len]
-        })
+        self.take_buffer_for(self.buf_len)
+    }
+
+    /// A buffer of at least `len` bytes (at most `buf_len`): a recycled one if it is large
+    /// enough, else a new one of `len` bytes (a recycled one too small is wiped and freed).
+    /// The first batches of a stream are short (see [`batch_chunks`]): a BMC-sized input
+    /// then never allocates, zeroes and frees a full MiB batch.
+    pub(super) fn take_buffer_for(&mut self, len: usize) -> Vec<u8> {
+        let len = len.min(self.buf_len);
+        match self.free.pop() {
+            Some(b) if b.len() >= len => b,
+            small => {
+                if let Some(mut b) = small {
+                    let n = self.dirty.min(b.len());
+                    zeroize::Zeroize::zeroize(&mut b[..n]);
+                    self.allocated -= 1;
+                }
+                self.allocated += 1;
+                vec![0u8; len]
+            }
+        }
     }
 
     /// Processes `batch` (and passes every batch that finished, in order, to `sink`).
