@@ -135,6 +135,9 @@ pub struct AtomicFile {
     written: u64,
     next_flush: u64,
     flusher: Option<Flusher>,
+    /// Synced by [`AtomicFile::sync`] and not written since: the commit has only its
+    /// rename left (one fsync per file, not two).
+    synced: bool,
 }
 
 /// The largest gap between two background flushes.
@@ -225,6 +228,7 @@ impl AtomicFile {
             written: 0,
             next_flush: FIRST_FLUSH,
             flusher: None,
+            synced: false,
         }
     }
 
@@ -244,6 +248,8 @@ impl AtomicFile {
     }
 
     pub fn file(&mut self) -> &mut File {
+        // The caller may write through it.
+        self.synced = false;
         self.tmp.as_mut().expect("not committed").file_mut()
     }
 
@@ -261,7 +267,9 @@ impl AtomicFile {
     /// only the rename left (the group commit of archives in the store).
     pub fn sync(&mut self) -> io::Result<()> {
         self.stop_flusher()?;
-        self.file().sync_all()
+        self.file().sync_all()?;
+        self.synced = true;
+        Ok(())
     }
 
     /// [`Self::commit_new`] without the final sync of the directory, for a batch of
@@ -281,7 +289,9 @@ impl AtomicFile {
     fn persist_inner(mut self, overwrite: bool) -> io::Result<PathBuf> {
         self.stop_flusher()?;
         let tmp = self.tmp.take().expect("commit once");
-        tmp.file().sync_all()?;
+        if !self.synced {
+            tmp.file().sync_all()?;
+        }
         let dir = parent_dir(&self.dest);
         match tmp {
             Temp::Named(t) => {

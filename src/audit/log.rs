@@ -357,9 +357,10 @@ impl AuditLog {
         Ok(intent::abandoned(&self.home)?
             .into_iter()
             .filter_map(|a| match a {
-                Abandoned::Intent { record: Ok(r), .. } => Some(r),
-                _ => None,
+                Abandoned::Intent { records, .. } => Some(records.into_iter().flatten()),
+                Abandoned::Temporary(_) => None,
             })
+            .flatten()
             .collect())
     }
 
@@ -387,145 +388,23 @@ impl AuditLog {
         }
     }
 
+    /// Appends `batch`, after the `unfinished` records of abandoned intents, under the
+    /// log's lock, with one write and one sync.
     fn append_locked(
         &self,
         batch: Vec<Pending>,
     ) -> Result<Vec<Result<AuditRecord, AuditError>>, AuditError> {
         let path = &self.path;
-        fsutil::ensure_private_dir(&self.home)
-            .map_err(|e| AuditError::io("create the directory of", path, e))?;
-        let existed = path.exists();
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| AuditError::io("open", path, e))?;
-        // Held until `file` is dropped at the end of this call (flock is released on close).
-        file.lock().map_err(|e| AuditError::io("lock", path, e))?;
-
+        let (file, existed) = self.open_locked()?;
         let tail = read_tail(&file, path)?;
-        let mut repair_note = None;
-        if let Some(torn) = &tail.torn {
-            file.set_len(tail.complete_len)
-                .map_err(|e| AuditError::io("repair the torn tail of", path, e))?;
-            repair_note = Some(format!(
-                "repaired torn tail: removed {} unterminated bytes (sha256 {})",
-                torn.len, torn.sha256
-            ));
-        }
-
-        // Abandoned intents first: each becomes an `unfinished` record, in the account
-        // that announced it, and its file goes once that record is on disk.
-        let mut recorded = Vec::new();
-        let mut temporaries = Vec::new();
-        let mut all = Vec::with_capacity(batch.len());
-        for a in intent::abandoned(&self.home)? {
-            match a {
-                Abandoned::Temporary(p) => temporaries.push(p),
-                Abandoned::Intent {
-                    path: p,
-                    record,
-                    _lock,
-                } => {
-                    all.push(match record {
-                        Ok(i) => Pending {
-                            detail: Some(intent::unfinished_detail(&i)),
-                            operation: i.operation,
-                            key_id: i.key_id,
-                            archive_id: i.archive_id,
-                            bmc_host: i.bmc_host,
-                            result: Outcome::Unfinished,
-                            account: i.account,
-                        },
-                        Err(reason) => Pending {
-                            operation: "audit.intent".into(),
-                            key_id: None,
-                            archive_id: None,
-                            bmc_host: None,
-                            result: Outcome::Unfinished,
-                            detail: Some(format!(
-                                "abandoned intent {} is {reason}; removed",
-                                p.display()
-                            )),
-                            account: self.account.clone().unwrap_or_else(os_account),
-                        },
-                    });
-                    recorded.push((p, _lock));
-                }
-            }
-        }
-        let n_recorded = recorded.len();
+        let repair_note = repair_torn_tail(&file, path, &tail)?;
+        let mut folded = self.fold_abandoned()?;
+        let n_recorded = folded.events.len();
+        let mut all = std::mem::take(&mut folded.events);
         all.extend(batch);
-        let batch = all;
-
-        let (mut seq, mut prev_hash) = match &tail.last {
-            None => (0, GENESIS_PREV_HASH.to_string()),
-            Some(last) => (last.seq, last.hash.clone()),
-        };
-        let mut lines = Vec::new();
-        let mut results = Vec::with_capacity(batch.len());
-        for ev in batch {
-            let Some(next) = seq.checked_add(1) else {
-                results.push(Err(AuditError::LastRecordUnreadable {
-                    path: path.clone(),
-                    reason: "seq overflow".into(),
-                }));
-                continue;
-            };
-            // The note of a repair goes into the first record written after it.
-            let detail = match (ev.detail, &repair_note) {
-                (d, None) => d,
-                (Some(d), Some(note)) => Some(format!("{d}; {note}")),
-                (None, Some(note)) => Some(note.clone()),
-            };
-            let (result, error_kind) = match &ev.result {
-                Outcome::Unfinished => ("unfinished".to_string(), None),
-                Outcome::Success => ("success".to_string(), None),
-                Outcome::Failure { kind } => ("failure".to_string(), Some(kind.clone())),
-            };
-            let mut rec = AuditRecord {
-                seq: next,
-                time: clock::now_rfc3339(Precision::Millis),
-                account: ev.account,
-                operation: ev.operation,
-                key_id: ev.key_id,
-                archive_id: ev.archive_id,
-                bmc_host: ev.bmc_host,
-                result,
-                error_kind,
-                detail,
-                prev_hash: prev_hash.clone(),
-                hash: String::new(),
-            };
-            rec.hash = rec.compute_hash();
-            let line = match serde_json::to_vec(&rec) {
-                Ok(l) => l,
-                Err(e) => {
-                    results.push(Err(AuditError::InvalidEvent(format!(
-                        "cannot serialize record: {e}"
-                    ))));
-                    continue;
-                }
-            };
-            if line.len() > MAX_LINE_LEN {
-                results.push(Err(AuditError::RecordTooLarge {
-                    operation: rec.operation,
-                    len: line.len(),
-                    max: MAX_LINE_LEN,
-                }));
-                continue;
-            }
-            lines.extend_from_slice(&line);
-            lines.push(b'\n');
-            repair_note = None;
-            seq = next;
-            prev_hash.clone_from(&rec.hash);
-            results.push(Ok(rec));
-        }
+        let (lines, results) = chain(path, &tail, repair_note, all);
         if lines.is_empty() {
-            return Ok(results.split_off(n_recorded));
+            return Ok(results.into_iter().skip(n_recorded).collect());
         }
         let written = (&file).write_all(&lines).and_then(|()| file.sync_data());
         if let Err(e) = written {
@@ -541,16 +420,77 @@ impl AuditLog {
         // The `unfinished` records are in the chain now: the appending thread forwards
         // them to syslog with its own record, like every other record.
         lock_unforwarded().extend(results[..n_recorded].iter().flatten().cloned());
-        for ((p, _lock), r) in recorded.iter().zip(&results) {
-            if r.is_ok() {
-                std::fs::remove_file(p)
-                    .map_err(|e| AuditError::io("remove the recorded intent", p, e))?;
+        folded.remove_recorded(&results[..n_recorded])?;
+        Ok(results.into_iter().skip(n_recorded).collect())
+    }
+
+    /// Opens (creating) the log and takes its exclusive lock, held until the returned
+    /// file is dropped (flock is released on close); and whether the log existed before.
+    fn open_locked(&self) -> Result<(File, bool), AuditError> {
+        let path = &self.path;
+        fsutil::ensure_private_dir(&self.home)
+            .map_err(|e| AuditError::io("create the directory of", path, e))?;
+        let existed = path.exists();
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| AuditError::io("open", path, e))?;
+        file.lock().map_err(|e| AuditError::io("lock", path, e))?;
+        Ok((file, existed))
+    }
+
+    /// Abandoned intents: each becomes an `unfinished` record, in the account that
+    /// announced it; their files go once those records are on disk.
+    fn fold_abandoned(&self) -> Result<Folded, AuditError> {
+        let mut folded = Folded {
+            events: Vec::new(),
+            files: Vec::new(),
+            temporaries: Vec::new(),
+        };
+        for a in intent::abandoned(&self.home)? {
+            let (p, records, lock) = match a {
+                Abandoned::Temporary(p) => {
+                    folded.temporaries.push(p);
+                    continue;
+                }
+                Abandoned::Intent {
+                    path,
+                    records,
+                    _lock,
+                } => (path, records, _lock),
+            };
+            let n = records.len();
+            for record in records {
+                folded.events.push(match record {
+                    Ok(i) => Pending {
+                        detail: Some(intent::unfinished_detail(&i)),
+                        operation: i.operation,
+                        key_id: i.key_id,
+                        archive_id: i.archive_id,
+                        bmc_host: i.bmc_host,
+                        result: Outcome::Unfinished,
+                        account: i.account,
+                    },
+                    Err(reason) => Pending {
+                        operation: "audit.intent".into(),
+                        key_id: None,
+                        archive_id: None,
+                        bmc_host: None,
+                        result: Outcome::Unfinished,
+                        detail: Some(format!(
+                            "abandoned intent {} is {reason}; removed",
+                            p.display()
+                        )),
+                        account: self.account.clone().unwrap_or_else(os_account),
+                    },
+                });
             }
+            folded.files.push((p, lock, n));
         }
-        for p in temporaries {
-            let _ = std::fs::remove_file(p);
-        }
-        Ok(results.split_off(n_recorded))
+        Ok(folded)
     }
 
     /// Streams the committed records in file order. Lines that are not records are
@@ -712,6 +652,137 @@ impl AuditLog {
 }
 
 /// What an appender needs from the end of the log.
+/// The `unfinished` records of abandoned intents (see [`AuditLog::fold_abandoned`]).
+struct Folded {
+    events: Vec<Pending>,
+    /// Each intent file, its lock (held until it is removed) and how many events it gave.
+    files: Vec<(PathBuf, File, usize)>,
+    /// Temporaries of dead processes: their operations committed nothing.
+    temporaries: Vec<PathBuf>,
+}
+
+impl Folded {
+    /// Removes each intent file whose every record is in the chain (`results`, one per
+    /// event, in order), and the dead temporaries.
+    fn remove_recorded(
+        self,
+        results: &[Result<AuditRecord, AuditError>],
+    ) -> Result<(), AuditError> {
+        let mut at = 0;
+        for (p, _lock, n) in &self.files {
+            let all_ok = results[at..at + n].iter().all(Result::is_ok);
+            at += n;
+            if all_ok {
+                std::fs::remove_file(p)
+                    .map_err(|e| AuditError::io("remove the recorded intent", p, e))?;
+            }
+        }
+        for p in self.temporaries {
+            let _ = std::fs::remove_file(p);
+        }
+        Ok(())
+    }
+}
+
+/// Truncates a torn tail back to the last newline; the note that says so, for the next
+/// record's `detail`.
+fn repair_torn_tail(file: &File, path: &Path, tail: &Tail) -> Result<Option<String>, AuditError> {
+    let Some(torn) = &tail.torn else {
+        return Ok(None);
+    };
+    file.set_len(tail.complete_len)
+        .map_err(|e| AuditError::io("repair the torn tail of", path, e))?;
+    Ok(Some(format!(
+        "repaired torn tail: removed {} unterminated bytes (sha256 {})",
+        torn.len, torn.sha256
+    )))
+}
+
+/// Chains `batch` after `tail`: the lines to write, and one result per event (an event
+/// that cannot be a record fails alone and takes no seq).
+fn chain(
+    path: &Path,
+    tail: &Tail,
+    mut repair_note: Option<String>,
+    batch: Vec<Pending>,
+) -> (Vec<u8>, Vec<Result<AuditRecord, AuditError>>) {
+    let (mut seq, mut prev_hash) = match &tail.last {
+        None => (0, GENESIS_PREV_HASH.to_string()),
+        Some(last) => (last.seq, last.hash.clone()),
+    };
+    let mut lines = Vec::new();
+    let mut results = Vec::with_capacity(batch.len());
+    for ev in batch {
+        let Some(next) = seq.checked_add(1) else {
+            results.push(Err(AuditError::LastRecordUnreadable {
+                path: path.to_path_buf(),
+                reason: "seq overflow".into(),
+            }));
+            continue;
+        };
+        // The note of a repair goes into the first record written after it.
+        let detail = match (ev.detail.clone(), &repair_note) {
+            (d, None) => d,
+            (Some(d), Some(note)) => Some(format!("{d}; {note}")),
+            (None, Some(note)) => Some(note.clone()),
+        };
+        let rec = ev.into_record(next, detail, &prev_hash);
+        match record_line(&rec) {
+            Ok(line) => {
+                lines.extend_from_slice(&line);
+                lines.push(b'\n');
+                repair_note = None;
+                seq = next;
+                prev_hash.clone_from(&rec.hash);
+                results.push(Ok(rec));
+            }
+            Err(e) => results.push(Err(e)),
+        }
+    }
+    (lines, results)
+}
+
+/// The JSON line of `rec` (without its `\n`), at most [`MAX_LINE_LEN`] bytes.
+fn record_line(rec: &AuditRecord) -> Result<Vec<u8>, AuditError> {
+    let line = serde_json::to_vec(rec)
+        .map_err(|e| AuditError::InvalidEvent(format!("cannot serialize record: {e}")))?;
+    if line.len() > MAX_LINE_LEN {
+        return Err(AuditError::RecordTooLarge {
+            operation: rec.operation.clone(),
+            len: line.len(),
+            max: MAX_LINE_LEN,
+        });
+    }
+    Ok(line)
+}
+
+impl Pending {
+    /// The record of this event as number `seq` after `prev_hash`, hashed.
+    fn into_record(self, seq: u64, detail: Option<String>, prev_hash: &str) -> AuditRecord {
+        let (result, error_kind) = match self.result {
+            Outcome::Unfinished => ("unfinished".to_string(), None),
+            Outcome::Success => ("success".to_string(), None),
+            Outcome::Failure { kind } => ("failure".to_string(), Some(kind)),
+        };
+        let mut rec = AuditRecord {
+            seq,
+            time: clock::now_rfc3339(Precision::Millis),
+            account: self.account,
+            operation: self.operation,
+            key_id: self.key_id,
+            archive_id: self.archive_id,
+            bmc_host: self.bmc_host,
+            result,
+            error_kind,
+            detail,
+            prev_hash: prev_hash.to_string(),
+            hash: String::new(),
+        };
+        rec.hash = rec.compute_hash();
+        rec
+    }
+}
+
 struct Tail {
     /// Length of the log up to and including its last newline.
     complete_len: u64,
