@@ -499,9 +499,9 @@ mod tests {
         let home = tempfile::tempdir().unwrap();
         let dir = pending_dir(home.path());
         fs::create_dir_all(&dir).unwrap();
-        let one = line("a").len();
-        let n = MAX_INTENT_FILE_BYTES / one + 2;
-        let intents: Vec<Intent> = write_batch(&dir, (0..n).map(|_| line("a")).collect())
+        let one = line("a");
+        let n = MAX_INTENT_FILE_BYTES / one.len() + 2;
+        let intents: Vec<Intent> = write_batch(&dir, vec![one; n])
             .into_iter()
             .map(Result::unwrap)
             .collect();
