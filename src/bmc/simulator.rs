@@ -948,6 +948,41 @@ fn read_some(
 /// `Ok(None)` means the peer went away (or failed the TLS handshake) before a request.
 fn read_request(conn: &mut Conn, shared: &Shared) -> Result<Option<Request>, HttpErr> {
     let deadline = Instant::now() + REQUEST_DEADLINE;
+    let Some((mut buf, head_end)) = read_head(conn, shared, deadline)? else {
+        return Ok(None);
+    };
+    let bad = (400, "Base.1.12.MalformedJSON");
+    let head = std::str::from_utf8(&buf[..head_end]).map_err(|_| bad)?;
+    let mut req = parse_head(head)?;
+    let len = content_length(&req)?;
+    if req
+        .header("expect")
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
+    {
+        let _ = conn
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .and_then(|_| conn.flush());
+    }
+    let body = buf.split_off(head_end + 4);
+    if body.len() > len {
+        // Pipelining is not supported: the next request may be sent once this one is
+        // answered.
+        return Err(bad);
+    }
+    let Some(body) = read_body(conn, shared, deadline, body, len) else {
+        return Ok(None);
+    };
+    req.body = body;
+    Ok(Some(req))
+}
+
+/// Reads up to the end of the header block (bounded): what was read and where the block
+/// ends, or `None` if the peer went away first.
+fn read_head(
+    conn: &mut Conn,
+    shared: &Shared,
+    deadline: Instant,
+) -> Result<Option<(Vec<u8>, usize)>, HttpErr> {
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = [0u8; 4096];
     let head_end = loop {
@@ -965,8 +1000,12 @@ fn read_request(conn: &mut Conn, shared: &Shared) -> Result<Option<Request>, Htt
     if head_end > MAX_HEADER_BYTES {
         return Err((431, "Base.1.12.GeneralError"));
     }
+    Ok(Some((buf, head_end)))
+}
+
+/// The request line and the headers (names lower-cased), strictly.
+fn parse_head(head: &str) -> Result<Request, HttpErr> {
     let bad = (400, "Base.1.12.MalformedJSON");
-    let head = std::str::from_utf8(&buf[..head_end]).map_err(|_| bad)?;
     let mut lines = head.split("\r\n");
     let request_line = lines.next().ok_or(bad)?;
     let mut parts = request_line.split(' ');
@@ -999,14 +1038,20 @@ fn read_request(conn: &mut Conn, shared: &Shared) -> Result<Option<Request>, Htt
         }
         headers.push((name.to_ascii_lowercase(), value.trim().to_string()));
     }
-    let mut req = Request {
+    Ok(Request {
         method: method.to_string(),
         target: target.to_string(),
         version: version.to_string(),
         route: route_of(target),
         headers,
         body: Vec::new(),
-    };
+    })
+}
+
+/// The body length the request declares: one `Content-Length` of digits (none: 0), at
+/// most [`MAX_BODY_BYTES`]; chunked bodies are not supported.
+fn content_length(req: &Request) -> Result<usize, HttpErr> {
+    let bad = (400, "Base.1.12.MalformedJSON");
     if req.header("transfer-encoding").is_some() {
         return Err((501, "Base.1.12.GeneralError"));
     }
@@ -1026,31 +1071,28 @@ fn read_request(conn: &mut Conn, shared: &Shared) -> Result<Option<Request>, Htt
     if len > MAX_BODY_BYTES {
         return Err((413, "Base.1.12.GeneralError"));
     }
-    if req
-        .header("expect")
-        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
-    {
-        let _ = conn
-            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-            .and_then(|_| conn.flush());
-    }
-    let len = usize::try_from(len).map_err(|_| bad)?;
-    let mut body = buf.split_off(head_end + 4);
-    if body.len() > len {
-        // Pipelining is not supported: the next request may be sent once this one is
-        // answered.
-        return Err(bad);
-    }
+    usize::try_from(len).map_err(|_| bad)
+}
+
+/// Reads the rest of a body of `len` bytes after the `body` read with the head; `None`
+/// if the peer went away first.
+fn read_body(
+    conn: &mut Conn,
+    shared: &Shared,
+    deadline: Instant,
+    mut body: Vec<u8>,
+    len: usize,
+) -> Option<Vec<u8>> {
+    let mut chunk = [0u8; 4096];
     body.reserve(len - body.len());
     while body.len() < len {
         let want = chunk.len().min(len - body.len());
         match read_some(conn, &mut chunk[..want], shared, deadline) {
-            Ok(0) | Err(_) => return Ok(None),
+            Ok(0) | Err(_) => return None,
             Ok(n) => body.extend_from_slice(&chunk[..n]),
         }
     }
-    req.body = body;
-    Ok(Some(req))
+    Some(body)
 }
 
 fn route_of(target: &str) -> String {
@@ -1513,23 +1555,7 @@ fn resource(m: &str, r: Route<'_>, shared: &Shared) -> Option<Value> {
         Route::OData => odata_service(cfg),
         Route::State => state(shared),
         Route::SessionService => session_service(cfg),
-        Route::Sessions if m != "POST" => {
-            let sessions = lock(&shared.sessions);
-            let members: Vec<Value> = sessions
-                .values()
-                .map(|s| json!({"@odata.id": session_uri(cfg, &s.id)}))
-                .collect();
-            drop(sessions);
-            let mut v = collection(
-                cfg.sessions_uri.as_deref().unwrap_or(SESSIONS_URI),
-                "#SessionCollection.SessionCollection",
-                "Sessions",
-                &[],
-            );
-            v["Members@odata.count"] = json!(members.len());
-            v["Members"] = Value::Array(members);
-            v
-        }
+        Route::Sessions if m != "POST" => sessions(shared),
         Route::AccountService => account_service(),
         Route::Accounts => collection(
             "/redfish/v1/AccountService/Accounts/",
@@ -1538,19 +1564,7 @@ fn resource(m: &str, r: Route<'_>, shared: &Shared) -> Option<Value> {
             &["/redfish/v1/AccountService/Accounts/1/"],
         ),
         Route::Account => account(cfg),
-        Route::Roles => {
-            let members: Vec<String> = ROLES
-                .iter()
-                .map(|r| format!("/redfish/v1/AccountService/Roles/{r}/"))
-                .collect();
-            let refs: Vec<&str> = members.iter().map(String::as_str).collect();
-            collection(
-                "/redfish/v1/AccountService/Roles/",
-                "#RoleCollection.RoleCollection",
-                "Roles",
-                &refs,
-            )
-        }
+        Route::Roles => roles(),
         Route::Role(name) => role(name),
         Route::JsonSchemas => collection(
             "/redfish/v1/JsonSchemas/",
@@ -1564,18 +1578,7 @@ fn resource(m: &str, r: Route<'_>, shared: &Shared) -> Option<Value> {
             "Registries",
             &[],
         ),
-        Route::Managers => {
-            let mut members = vec!["/redfish/v1/Managers/1/"];
-            if cfg.failing_first_manager.is_some() {
-                members.insert(0, "/redfish/v1/Managers/0/");
-            }
-            collection(
-                "/redfish/v1/Managers/",
-                "#ManagerCollection.ManagerCollection",
-                "Managers",
-                &members,
-            )
-        }
+        Route::Managers => managers(cfg),
         Route::Manager => manager(cfg),
         Route::Systems => collection(
             "/redfish/v1/Systems/",
@@ -1583,18 +1586,70 @@ fn resource(m: &str, r: Route<'_>, shared: &Shared) -> Option<Value> {
             "Computer Systems",
             &["/redfish/v1/Systems/1/"],
         ),
-        Route::System => json!({
-            "@odata.context": "/redfish/v1/$metadata#ComputerSystem.ComputerSystem",
-            "@odata.id": "/redfish/v1/Systems/1/",
-            "@odata.type": "#ComputerSystem.v1_17_0.ComputerSystem",
-            "Id": "1",
-            "Name": "Computer System",
-            "Manufacturer": "HPE",
-            "Model": "ProLiant DL380 Gen11",
-            "SerialNumber": cfg.serial,
-            "Links": {"ManagedBy": [{"@odata.id": "/redfish/v1/Managers/1/"}]}
-        }),
+        Route::System => system(cfg),
         _ => return None,
+    })
+}
+
+/// The session collection: every live session.
+fn sessions(shared: &Shared) -> Value {
+    let cfg = &shared.cfg;
+    let sessions = lock(&shared.sessions);
+    let members: Vec<Value> = sessions
+        .values()
+        .map(|s| json!({"@odata.id": session_uri(cfg, &s.id)}))
+        .collect();
+    drop(sessions);
+    let mut v = collection(
+        cfg.sessions_uri.as_deref().unwrap_or(SESSIONS_URI),
+        "#SessionCollection.SessionCollection",
+        "Sessions",
+        &[],
+    );
+    v["Members@odata.count"] = json!(members.len());
+    v["Members"] = Value::Array(members);
+    v
+}
+
+fn roles() -> Value {
+    let members: Vec<String> = ROLES
+        .iter()
+        .map(|r| format!("/redfish/v1/AccountService/Roles/{r}/"))
+        .collect();
+    let refs: Vec<&str> = members.iter().map(String::as_str).collect();
+    collection(
+        "/redfish/v1/AccountService/Roles/",
+        "#RoleCollection.RoleCollection",
+        "Roles",
+        &refs,
+    )
+}
+
+/// The manager collection (with the failing Manager 0 first when configured).
+fn managers(cfg: &SimConfig) -> Value {
+    let mut members = vec!["/redfish/v1/Managers/1/"];
+    if cfg.failing_first_manager.is_some() {
+        members.insert(0, "/redfish/v1/Managers/0/");
+    }
+    collection(
+        "/redfish/v1/Managers/",
+        "#ManagerCollection.ManagerCollection",
+        "Managers",
+        &members,
+    )
+}
+
+fn system(cfg: &SimConfig) -> Value {
+    json!({
+        "@odata.context": "/redfish/v1/$metadata#ComputerSystem.ComputerSystem",
+        "@odata.id": "/redfish/v1/Systems/1/",
+        "@odata.type": "#ComputerSystem.v1_17_0.ComputerSystem",
+        "Id": "1",
+        "Name": "Computer System",
+        "Manufacturer": "HPE",
+        "Model": "ProLiant DL380 Gen11",
+        "SerialNumber": cfg.serial,
+        "Links": {"ManagedBy": [{"@odata.id": "/redfish/v1/Managers/1/"}]}
     })
 }
 
@@ -2038,12 +2093,6 @@ fn serve_backup(
         }
         None => &shared.cfg.backup_bytes,
     };
-    let octet = |len: u64| -> Vec<(&str, String)> {
-        vec![
-            ("Content-Type", "application/octet-stream".into()),
-            ("Content-Length", len.to_string()),
-        ]
-    };
     let fault = current_fault(shared);
     if !matches!(
         fault,
@@ -2051,63 +2100,8 @@ fn serve_backup(
     ) {
         fault_fired(shared);
     }
-    match fault {
-        Fault::ServerError => {
-            return respond_json(conn, 500, &[], &ilo_error("Base.1.12.InternalError"));
-        }
-        Fault::Slow(d) if !sleep_unless_stopped(shared, d) => return Ok(()),
-        Fault::SlowDrip => {
-            write_head_then_close(conn, 200, &octet(data.len() as u64))?;
-            conn.flush()?;
-            for b in data {
-                if !sleep_unless_stopped(shared, Duration::from_millis(100)) {
-                    return Ok(());
-                }
-                conn.write_all(std::slice::from_ref(b))?;
-                conn.flush()?;
-            }
-            return Ok(());
-        }
-        Fault::CutMidDownload => {
-            write_head_then_close(conn, 200, &octet(data.len() as u64))?;
-            conn.write_all(&data[..data.len() / 2])?;
-            return conn.flush();
-        }
-        Fault::HtmlErrorPage => {
-            let page = b"<!DOCTYPE html><html><head><title>iLO Login</title></head><body>Session expired</body></html>";
-            return respond(conn, 200, &[("Content-Type", "text/html".into())], page);
-        }
-        Fault::HugeContentLength => {
-            write_head_then_close(conn, 200, &octet(10_000_000_000))?;
-            conn.write_all(&data[..data.len().min(64 << 10)])?;
-            return conn.flush();
-        }
-        Fault::EndlessBody => {
-            write_head_then_close(
-                conn,
-                200,
-                &[
-                    ("Content-Type", "application/octet-stream".into()),
-                    ("Transfer-Encoding", "chunked".into()),
-                ],
-            )?;
-            let chunk = vec![0xA5u8; 16 << 10];
-            let mut sent: u64 = 0;
-            while sent < ENDLESS_CAP && !shared.stop.load(Ordering::SeqCst) {
-                write!(conn, "{:x}\r\n", chunk.len())?;
-                conn.write_all(&chunk)?;
-                conn.write_all(b"\r\n")?;
-                sent += chunk.len() as u64;
-            }
-            return conn.flush();
-        }
-        Fault::RedirectLoop => {
-            return respond(conn, 302, &[("Location", req.target.clone())], b"");
-        }
-        Fault::TransientErrors(_) if take_transient(shared) => {
-            return unavailable(conn);
-        }
-        _ => {}
+    if let Some(done) = serve_backup_fault(conn, req, shared, fault, data) {
+        return done;
     }
     let file = req.target.rsplit('/').next().unwrap_or("backup.bak");
     let mut headers = octet(data.len() as u64);
@@ -2116,6 +2110,79 @@ fn serve_backup(
         format!("attachment; filename=\"{file}\""),
     ));
     respond(conn, 200, &headers, data)
+}
+
+/// The headers of a backup download of `len` bytes.
+fn octet(len: u64) -> Vec<(&'static str, String)> {
+    vec![
+        ("Content-Type", "application/octet-stream".into()),
+        ("Content-Length", len.to_string()),
+    ]
+}
+
+/// A backup download under the fault `fault`: how it was answered, or `None` when the
+/// fault leaves the download as it is (or was used up).
+fn serve_backup_fault(
+    conn: &mut Conn,
+    req: &Request,
+    shared: &Shared,
+    fault: Fault,
+    data: &[u8],
+) -> Option<io::Result<()>> {
+    Some(match fault {
+        Fault::ServerError => respond_json(conn, 500, &[], &ilo_error("Base.1.12.InternalError")),
+        Fault::Slow(d) if !sleep_unless_stopped(shared, d) => Ok(()),
+        Fault::SlowDrip => slow_drip(conn, shared, data),
+        Fault::CutMidDownload => write_head_then_close(conn, 200, &octet(data.len() as u64))
+            .and_then(|()| conn.write_all(&data[..data.len() / 2]))
+            .and_then(|()| conn.flush()),
+        Fault::HtmlErrorPage => {
+            let page = b"<!DOCTYPE html><html><head><title>iLO Login</title></head><body>Session expired</body></html>";
+            respond(conn, 200, &[("Content-Type", "text/html".into())], page)
+        }
+        Fault::HugeContentLength => write_head_then_close(conn, 200, &octet(10_000_000_000))
+            .and_then(|()| conn.write_all(&data[..data.len().min(64 << 10)]))
+            .and_then(|()| conn.flush()),
+        Fault::EndlessBody => endless_body(conn, shared),
+        Fault::RedirectLoop => respond(conn, 302, &[("Location", req.target.clone())], b""),
+        Fault::TransientErrors(_) if take_transient(shared) => unavailable(conn),
+        _ => return None,
+    })
+}
+
+/// `SlowDrip`: the header block, then one byte every 100 ms.
+fn slow_drip(conn: &mut Conn, shared: &Shared, data: &[u8]) -> io::Result<()> {
+    write_head_then_close(conn, 200, &octet(data.len() as u64))?;
+    conn.flush()?;
+    for b in data {
+        if !sleep_unless_stopped(shared, Duration::from_millis(100)) {
+            return Ok(());
+        }
+        conn.write_all(std::slice::from_ref(b))?;
+        conn.flush()?;
+    }
+    Ok(())
+}
+
+/// `EndlessBody`: a chunked body that does not end (until [`ENDLESS_CAP`] or a stop).
+fn endless_body(conn: &mut Conn, shared: &Shared) -> io::Result<()> {
+    write_head_then_close(
+        conn,
+        200,
+        &[
+            ("Content-Type", "application/octet-stream".into()),
+            ("Transfer-Encoding", "chunked".into()),
+        ],
+    )?;
+    let chunk = vec![0xA5u8; 16 << 10];
+    let mut sent: u64 = 0;
+    while sent < ENDLESS_CAP && !shared.stop.load(Ordering::SeqCst) {
+        write!(conn, "{:x}\r\n", chunk.len())?;
+        conn.write_all(&chunk)?;
+        conn.write_all(b"\r\n")?;
+        sent += chunk.len() as u64;
+    }
+    conn.flush()
 }
 
 /// The restore endpoint: multipart with a `sessionKey` field equal to the `sessionKey`

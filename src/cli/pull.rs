@@ -455,15 +455,40 @@ fn fleet_job(
     shared: Option<&Password>,
     shared_file_password: Option<&Password>,
 ) -> CliResult<PullJob> {
-    let rel = |p: &PathBuf| {
-        if p.is_absolute() {
-            p.clone()
-        } else {
-            base.join(p)
-        }
-    };
+    let password = entry_password(e, base, shared)?;
+    let (scope, domain) = entry_scope(e, a)?;
+    let conn = entry_conn(e, base, a)?;
+    let user = e.user.as_deref().unwrap_or(a.conn.user());
+    let mut opts = bmc_options(&e.url, user, password, &conn, a.max_size);
+    opts.session_limit_retries = FLEET_SESSION_LIMIT_RETRIES;
+    opts.download = e.download_method.unwrap_or(a.download_method).into();
+    opts.file_password = entry_file_password(e, base, shared_file_password)?;
+    Ok(PullJob {
+        opts,
+        scope,
+        domain,
+        key: e.key.clone().or_else(|| a.key.clone()),
+        description: e.description.clone().or_else(|| a.description.clone()),
+    })
+}
+
+/// A path of an inventory entry: relative paths are relative to the inventory's directory.
+fn entry_path(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+/// The entry's BMC password: its `password_file`, its `password_env`, or the shared one.
+fn entry_password(
+    e: &InventoryEntry,
+    base: &Path,
+    shared: Option<&Password>,
+) -> CliResult<Password> {
     let password = match (&e.password_file, &e.password_env) {
-        (Some(f), _) => crate::ops::password::from_file(&rel(f))?,
+        (Some(f), _) => crate::ops::password::from_file(&entry_path(base, f))?,
         (None, Some(var)) => Password::new(std::env::var(var).map_err(|_| {
             usage(format!(
                 "the environment variable {var} named by password_env is not set"
@@ -478,6 +503,11 @@ fn fleet_job(
     if password.is_empty() {
         return Err(usage("the BMC password is empty".into()));
     }
+    Ok(password)
+}
+
+/// The entry's scope and domain, each defaulting to the command line's.
+fn entry_scope(e: &InventoryEntry, a: &PullArgs) -> CliResult<(Scope, Option<String>)> {
     let scope_args = ScopeArgs {
         scope: match e.scope.as_deref() {
             None => a.scope.scope,
@@ -491,10 +521,14 @@ fn fleet_job(
         },
         domain: e.domain.clone().or_else(|| a.scope.domain.clone()),
     };
-    let (scope, domain) = scope_args.resolve(Scope::System)?;
+    scope_args.resolve(Scope::System)
+}
+
+/// The command line's connection settings with the entry's own over them.
+fn entry_conn(e: &InventoryEntry, base: &Path, a: &PullArgs) -> CliResult<ConnArgs> {
     let mut conn = a.conn.clone();
     if let Some(c) = &e.ca_cert {
-        conn.ca_cert = Some(rel(c));
+        conn.ca_cert = Some(entry_path(base, c));
         conn.insecure = false;
     }
     if let Some(i) = e.insecure {
@@ -519,25 +553,23 @@ fn fleet_job(
     if let Some(h) = e.allow_http {
         conn.allow_http = h;
     }
-    let user = e.user.as_deref().unwrap_or(a.conn.user());
-    let mut opts = bmc_options(&e.url, user, password, &conn, a.max_size);
-    opts.session_limit_retries = FLEET_SESSION_LIMIT_RETRIES;
-    opts.download = e.download_method.unwrap_or(a.download_method).into();
-    opts.file_password = match (&e.file_password_file, &e.file_password_env) {
-        (Some(f), _) => Some(crate::ops::password::from_file(&rel(f))?),
+    Ok(conn)
+}
+
+/// iLO's backup-file password for the entry: its own file or variable, or the shared one.
+fn entry_file_password(
+    e: &InventoryEntry,
+    base: &Path,
+    shared: Option<&Password>,
+) -> CliResult<Option<Password>> {
+    Ok(match (&e.file_password_file, &e.file_password_env) {
+        (Some(f), _) => Some(crate::ops::password::from_file(&entry_path(base, f))?),
         (None, Some(var)) => Some(Password::new(std::env::var(var).map_err(|_| {
             usage(format!(
                 "the environment variable {var} named by file_password_env is not set"
             ))
         })?)),
-        (None, None) => shared_file_password.map(|p| Password::new(p.expose().to_string())),
-    };
-    Ok(PullJob {
-        opts,
-        scope,
-        domain,
-        key: e.key.clone().or_else(|| a.key.clone()),
-        description: e.description.clone().or_else(|| a.description.clone()),
+        (None, None) => shared.map(|p| Password::new(p.expose().to_string())),
     })
 }
 
@@ -545,44 +577,11 @@ fn pull_fleet(ctx: &Ctx, a: &PullArgs, inventory: &Path) -> CliResult {
     let metrics = super::everyday::metrics_path(ctx, &a.metrics)?;
     let started = std::time::Instant::now();
     let entries = read_inventory(inventory)?;
-    let base = ops_fleet::inventory_dir(inventory);
-    let needs_shared = entries
-        .iter()
-        .any(|e| e.password_file.is_none() && e.password_env.is_none());
-    let shared = if needs_shared {
-        Some(bmc_password(&a.conn)?)
-    } else {
-        None
-    };
-    fleet_warnings(ctx, a, &entries);
-    let shared_file_password = file_password(a)?;
+    let jobs = fleet_jobs(ctx, a, inventory, &entries)?;
     let ops = ctx.ops()?;
     let remote = a.push.connect(&ops)?;
-    let jobs: Vec<FleetJob> = entries
-        .iter()
-        .map(|e| FleetJob {
-            host: host_of(&e.url),
-            job: fleet_job(e, &base, a, shared.as_ref(), shared_file_password.as_ref()).map_err(
-                |e| OpsError::Job {
-                    kind: e.kind,
-                    message: e.message,
-                },
-            ),
-        })
-        .collect();
-    drop(shared);
-    drop(shared_file_password);
     let n = jobs.len();
-    let bar = Bar(if io::stderr().is_terminal() {
-        let pb = ProgressBar::new(n as u64);
-        pb.set_style(
-            ProgressStyle::with_template("{bar:30} {pos}/{len} BMCs  {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        pb
-    } else {
-        ProgressBar::hidden()
-    });
+    let bar = fleet_bar(n);
     let opts = ops_fleet::FleetOptions {
         parallel: usize::from(a.parallel.unwrap_or(super::everyday::DEFAULT_PARALLEL)),
         push_to: remote.as_ref().map(|r| (r, a.push.lock())),
@@ -595,19 +594,7 @@ fn pull_fleet(ctx: &Ctx, a: &PullArgs, inventory: &Path) -> CliResult {
         g.archives, g.archive_batches, g.records, g.audit_batches
     ));
     if let Some(m) = &metrics {
-        let samples: Vec<_> = report
-            .outcomes
-            .iter()
-            .map(|o| {
-                let bytes = o
-                    .result
-                    .as_ref()
-                    .map(|p| p.sealed.plaintext_size)
-                    .map_err(crate::errors::Classify::kind);
-                super::everyday::pull_sample(&o.host, o.started, bytes)
-            })
-            .collect();
-        super::everyday::write_pull_metrics(ctx, m, &samples, started);
+        fleet_metrics(ctx, m, &report, started);
     }
     let results: Vec<FleetItem> = report
         .outcomes
@@ -623,6 +610,80 @@ fn pull_fleet(ctx: &Ctx, a: &PullArgs, inventory: &Path) -> CliResult {
         results,
         push_failed: remote.is_some().then_some(push_failed),
     })?;
+    fleet_status(n, failed, push_failed)
+}
+
+/// One job per inventory entry (the passwords asked for once, before any BMC is tried);
+/// an entry no job can be made of fails alone.
+fn fleet_jobs(
+    ctx: &Ctx,
+    a: &PullArgs,
+    inventory: &Path,
+    entries: &[InventoryEntry],
+) -> CliResult<Vec<FleetJob>> {
+    let base = ops_fleet::inventory_dir(inventory);
+    let needs_shared = entries
+        .iter()
+        .any(|e| e.password_file.is_none() && e.password_env.is_none());
+    let shared = if needs_shared {
+        Some(bmc_password(&a.conn)?)
+    } else {
+        None
+    };
+    fleet_warnings(ctx, a, entries);
+    let shared_file_password = file_password(a)?;
+    Ok(entries
+        .iter()
+        .map(|e| FleetJob {
+            host: host_of(&e.url),
+            job: fleet_job(e, &base, a, shared.as_ref(), shared_file_password.as_ref()).map_err(
+                |e| OpsError::Job {
+                    kind: e.kind,
+                    message: e.message,
+                },
+            ),
+        })
+        .collect())
+}
+
+/// The fleet's progress bar on a terminal (hidden otherwise).
+fn fleet_bar(n: usize) -> Bar {
+    Bar(if io::stderr().is_terminal() {
+        let pb = ProgressBar::new(n as u64);
+        pb.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} BMCs  {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        pb
+    } else {
+        ProgressBar::hidden()
+    })
+}
+
+/// `--metrics`: one sample per BMC.
+fn fleet_metrics(
+    ctx: &Ctx,
+    m: &Path,
+    report: &ops_fleet::FleetReport,
+    started: std::time::Instant,
+) {
+    let samples: Vec<_> = report
+        .outcomes
+        .iter()
+        .map(|o| {
+            let bytes = o
+                .result
+                .as_ref()
+                .map(|p| p.sealed.plaintext_size)
+                .map_err(crate::errors::Classify::kind);
+            super::everyday::pull_sample(&o.host, o.started, bytes)
+        })
+        .collect();
+    super::everyday::write_pull_metrics(ctx, m, &samples, started);
+}
+
+/// The fleet's exit: an error when a BMC failed or an archive was not pushed.
+fn fleet_status(n: usize, failed: usize, push_failed: usize) -> CliResult {
     if failed > 0 {
         return Err(CliError::new(
             Kind::Bmc,

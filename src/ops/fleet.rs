@@ -159,77 +159,24 @@ pub fn pull(
     // Each worker holds a socket, a staged archive and, briefly, the lock and audit
     // files: at 256 workers that is past the usual soft limit of 1024 descriptors.
     let _ = rlimit::increase_nofile_limit(u64::MAX);
-    let n = jobs.len();
-    let hosts: Vec<String> = jobs.iter().map(|j| j.host.clone()).collect();
-    let jobs: Vec<Mutex<Option<Result<PullJob, OpsError>>>> =
-        jobs.into_iter().map(|j| Mutex::new(Some(j.job))).collect();
-    let outcomes: Vec<Mutex<Option<FleetOutcome>>> = (0..n).map(|_| Mutex::new(None)).collect();
-    let next = AtomicUsize::new(0);
-    // BMCs that answered SessionLimitExceeded, tried again once the others were.
-    let again: Mutex<VecDeque<usize>> = Mutex::new(VecDeque::new());
-    let attempts: Vec<AtomicU32> = (0..n).map(|_| AtomicU32::new(0)).collect();
-    let workers = opts.parallel.clamp(1, n.max(1));
+    let run = Run::new(jobs);
+    let workers = opts.parallel.clamp(1, run.hosts.len().max(1));
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| {
-                loop {
-                    let i = match next.fetch_add(1, Ordering::SeqCst) {
-                        i if i < n => i,
-                        _ => match lock(&again).pop_front() {
-                            Some(i) => i,
-                            None => break,
-                        },
-                    };
-                    let attempt = attempts[i].fetch_add(1, Ordering::SeqCst) + 1;
-                    let host = &hosts[i];
-                    let job = lock(&jobs[i]).take().expect("each job is taken once");
-                    let started = Instant::now();
-                    let result = match job {
-                        Ok(job) => {
-                            let retry = (attempt < FLEET_ATTEMPTS).then(|| job.clone());
-                            match (super::pull::pull(ctx, job, &Silent), retry) {
-                                (Err(OpsError::Bmc(BmcError::SessionLimit { .. })), Some(job)) => {
-                                    *lock(&jobs[i]) = Some(Ok(job));
-                                    lock(&again).push_back(i);
-                                    progress.warn(&format!(
-                                        "{host}: no free session slot (attempt {attempt} of {FLEET_ATTEMPTS}); trying it again after the other BMCs"
-                                    ));
-                                    continue;
-                                }
-                                (r, _) => r,
-                            }
-                        }
-                        Err(e) => Err(super::pull::refused(ctx, host, e)),
-                    };
-                    match &result {
-                        Ok(p) => {
-                            if let Some(w) = &p.logout_warning {
-                                progress.warn(&format!("warning: {}: {w}", p.host));
-                            }
-                        }
-                        Err(e) => progress.warn(&format!("{host}: {e}")),
+                while let Some(i) = run.next() {
+                    if let Some(outcome) = run.attempt(ctx, i, progress) {
+                        let outcome = push_after_commit(ctx, opts, outcome, progress);
+                        *lock(&run.outcomes[i]) = Some(outcome);
+                        progress.phase(&run.hosts[i], None);
+                        progress.advance(1);
                     }
-                    let pushed = match (&result, &opts.push_to) {
-                        (Ok(p), Some((remote, lock_mode))) => Some(
-                            super::remote::push_sealed(ctx, remote, &p.sealed.header.id, *lock_mode)
-                                .inspect_err(|e| progress.warn(&e.to_string())),
-                        ),
-                        _ => None,
-                    };
-                    *lock(&outcomes[i]) = Some(FleetOutcome {
-                        host: host.clone(),
-                        started,
-                        attempts: attempt,
-                        result,
-                        pushed,
-                    });
-                    progress.phase(host, None);
-                    progress.advance(1);
                 }
             });
         }
     });
-    let outcomes = outcomes
+    let outcomes = run
+        .outcomes
         .into_iter()
         .map(|m| {
             m.into_inner()
@@ -241,6 +188,100 @@ pub fn pull(
         outcomes,
         group: group_stats(ctx),
     }
+}
+
+/// The shared state of a fleet's workers.
+struct Run {
+    hosts: Vec<String>,
+    /// Each job until a worker takes it (and again when it is re-queued).
+    jobs: Vec<Mutex<Option<Result<PullJob, OpsError>>>>,
+    outcomes: Vec<Mutex<Option<FleetOutcome>>>,
+    /// The next job never tried.
+    next: AtomicUsize,
+    /// BMCs that answered SessionLimitExceeded, tried again once the others were.
+    again: Mutex<VecDeque<usize>>,
+    attempts: Vec<AtomicU32>,
+}
+
+impl Run {
+    fn new(jobs: Vec<FleetJob>) -> Run {
+        let n = jobs.len();
+        let hosts = jobs.iter().map(|j| j.host.clone()).collect();
+        Run {
+            hosts,
+            jobs: jobs.into_iter().map(|j| Mutex::new(Some(j.job))).collect(),
+            outcomes: (0..n).map(|_| Mutex::new(None)).collect(),
+            next: AtomicUsize::new(0),
+            again: Mutex::new(VecDeque::new()),
+            attempts: (0..n).map(|_| AtomicU32::new(0)).collect(),
+        }
+    }
+
+    /// The job to work on next: every job once, then the re-queued ones.
+    fn next(&self) -> Option<usize> {
+        match self.next.fetch_add(1, Ordering::SeqCst) {
+            i if i < self.hosts.len() => Some(i),
+            _ => lock(&self.again).pop_front(),
+        }
+    }
+
+    /// One attempt at job `i`: its outcome, or `None` when the BMC had no free session
+    /// slot and the job went back to the end of the queue.
+    fn attempt(&self, ctx: &Context, i: usize, progress: &dyn Progress) -> Option<FleetOutcome> {
+        let attempt = self.attempts[i].fetch_add(1, Ordering::SeqCst) + 1;
+        let host = &self.hosts[i];
+        let job = lock(&self.jobs[i]).take().expect("each job is taken once");
+        let started = Instant::now();
+        let result = match job {
+            Ok(job) => {
+                let retry = (attempt < FLEET_ATTEMPTS).then(|| job.clone());
+                match (super::pull::pull(ctx, job, &Silent), retry) {
+                    (Err(OpsError::Bmc(BmcError::SessionLimit { .. })), Some(job)) => {
+                        *lock(&self.jobs[i]) = Some(Ok(job));
+                        lock(&self.again).push_back(i);
+                        progress.warn(&format!(
+                            "{host}: no free session slot (attempt {attempt} of {FLEET_ATTEMPTS}); trying it again after the other BMCs"
+                        ));
+                        return None;
+                    }
+                    (r, _) => r,
+                }
+            }
+            Err(e) => Err(super::pull::refused(ctx, host, e)),
+        };
+        match &result {
+            Ok(p) => {
+                if let Some(w) = &p.logout_warning {
+                    progress.warn(&format!("warning: {}: {w}", p.host));
+                }
+            }
+            Err(e) => progress.warn(&format!("{host}: {e}")),
+        }
+        Some(FleetOutcome {
+            host: host.clone(),
+            started,
+            attempts: attempt,
+            result,
+            pushed: None,
+        })
+    }
+}
+
+/// With a remote: pushes a stored archive, by the thread that pulled it, right after its
+/// commit (it stays in the home whatever happens to the push).
+fn push_after_commit(
+    ctx: &Context,
+    opts: &FleetOptions<'_>,
+    mut outcome: FleetOutcome,
+    progress: &dyn Progress,
+) -> FleetOutcome {
+    if let (Ok(p), Some((remote, lock_mode))) = (&outcome.result, &opts.push_to) {
+        outcome.pushed = Some(
+            super::remote::push_sealed(ctx, remote, &p.sealed.header.id, *lock_mode)
+                .inspect_err(|e| progress.warn(&e.to_string())),
+        );
+    }
+    outcome
 }
 
 fn group_stats(ctx: &Context) -> GroupStats {
