@@ -93,3 +93,33 @@ impl ScopeArgs {
         }
     }
 }
+
+/// Argon2id cost of a new passphrase-protected file (`keys download`, `home protect`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct KdfArgs {
+    /// Argon2id memory in MiB (default 64; at least 19).
+    #[arg(long, value_name = "MIB")]
+    kdf_memory: Option<u32>,
+    /// Argon2id passes (default 3; at least 2).
+    #[arg(long, value_name = "N")]
+    kdf_time: Option<u32>,
+    /// Argon2id lanes (default 4; at least 1).
+    #[arg(long, value_name = "N")]
+    kdf_parallelism: Option<u32>,
+}
+
+impl KdfArgs {
+    /// The parameters asked for, the defaults where none was given (bounds are checked
+    /// by the operation).
+    pub fn params(&self) -> crate::keystore::kdf::KdfParams {
+        let d = crate::keystore::kdf::KdfParams::default();
+        crate::keystore::kdf::KdfParams {
+            memory_kib: self
+                .kdf_memory
+                .map(|m| m.saturating_mul(1024))
+                .unwrap_or(d.memory_kib),
+            iterations: self.kdf_time.unwrap_or(d.iterations),
+            parallelism: self.kdf_parallelism.unwrap_or(d.parallelism),
+        }
+    }
+}

@@ -14,7 +14,6 @@ use super::password::PasswordArg;
 use super::{CliResult, Ctx};
 use crate::home::root::{self, RootError, Unlocker};
 use crate::home::token::{TokenConfig, TokenError};
-use crate::keystore::kdf::KdfParams;
 use crate::keystore::{RootChange, RootInfo};
 use crate::ops::home::{self, Protection};
 use crate::secret::Password;
@@ -68,30 +67,15 @@ pub struct ProtectArgs {
     /// The new root passphrase (mode 0600) instead of VAULT_NEW_ROOT_PASSWORD or a prompt.
     #[arg(long, value_name = "F")]
     new_password_file: Option<PathBuf>,
-    /// Argon2id memory in MiB for a passphrase (default 64; at least 19).
-    #[arg(long, value_name = "MIB")]
-    kdf_memory: Option<u32>,
-    /// Argon2id passes (default 3; at least 2).
-    #[arg(long, value_name = "N")]
-    kdf_time: Option<u32>,
-    /// Argon2id lanes (default 4; at least 1).
-    #[arg(long, value_name = "N")]
-    kdf_parallelism: Option<u32>,
+    #[command(flatten)]
+    kdf: super::args::KdfArgs,
 }
 
 impl ProtectArgs {
     fn resolve(&self) -> CliResult<(Protection, PasswordArg)> {
-        let d = KdfParams::default();
         let protection = match self.protect {
             ProtectMode::File => Protection::File,
-            ProtectMode::Passphrase => Protection::Passphrase(KdfParams {
-                memory_kib: self
-                    .kdf_memory
-                    .map(|m| m.saturating_mul(1024))
-                    .unwrap_or(d.memory_kib),
-                iterations: self.kdf_time.unwrap_or(d.iterations),
-                parallelism: self.kdf_parallelism.unwrap_or(d.parallelism),
-            }),
+            ProtectMode::Passphrase => Protection::Passphrase(self.kdf.params()),
             ProtectMode::Pkcs11 => {
                 let (Some(module), Some(label)) = (&self.pkcs11_module, &self.pkcs11_token) else {
                     return Err(super::CliError::new(

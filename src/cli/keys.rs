@@ -100,29 +100,14 @@ pub struct DownloadArgs {
     /// Read the password from this file (mode 0600) instead of VAULT_KEY_PASSWORD or a prompt.
     #[arg(long, value_name = "P")]
     password_file: Option<PathBuf>,
-    /// Argon2id memory in MiB (default 64; at least 19).
-    #[arg(long, value_name = "MIB")]
-    kdf_memory: Option<u32>,
-    /// Argon2id passes (default 3; at least 2).
-    #[arg(long, value_name = "N")]
-    kdf_time: Option<u32>,
-    /// Argon2id lanes (default 4; at least 1).
-    #[arg(long, value_name = "N")]
-    kdf_parallelism: Option<u32>,
+    #[command(flatten)]
+    kdf: super::args::KdfArgs,
 }
 
 impl DownloadArgs {
     /// The KDF parameters asked for (checked by the operation) and the password source.
     fn resolve(&self) -> (KdfParams, PasswordArg) {
-        let d = KdfParams::default();
-        let params = KdfParams {
-            memory_kib: self
-                .kdf_memory
-                .map(|m| m.saturating_mul(1024))
-                .unwrap_or(d.memory_kib),
-            iterations: self.kdf_time.unwrap_or(d.iterations),
-            parallelism: self.kdf_parallelism.unwrap_or(d.parallelism),
-        };
+        let params = self.kdf.params();
         let password = PasswordArg {
             file: self.password_file.clone(),
             env_var: "VAULT_KEY_PASSWORD",
