@@ -20,20 +20,32 @@ pub struct Rsyslog {
     pub out: PathBuf,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+/// Ports already handed to a receiver of this test process. The tests run in parallel
+/// threads, and the kernel may give the same ephemeral port to two `bind(0)` calls once
+/// the first socket is closed: two rsyslogd would then race for one port, the loser's
+/// readiness check would connect to the winner, and both tests would read one mixed log.
+static GIVEN: std::sync::Mutex<Vec<(bool, u16)>> = std::sync::Mutex::new(Vec::new());
 
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
+/// A port no other receiver of this process was given (`udp` tells the namespace).
+fn fresh_port(udp: bool) -> u16 {
+    loop {
+        let port = if udp {
+            std::net::UdpSocket::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+        } else {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+        }
         .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+        .port();
+        let mut given = GIVEN.lock().unwrap();
+        if !given.contains(&(udp, port)) {
+            given.push((udp, port));
+            return port;
+        }
+    }
 }
 
 impl Rsyslog {
@@ -41,7 +53,7 @@ impl Rsyslog {
         let bin = tools::require("rsyslogd", ".ci/install.d/42-rsyslog.sh")?;
         let work = dir.join("work");
         std::fs::create_dir_all(&work).unwrap();
-        let (udp, tcp) = (free_udp_port(), free_port());
+        let (udp, tcp) = (fresh_port(true), fresh_port(false));
         let sock = dir.join("log.sock");
         let out = dir.join("received.log");
         let conf = dir.join("rsyslog.conf");
